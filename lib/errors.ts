@@ -1,0 +1,55 @@
+/**
+ * Error classes. Bad arguments are plain `TypeError` / `RangeError`; everything else densetorch
+ * raises on purpose is a {@link DensetorchError} subclass.
+ */
+
+/** Base class of densetorch's own errors. */
+export class DensetorchError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+/** No usable LibTorch was found (or it could not be fetched). */
+export class LibTorchNotFoundError extends DensetorchError {}
+
+/** The LibTorch found has a different version from the one the addon was built against. */
+export class LibTorchVersionError extends DensetorchError {}
+
+/** The native addon could not be found or loaded. */
+export class AddonLoadError extends DensetorchError {}
+
+/** An operation inside LibTorch failed (the message is LibTorch's first line). */
+export class NativeError extends DensetorchError {}
+
+/** Describes a value for an error message: `-1 of type number`, `an array of length 3`. */
+export function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (value === undefined) return 'undefined';
+  if (Array.isArray(value)) return `an array of length ${value.length}`;
+  if (ArrayBuffer.isView(value)) return `a ${value.constructor.name} of length ${(value as unknown as { length: number }).length}`;
+  if (typeof value === 'string') return `'${value}' of type string`;
+  if (typeof value === 'object') return `an object of type ${value.constructor?.name ?? 'Object'}`;
+  return `${String(value)} of type ${typeof value}`;
+}
+
+/** Runs a native call and turns the plain `Error` it throws into a {@link NativeError}. */
+export function native<T>(call: () => T): T {
+  try {
+    return call();
+  } catch (err) {
+    throw rethrowNative(err);
+  }
+}
+
+/** Maps an error thrown by the addon to densetorch's classes (TypeError/RangeError kept as they are). */
+export function rethrowNative(err: unknown): Error {
+  if (err instanceof TypeError || err instanceof RangeError || err instanceof DensetorchError) return err;
+  if (err instanceof Error) {
+    const wrapped = new NativeError(err.message);
+    if (err.stack) wrapped.stack = `NativeError: ${err.message}\n${err.stack.split('\n').slice(1).join('\n')}`;
+    return wrapped;
+  }
+  return new NativeError(String(err));
+}

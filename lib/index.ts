@@ -1,0 +1,68 @@
+/**
+ * densetorch: DenseNet for Node.js on LibTorch.
+ *
+ * ```js
+ * const dt = require('densetorch');
+ * const x = dt.tensor(new Float32Array(6), [2, 3]);
+ * ```
+ */
+import { describe } from './errors';
+import { loadNative } from './native';
+
+export { tensor, Tensor } from './tensor';
+export type { DType, AnyDType, Device, TensorData, TensorOptions } from './tensor';
+export {
+  DensetorchError,
+  LibTorchNotFoundError,
+  LibTorchVersionError,
+  AddonLoadError,
+  NativeError,
+} from './errors';
+
+const loaded = loadNative();
+
+/** Versions of densetorch and LibTorch, and whether CUDA can be used. */
+export interface Versions {
+  /** densetorch's package version. */
+  readonly densetorch: string;
+  /** LibTorch version the addon was compiled against. */
+  readonly libtorch: string;
+  /** Whether a CUDA device is usable. */
+  readonly cudaAvailable: boolean;
+}
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const packageJson = require('../package.json') as { version: string };
+
+/** Versions of densetorch and LibTorch, and CUDA availability. */
+export const versions: Versions = Object.freeze({
+  densetorch: packageJson.version,
+  libtorch: loaded.addon.versions().libtorch,
+  cudaAvailable: loaded.addon.versions().cudaAvailable,
+});
+
+function checkPositiveInt(value: unknown, what: string): number {
+  if (typeof value !== 'number' || !Number.isInteger(value)) {
+    throw new TypeError(`Expected ${what} to be a positive integer but received ${describe(value)}`);
+  }
+  if (value < 1) throw new RangeError(`Expected ${what} to be a positive integer but received ${value}`);
+  return value;
+}
+
+/** Sets the number of threads LibTorch uses for intra-op parallelism. */
+export function setNumThreads(n: number): void {
+  loaded.addon.setNumThreads(checkPositiveInt(n, 'n'));
+}
+
+/** The number of threads LibTorch uses for intra-op parallelism. */
+export function getNumThreads(): number {
+  return loaded.addon.getNumThreads();
+}
+
+/** Seeds LibTorch's random generators (CPU and CUDA), for reproducible models and training. */
+export function manualSeed(seed: number): void {
+  if (typeof seed !== 'number' || !Number.isSafeInteger(seed) || seed < 0) {
+    throw new TypeError(`Expected seed to be a non-negative safe integer but received ${describe(seed)}`);
+  }
+  loaded.addon.manualSeed(seed);
+}

@@ -1,0 +1,142 @@
+/**
+ * Loads LibTorch's shared libraries and then the addon. The addon carries no rpath, so the
+ * libraries are opened first, globally, where the search in libtorch.ts finds them; the
+ * addon's own dependencies then resolve to the already-loaded copies.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { AddonLoadError, LibTorchVersionError } from './errors';
+import { checkEnvStep, findLibTorch, LibTorchInstall, releaseOf, searchLibTorch } from './libtorch';
+
+/** The addon's native tensor handle (internal). */
+export interface NativeTensorHandle {
+  shape(): number[];
+  dtype(): string;
+  device(): string;
+  toArray(): Float32Array | Float64Array | Int32Array | BigInt64Array | Uint8Array;
+  to(device: string): NativeTensorHandle;
+  dispose(): void;
+  isDisposed(): boolean;
+}
+
+/** The addon's exports (internal). */
+export interface Addon {
+  NativeTensor: {
+    fromData(data: ArrayBufferView, shape: number[], source: string, target: string, device: string): NativeTensorHandle;
+  };
+  versions(): { libtorch: string; cudaAvailable: boolean; cudaDeviceCount: number };
+  setNumThreads(n: number): void;
+  getNumThreads(): number;
+  manualSeed(seed: number): void;
+  /** Bytes of native memory currently reported to V8 by this addon's environment (diagnostics). */
+  externalMemory(): number;
+}
+
+/** What was loaded, for `versions` and `densetorch doctor`. */
+export interface LoadedNative {
+  readonly addon: Addon;
+  readonly addonPath: string;
+  readonly libtorch: LibTorchInstall;
+  /** The LibTorch version the addon was built against. */
+  readonly builtAgainst: string;
+}
+
+const PACKAGE_ROOT = path.resolve(__dirname, '..');
+// glibc's RTLD_NODELETE: keeps a library mapped even though process.dlopen, finding no Node
+// module in it, closes it again.
+const RTLD_NODELETE = 0x1000;
+
+/** The addon file node-gyp-build would load (prebuilt first, then a local build). */
+export function addonPath(): string {
+  // node-gyp-build ships no types; its resolver takes the package root.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const gypBuild = require('node-gyp-build') as { resolve(dir: string): string };
+  try {
+    return gypBuild.resolve(PACKAGE_ROOT);
+  } catch (err) {
+    throw new AddonLoadError(
+      `No densetorch addon for ${process.platform}-${process.arch} (node ${process.version}): ${(err as Error).message}. ` +
+        'Build it from source with `npm run build` in the package folder.',
+    );
+  }
+}
+
+/** The LibTorch release the addon at `file` expects: its build record, else the package pin. */
+function expectedVersion(file: string): string {
+  const record = path.join(path.dirname(file), 'libtorch.json');
+  if (fs.existsSync(record)) {
+    const parsed = JSON.parse(fs.readFileSync(record, 'utf8')) as { version?: string };
+    if (parsed.version) return parsed.version;
+  }
+  const pkg = JSON.parse(fs.readFileSync(path.join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { libtorch?: string };
+  return pkg.libtorch ?? '';
+}
+
+/** Picks the LibTorch to load: the first in the search order whose release matches the addon's. */
+function chooseLibTorch(expected: string): LibTorchInstall {
+  if (!expected) return findLibTorch();
+  const steps = searchLibTorch();
+  checkEnvStep(steps);
+  const env = steps.find((s) => s.source === 'env');
+  const found = steps.filter((s) => s.found).map((s) => s.found as LibTorchInstall);
+  if (env?.found && releaseOf(env.found.version) !== releaseOf(expected)) {
+    throw new LibTorchVersionError(
+      `LIBTORCH points at LibTorch ${env.found.version} (${env.found.root}) but this densetorch addon was built for ` +
+        `LibTorch ${expected}. Point LIBTORCH at LibTorch ${releaseOf(expected)}, or rebuild densetorch from source.`,
+    );
+  }
+  const match = found.find((lt) => releaseOf(lt.version) === releaseOf(expected));
+  if (match) return match;
+  if (found.length > 0) {
+    const seen = found.map((lt) => `${lt.version} (${lt.source}: ${lt.root})`).join(', ');
+    throw new LibTorchVersionError(
+      `This densetorch addon was built for LibTorch ${expected}, but only LibTorch ${seen} was found. ` +
+        `Run \`npx densetorch setup\` to fetch LibTorch ${releaseOf(expected)}, or rebuild densetorch from source.`,
+    );
+  }
+  return findLibTorch(); // throws the not-found error with what to do
+}
+
+function preload(lt: LibTorchInstall): void {
+  const flags = os.constants.dlopen.RTLD_NOW | os.constants.dlopen.RTLD_GLOBAL | RTLD_NODELETE;
+  const ext = process.platform === 'darwin' ? '.dylib' : '.so';
+  const names = ['libc10', 'libtorch_cpu', 'libc10_cuda', 'libtorch_cuda', 'libtorch'];
+  for (const name of names) {
+    const file = path.join(lt.libDir, name + ext);
+    if (!fs.existsSync(file)) continue;
+    try {
+      process.dlopen({ exports: {} }, file, flags);
+    } catch (err) {
+      // Expected: a plain library registers no Node module. Anything else is a real failure.
+      const message = (err as Error).message;
+      if (!/did not self-register|Module did not self-register|napi_register_module/i.test(message)) {
+        throw new AddonLoadError(`Could not load ${file}: ${message}`);
+      }
+    }
+  }
+}
+
+let loaded: LoadedNative | undefined;
+
+/** Loads LibTorch and the addon once; later calls return the same handle. */
+export function loadNative(): LoadedNative {
+  if (loaded) return loaded;
+  const file = addonPath();
+  const builtAgainst = expectedVersion(file);
+  const libtorch = chooseLibTorch(builtAgainst);
+  preload(libtorch);
+  const module = { exports: {} as Addon };
+  try {
+    process.dlopen(module, file, os.constants.dlopen.RTLD_NOW);
+  } catch (err) {
+    throw new AddonLoadError(`Could not load the densetorch addon ${file}: ${(err as Error).message}`);
+  }
+  loaded = { addon: module.exports, addonPath: file, libtorch, builtAgainst: builtAgainst || module.exports.versions().libtorch };
+  return loaded;
+}
+
+/** The loaded addon's exports. */
+export function addon(): Addon {
+  return loadNative().addon;
+}

@@ -1,0 +1,63 @@
+// Registration only: every export is defined in its own file.
+#include <napi.h>
+
+#include "../core/tensor_ops.h"
+#include "addon_data.h"
+#include "errors.h"
+#include "tensor.h"
+
+namespace densetorch::bindings {
+namespace {
+
+Napi::Value Versions(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    const auto rt = runtime_info();
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("libtorch", rt.libtorch_version);
+    out.Set("cudaAvailable", rt.cuda_available);
+    out.Set("cudaDeviceCount", rt.cuda_device_count);
+    return out;
+  });
+}
+
+Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  guarded(env, [&] { set_num_threads(info[0].As<Napi::Number>().Int32Value()); });
+  return env.Undefined();
+}
+
+Napi::Value GetNumThreads(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), num_threads());
+}
+
+Napi::Value ManualSeed(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  guarded(env, [&] { manual_seed(static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value())); });
+  return env.Undefined();
+}
+
+Napi::Value ExternalMemory(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(Napi::MemoryManagement::AdjustExternalMemory(info.Env(), 0)));
+}
+
+}  // namespace
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  env.SetInstanceData(new AddonData());  // owned and deleted by the environment
+  exports.Set("NativeTensor", NativeTensor::Init(env));
+  exports.Set("versions", Napi::Function::New<Versions>(env, "versions"));
+  exports.Set("setNumThreads", Napi::Function::New<SetNumThreads>(env, "setNumThreads"));
+  exports.Set("getNumThreads", Napi::Function::New<GetNumThreads>(env, "getNumThreads"));
+  exports.Set("manualSeed", Napi::Function::New<ManualSeed>(env, "manualSeed"));
+  exports.Set("externalMemory", Napi::Function::New<ExternalMemory>(env, "externalMemory"));
+  return exports;
+}
+
+}  // namespace densetorch::bindings
+
+static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
+  return densetorch::bindings::Init(env, exports);
+}
+
+NODE_API_MODULE(densetorch, InitAddon)

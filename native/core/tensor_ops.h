@@ -1,0 +1,46 @@
+// Tensor creation from raw host bytes and copies back, dtype names, runtime facts.
+// Plain C++20 + LibTorch: no N-API here.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace densetorch {
+
+// The dtypes that cross the JS boundary, named as the TS API names them.
+at::ScalarType dtype_from_name(std::string_view name);
+std::string dtype_name(at::ScalarType type);
+
+// Parses 'cpu', 'cuda' or 'cuda:N'; throws std::invalid_argument otherwise, and
+// std::runtime_error when CUDA is asked for but not available.
+at::Device parse_device(std::string_view name);
+std::string device_name(const at::Device& device);
+
+// Copies `nbytes` from `data` into a new tensor of `shape` and `source` dtype, then converts
+// it to `target` dtype and `device`. Checks that nbytes matches the shape.
+at::Tensor tensor_from_bytes(const void* data, std::size_t nbytes, const std::vector<int64_t>& shape,
+                             at::ScalarType source, at::ScalarType target, const at::Device& device);
+
+// Copies the tensor's elements (row-major, contiguous) into `out`, which must hold exactly
+// t.numel() * element size bytes. Moves device tensors to the host first.
+void copy_to_bytes(const at::Tensor& t, void* out, std::size_t nbytes);
+
+// Bytes of host memory owned by this tensor's storage (0 for device tensors).
+int64_t host_bytes(const at::Tensor& t);
+
+struct RuntimeInfo {
+  std::string libtorch_version;  // the version the addon was compiled against
+  bool cuda_available;
+  int cuda_device_count;
+};
+RuntimeInfo runtime_info();
+
+void set_num_threads(int n);
+int num_threads();
+void manual_seed(uint64_t seed);
+
+}  // namespace densetorch

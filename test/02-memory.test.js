@@ -1,0 +1,56 @@
+'use strict';
+const assert = require('node:assert/strict');
+const dt = require('..');
+const { rssMiB, collectGarbage } = require('./helpers');
+
+describe('tensors: memory', () => {
+  it('creating and disposing 10,000 tensors of 1 MB grows RSS by less than 50 MB', async () => {
+    const data = new Float32Array(256 * 1024); // 1 MiB
+    for (let i = 0; i < 50; i++) dt.tensor(data, [256, 1024]).dispose(); // warm up allocator
+    await collectGarbage();
+    const before = rssMiB();
+    for (let i = 0; i < 10000; i++) {
+      const t = dt.tensor(data, [256, 1024]);
+      t.dispose();
+    }
+    await collectGarbage();
+    const growth = rssMiB() - before;
+    console.log(`      RSS growth after 10,000 x 1 MB create/dispose: ${growth.toFixed(1)} MB`);
+    assert.ok(growth < 50, `RSS grew by ${growth.toFixed(1)} MB`);
+  });
+
+  it('frees tensors that are only dropped (no dispose) when they are garbage collected', async () => {
+    const { addon } = require('../dist/native.js');
+    const data = new Float32Array(256 * 1024);
+    await collectGarbage();
+    const reportedBefore = addon().externalMemory();
+    let rssAfterWarmup = 0;
+    for (let round = 0; round < 20; round++) {
+      let kept = [];
+      for (let i = 0; i < 100; i++) kept.push(dt.tensor(data, [256, 1024])); // 100 MB alive at once
+      kept = null;
+      await collectGarbage(2);
+      if (round === 1) rssAfterWarmup = rssMiB();
+    }
+    await collectGarbage();
+    const reportedAfter = addon().externalMemory();
+    const growth = rssMiB() - rssAfterWarmup;
+    console.log(`      2,000 x 1 MB dropped tensors: reported native memory ${((reportedAfter - reportedBefore) / 1048576).toFixed(1)} MiB left after GC; RSS growth over rounds 2-20: ${growth.toFixed(1)} MB`);
+    assert.equal(reportedAfter, reportedBefore, 'every finalizer ran and released its tensor');
+    assert.ok(growth < 50, `RSS kept growing: ${growth.toFixed(1)} MB`);
+  });
+
+  it('reports tensor memory to V8 as external memory, and uncounts it on dispose', () => {
+    const { addon } = require('../dist/native.js');
+    const data = new Float32Array(4 * 1024 * 1024); // 16 MiB
+    const before = addon().externalMemory();
+    const t = dt.tensor(data, [4, 1024, 1024]);
+    const during = addon().externalMemory();
+    t.dispose();
+    const after = addon().externalMemory();
+    const mib = (x) => (x / 1048576).toFixed(1);
+    console.log(`      reported external memory: before ${mib(before)} MiB, with tensor ${mib(during)} MiB, after dispose ${mib(after)} MiB`);
+    assert.equal(during - before, 16 * 1048576);
+    assert.equal(after, before);
+  });
+});

@@ -1,0 +1,78 @@
+'use strict';
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { runNode } = require('./helpers');
+const libtorch = require('../dist/libtorch.js');
+const { loadNative } = require('../dist/native.js');
+
+function fakeLibTorch(version) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'densetorch-fake-'));
+  fs.mkdirSync(path.join(dir, 'lib'));
+  fs.mkdirSync(path.join(dir, 'include', 'torch'), { recursive: true });
+  fs.writeFileSync(path.join(dir, 'lib', 'libtorch.so'), '');
+  fs.writeFileSync(path.join(dir, 'version.py'), `__version__ = '${version}'\n`);
+  return dir;
+}
+
+describe('LibTorch discovery', () => {
+  it('loaded a LibTorch whose release matches the one the addon was built for', () => {
+    const native = loadNative();
+    assert.equal(libtorch.releaseOf(native.libtorch.version), libtorch.releaseOf(native.builtAgainst));
+    assert.ok(['env', 'python', 'cache'].includes(native.libtorch.source));
+    console.log(`      LibTorch ${native.libtorch.version} from ${native.libtorch.source} (${native.libtorch.root})`);
+  });
+
+  it('inspects a LibTorch folder: version, include and library folders', () => {
+    const found = libtorch.inspectLibTorch(loadNative().libtorch.root, 'env');
+    assert.ok(found);
+    assert.match(found.version, /^\d+\.\d+\.\d+/);
+    assert.ok(fs.existsSync(path.join(found.libDir, 'libtorch.so')));
+    assert.ok(fs.existsSync(path.join(found.includeDirs[0], 'ATen', 'ATen.h')));
+    assert.ok(fs.existsSync(path.join(found.cmakePrefix, 'Torch', 'TorchConfig.cmake')));
+  });
+
+  it('honours DENSETORCH_CACHE for the cache folder', () => {
+    const saved = process.env.DENSETORCH_CACHE;
+    try {
+      process.env.DENSETORCH_CACHE = '/tmp/dt-cache-test';
+      assert.equal(libtorch.cacheDir(), '/tmp/dt-cache-test');
+      assert.ok(libtorch.cachedLibTorchDir().startsWith('/tmp/dt-cache-test/libtorch/'));
+    } finally {
+      if (saved === undefined) delete process.env.DENSETORCH_CACHE; else process.env.DENSETORCH_CACHE = saved;
+    }
+  });
+
+  it('rejects a LIBTORCH that is not a LibTorch folder, saying what was expected', () => {
+    const result = runNode('require(".")', { env: { LIBTORCH: os.tmpdir() } });
+    assert.notEqual(result.status, 0);
+    assert.equal(result.signal, null);
+    assert.match(result.stderr, /LibTorchNotFoundError: LIBTORCH is set to '.*', which is not a LibTorch folder \(expected lib\/libtorch\.so/);
+  });
+
+  it('refuses a LibTorch of another version, naming both versions, without crashing', () => {
+    const dir = fakeLibTorch('2.9.1+cpu');
+    try {
+      const result = runNode('require(".")', { env: { LIBTORCH: dir } });
+      assert.equal(result.signal, null);
+      assert.notEqual(result.status, 0);
+      assert.match(result.stderr, /LibTorchVersionError: LIBTORCH points at LibTorch 2\.9\.1\+cpu .* built for LibTorch 2\.13\.0/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('says what to do when no LibTorch can be found', () => {
+    const empty = fs.mkdtempSync(path.join(os.tmpdir(), 'densetorch-empty-'));
+    try {
+      const result = runNode(
+        'try { require("./dist/libtorch.js").findLibTorch(); } catch (e) { console.log(e.name + ": " + e.message); }',
+        { env: { DENSETORCH_CACHE: empty, PYTHON: path.join(empty, 'no-python'), LIBTORCH: '' } },
+      );
+      assert.match(result.stdout, /LibTorchNotFoundError: LibTorch was not found\. Looked at: .*Run `npx densetorch setup`.*or set LIBTORCH/);
+    } finally {
+      fs.rmSync(empty, { recursive: true, force: true });
+    }
+  });
+});

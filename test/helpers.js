@@ -1,0 +1,32 @@
+'use strict';
+// Shared test helpers (no shared state).
+const { spawnSync } = require('node:child_process');
+const path = require('node:path');
+
+const ROOT = path.resolve(__dirname, '..');
+
+/** Runs a Node script in a child process (so an abort is seen as a failed exit, not a dead runner). */
+function runNode(script, { env = {}, timeout = 120000 } = {}) {
+  const result = spawnSync(process.execPath, ['--expose-gc', '-e', script], {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    encoding: 'utf8',
+    timeout,
+  });
+  return { status: result.status, signal: result.signal, stdout: result.stdout, stderr: result.stderr };
+}
+
+/** Resident set size in MiB. */
+function rssMiB() {
+  return process.memoryUsage().rss / (1024 * 1024);
+}
+
+/** Forces full garbage collections (needs --expose-gc) and lets finalizers run. */
+async function collectGarbage(rounds = 4) {
+  for (let i = 0; i < rounds; i++) {
+    global.gc();
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+module.exports = { ROOT, runNode, rssMiB, collectGarbage };
