@@ -20,6 +20,12 @@ export class LibTorchVersionError extends DensetorchError {}
 /** The native addon could not be found or loaded. */
 export class AddonLoadError extends DensetorchError {}
 
+/** A weight file or state dict could not be loaded: bad format, missing/unexpected keys, wrong shapes. */
+export class WeightsError extends DensetorchError {}
+
+/** The model is running a background job (fit, predict, save) and cannot take this call now. */
+export class BusyError extends DensetorchError {}
+
 /** An operation inside LibTorch failed (the message is LibTorch's first line). */
 export class NativeError extends DensetorchError {}
 
@@ -34,10 +40,19 @@ export function describe(value: unknown): string {
   return `${String(value)} of type ${typeof value}`;
 }
 
-/** Runs a native call and turns the plain `Error` it throws into a {@link NativeError}. */
+/** Runs a native call and turns the plain `Error` it throws into a densetorch error class. */
 export function native<T>(call: () => T): T {
   try {
     return call();
+  } catch (err) {
+    throw rethrowNative(err);
+  }
+}
+
+/** Awaits a native promise and maps its rejection as {@link native} does. */
+export async function nativeAsync<T>(call: () => Promise<T>): Promise<T> {
+  try {
+    return await native(call);
   } catch (err) {
     throw rethrowNative(err);
   }
@@ -47,8 +62,10 @@ export function native<T>(call: () => T): T {
 export function rethrowNative(err: unknown): Error {
   if (err instanceof TypeError || err instanceof RangeError || err instanceof DensetorchError) return err;
   if (err instanceof Error) {
-    const wrapped = new NativeError(err.message);
-    if (err.stack) wrapped.stack = `NativeError: ${err.message}\n${err.stack.split('\n').slice(1).join('\n')}`;
+    const code = (err as Error & { code?: string }).code;
+    const Kind = code === 'DENSETORCH_WEIGHTS' ? WeightsError : code === 'DENSETORCH_BUSY' ? BusyError : NativeError;
+    const wrapped = new Kind(err.message);
+    if (err.stack) wrapped.stack = `${Kind.name}: ${err.message}\n${err.stack.split('\n').slice(1).join('\n')}`;
     return wrapped;
   }
   return new NativeError(String(err));

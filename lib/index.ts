@@ -12,7 +12,21 @@ import { loadNative } from './native';
 export { tensor, Tensor } from './tensor';
 export type { DType, AnyDType, Device, TensorData, TensorOptions } from './tensor';
 export {
+  DenseNet,
+  densenet121,
+  densenet161,
+  densenet169,
+  densenet201,
+  densenet264,
+  densenetCifar,
+  load,
+  PRESETS,
+} from './densenet';
+export type { DenseNetArgs, DenseNetConfig, PresetArgs, PresetName, CifarArgs, PredictOptions, LoadOptions, Stem } from './densenet';
+export {
   DensetorchError,
+  WeightsError,
+  BusyError,
   LibTorchNotFoundError,
   LibTorchVersionError,
   AddonLoadError,

@@ -20,8 +20,45 @@ export interface NativeTensorHandle {
   isDisposed(): boolean;
 }
 
+/** The config object the native model is built from (validated in lib/densenet.ts). */
+export interface NativeModelConfig {
+  growthRate: number;
+  blockConfig: number[];
+  numInitFeatures: number;
+  bnSize: number;
+  compression: number;
+  dropRate: number;
+  numClasses: number;
+  inChannels: number;
+  stem: 'imagenet' | 'cifar';
+  memoryEfficient: boolean;
+}
+
+/** The addon's native model handle (internal). */
+export interface NativeModelHandle {
+  forward(x: NativeTensorHandle): NativeTensorHandle;
+  predict(x: NativeTensorHandle, batchSize: number): Promise<NativeTensorHandle>;
+  setTraining(training: boolean): void;
+  isTraining(): boolean;
+  numParameters(): number;
+  to(device: string): void;
+  device(): string;
+  stateDict(): Record<string, NativeTensorHandle>;
+  loadStateDict(sd: Record<string, NativeTensorHandle>, strict: boolean): void;
+  save(path: string, metadata: Record<string, string>): Promise<void>;
+  lossAndGrads(x: NativeTensorHandle, labels: NativeTensorHandle): { loss: number; output: NativeTensorHandle; grads: Record<string, NativeTensorHandle> };
+}
+
+/** A weight file as read by the addon (internal). */
+export interface NativeWeightFile {
+  tensors: Record<string, NativeTensorHandle>;
+  metadata: Record<string, string>;
+}
+
 /** The addon's exports (internal). */
 export interface Addon {
+  NativeModel: new (config: NativeModelConfig) => NativeModelHandle;
+  readWeights(path: string): Promise<NativeWeightFile>;
   NativeTensor: {
     fromData(data: ArrayBufferView, shape: number[], source: string, target: string, device: string): NativeTensorHandle;
   };

@@ -4,6 +4,7 @@
 #include "../core/tensor_ops.h"
 #include "addon_data.h"
 #include "errors.h"
+#include "model.h"
 #include "tensor.h"
 
 namespace densetorch::bindings {
@@ -46,6 +47,8 @@ Napi::Value ExternalMemory(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData(new AddonData());  // owned and deleted by the environment
   exports.Set("NativeTensor", NativeTensor::Init(env));
+  exports.Set("NativeModel", NativeModel::Init(env));
+  exports.Set("readWeights", Napi::Function::New<ReadWeights>(env, "readWeights"));
   exports.Set("versions", Napi::Function::New<Versions>(env, "versions"));
   exports.Set("setNumThreads", Napi::Function::New<SetNumThreads>(env, "setNumThreads"));
   exports.Set("getNumThreads", Napi::Function::New<GetNumThreads>(env, "getNumThreads"));

@@ -5,6 +5,8 @@
 
 #include <c10/util/Exception.h>
 
+#include "../core/errors.h"
+
 #include <exception>
 #include <stdexcept>
 #include <string>
@@ -21,7 +23,7 @@ inline std::string first_line(const std::string& message) {
 }
 
 // The JS error class for a C++ exception: c10's typed errors map to TypeError/RangeError.
-enum class ErrorKind { kError, kTypeError, kRangeError };
+enum class ErrorKind { kError, kTypeError, kRangeError, kWeights, kBusy };
 
 struct Failure {
   ErrorKind kind = ErrorKind::kError;
@@ -32,6 +34,10 @@ struct Failure {
 inline Failure describe_current_exception() {
   try {
     throw;
+  } catch (const WeightsError& e) {
+    return {ErrorKind::kWeights, first_line(e.what())};
+  } catch (const BusyError& e) {
+    return {ErrorKind::kBusy, first_line(e.what())};
   } catch (const c10::TypeError& e) {
     return {ErrorKind::kTypeError, first_line(e.what_without_backtrace())};
   } catch (const c10::IndexError& e) {
@@ -55,6 +61,13 @@ inline Napi::Error to_js_error(Napi::Env env, const Failure& failure) {
   switch (failure.kind) {
     case ErrorKind::kTypeError: return Napi::TypeError::New(env, failure.message);
     case ErrorKind::kRangeError: return Napi::RangeError::New(env, failure.message);
+    case ErrorKind::kWeights:
+    case ErrorKind::kBusy: {
+      // lib/errors.ts maps the code to WeightsError / BusyError.
+      Napi::Error error = Napi::Error::New(env, failure.message);
+      error.Set("code", failure.kind == ErrorKind::kWeights ? "DENSETORCH_WEIGHTS" : "DENSETORCH_BUSY");
+      return error;
+    }
     default: return Napi::Error::New(env, failure.message);
   }
 }

@@ -1,0 +1,449 @@
+/**
+ * DenseNet models: configuration, presets (data, not classes) and the model class.
+ */
+import * as path from 'node:path';
+import { describe, native, nativeAsync, WeightsError } from './errors';
+import { addon, NativeModelConfig, NativeModelHandle } from './native';
+import { checkDevice, Device, Tensor } from './tensor';
+
+/** The stem before the first dense block. */
+export type Stem = 'imagenet' | 'cifar';
+
+/** Full DenseNet configuration (what `model.config` returns). */
+export interface DenseNetConfig {
+  /** Channels each layer adds (k). */
+  readonly growthRate: number;
+  /** Layers per dense block. */
+  readonly blockConfig: readonly number[];
+  /** Channels out of the stem. */
+  readonly numInitFeatures: number;
+  /** Bottleneck width factor (DenseNet-B uses 4); 0 for plain BN-ReLU-Conv3x3 layers. */
+  readonly bnSize: number;
+  /** Transition compression θ in (0, 1]: a transition outputs floor(θ·channels). */
+  readonly compression: number;
+  /** Dropout after each layer's new features, in [0, 1). */
+  readonly dropRate: number;
+  /** Classifier outputs. */
+  readonly numClasses: number;
+  /** Input image channels. */
+  readonly inChannels: number;
+  /** 'imagenet': 7x7/2 conv, BN, ReLU, 3x3/2 max-pool. 'cifar': one 3x3 conv. */
+  readonly stem: Stem;
+  /** Recompute concatenation + BN + ReLU in backward instead of storing them (Pleiss et al.). */
+  readonly memoryEfficient: boolean;
+}
+
+/** Arguments of `new DenseNet(...)`; every field is optional and defaults to DenseNet-121's. */
+export interface DenseNetArgs {
+  /** Default 32. */
+  growthRate?: number;
+  /** Default [6, 12, 24, 16]. */
+  blockConfig?: readonly number[];
+  /** Default 64. */
+  numInitFeatures?: number;
+  /** Default 4; 0 for no bottleneck. */
+  bnSize?: number;
+  /** Default 0.5. */
+  compression?: number;
+  /** Default 0. */
+  dropRate?: number;
+  /** Default 1000. */
+  numClasses?: number;
+  /** Default 3. */
+  inChannels?: number;
+  /** Default 'imagenet'. */
+  stem?: Stem;
+  /** Default false. */
+  memoryEfficient?: boolean;
+  /** Default 'cpu'. */
+  device?: Device;
+}
+
+/** Options shared by the ImageNet presets. */
+export interface PresetArgs {
+  /** Default 1000. */
+  numClasses?: number;
+  /** Default false. */
+  memoryEfficient?: boolean;
+  /** Default 0. */
+  dropRate?: number;
+  /** Default 3. */
+  inChannels?: number;
+  /** Default 'cpu'. */
+  device?: Device;
+}
+
+/** Options of {@link densenetCifar}. */
+export interface CifarArgs {
+  /** Total depth L: 6n+4 with bottleneck, 3n+4 without. */
+  depth: number;
+  /** Growth rate k. */
+  growthRate: number;
+  /** DenseNet-B bottleneck layers. Default true. */
+  bottleneck?: boolean;
+  /** Transition compression θ. Default 0.5 (DenseNet-C); 1 for none. */
+  compression?: number;
+  /** Default 10. */
+  numClasses?: number;
+  /** Default false. */
+  memoryEfficient?: boolean;
+  /** Default 0 (the paper uses 0.2 without data augmentation). */
+  dropRate?: number;
+  /** Default 3. */
+  inChannels?: number;
+  /** Default 'cpu'. */
+  device?: Device;
+}
+
+const DEFAULTS: DenseNetConfig = {
+  growthRate: 32,
+  blockConfig: [6, 12, 24, 16],
+  numInitFeatures: 64,
+  bnSize: 4,
+  compression: 0.5,
+  dropRate: 0,
+  numClasses: 1000,
+  inChannels: 3,
+  stem: 'imagenet',
+  memoryEfficient: false,
+};
+
+/** The ImageNet presets: torchvision's 121/161/169/201 and the paper's 264. */
+export const PRESETS = {
+  densenet121: { growthRate: 32, blockConfig: [6, 12, 24, 16], numInitFeatures: 64 },
+  densenet161: { growthRate: 48, blockConfig: [6, 12, 36, 24], numInitFeatures: 96 },
+  densenet169: { growthRate: 32, blockConfig: [6, 12, 32, 32], numInitFeatures: 64 },
+  densenet201: { growthRate: 32, blockConfig: [6, 12, 48, 32], numInitFeatures: 64 },
+  densenet264: { growthRate: 32, blockConfig: [6, 12, 64, 48], numInitFeatures: 64 },
+} as const;
+
+/** Names of the ImageNet presets. */
+export type PresetName = keyof typeof PRESETS;
+
+function positiveInt(value: unknown, what: string): number {
+  if (typeof value !== 'number' || !Number.isInteger(value)) throw new TypeError(`Expected ${what} to be a positive integer but received ${describe(value)}`);
+  if (value < 1) throw new RangeError(`Expected ${what} to be a positive integer but received ${value}`);
+  return value;
+}
+
+function nonNegativeInt(value: unknown, what: string): number {
+  if (typeof value !== 'number' || !Number.isInteger(value)) throw new TypeError(`Expected ${what} to be a non-negative integer but received ${describe(value)}`);
+  if (value < 0) throw new RangeError(`Expected ${what} to be a non-negative integer but received ${value}`);
+  return value;
+}
+
+function numberIn(value: unknown, what: string, ok: (x: number) => boolean, range: string): number {
+  if (typeof value !== 'number' || Number.isNaN(value)) throw new TypeError(`Expected ${what} to be a number in ${range} but received ${describe(value)}`);
+  if (!ok(value)) throw new RangeError(`Expected ${what} to be a number in ${range} but received ${value}`);
+  return value;
+}
+
+function boolean(value: unknown, what: string): boolean {
+  if (typeof value !== 'boolean') throw new TypeError(`Expected ${what} to be a boolean but received ${describe(value)}`);
+  return value;
+}
+
+function optionsObject<T>(value: unknown, what: string): Partial<T> {
+  if (value === undefined) return {};
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new TypeError(`Expected ${what} to be an object but received ${describe(value)}`);
+  return value as Partial<T>;
+}
+
+const CONFIG_KEYS = new Set<string>([...Object.keys(DEFAULTS), 'device']);
+
+/** Validates DenseNet arguments and fills in defaults. */
+export function resolveConfig(args: DenseNetArgs | undefined): DenseNetConfig {
+  const a = optionsObject<DenseNetArgs>(args, 'DenseNet options');
+  for (const key of Object.keys(a)) {
+    if (!CONFIG_KEYS.has(key)) throw new TypeError(`Unknown DenseNet option '${key}'; expected one of ${[...CONFIG_KEYS].join(', ')}`);
+  }
+  const blockConfig = a.blockConfig ?? DEFAULTS.blockConfig;
+  if (!Array.isArray(blockConfig) || blockConfig.length === 0) {
+    throw new TypeError(`Expected blockConfig to be a non-empty array of positive integers but received ${describe(blockConfig)}`);
+  }
+  const stem = a.stem ?? DEFAULTS.stem;
+  if (stem !== 'imagenet' && stem !== 'cifar') throw new TypeError(`Expected stem to be 'imagenet' or 'cifar' but received ${describe(stem)}`);
+  return Object.freeze({
+    growthRate: positiveInt(a.growthRate ?? DEFAULTS.growthRate, 'growthRate'),
+    blockConfig: Object.freeze(blockConfig.map((n, i) => positiveInt(n, `blockConfig[${i}]`))),
+    numInitFeatures: positiveInt(a.numInitFeatures ?? DEFAULTS.numInitFeatures, 'numInitFeatures'),
+    bnSize: nonNegativeInt(a.bnSize ?? DEFAULTS.bnSize, 'bnSize'),
+    compression: numberIn(a.compression ?? DEFAULTS.compression, 'compression', (x) => x > 0 && x <= 1, '(0, 1]'),
+    dropRate: numberIn(a.dropRate ?? DEFAULTS.dropRate, 'dropRate', (x) => x >= 0 && x < 1, '[0, 1)'),
+    numClasses: positiveInt(a.numClasses ?? DEFAULTS.numClasses, 'numClasses'),
+    inChannels: positiveInt(a.inChannels ?? DEFAULTS.inChannels, 'inChannels'),
+    stem,
+    memoryEfficient: boolean(a.memoryEfficient ?? DEFAULTS.memoryEfficient, 'memoryEfficient'),
+  });
+}
+
+/** Options of {@link DenseNet.predict}. */
+export interface PredictOptions {
+  /** Images per forward pass (bounds memory). Default 256. */
+  batchSize?: number;
+}
+
+/** Options of {@link DenseNet.loadStateDict} and {@link DenseNet.loadWeights}. */
+export interface LoadOptions {
+  /** Require exactly the model's keys. Default true. Shape mismatches are always errors. */
+  strict?: boolean;
+}
+
+function tensorArg(x: unknown, what: string): Tensor {
+  if (!(x instanceof Tensor)) throw new TypeError(`Expected ${what} to be a Tensor but received ${describe(x)}`);
+  return x;
+}
+
+// torchvision's published weights use 'norm.1' / 'conv.2' inside dense layers; its loader renames them.
+const LEGACY_KEY = /^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$/;
+
+/** Metadata keys densetorch writes into a saved .safetensors file. */
+export const METADATA_CONFIG_KEY = 'densetorch.config';
+
+/**
+ * A DenseNet (Huang et al., 2017) held by LibTorch. State-dict keys are torchvision's.
+ */
+export class DenseNet {
+  readonly #native: NativeModelHandle;
+  readonly #config: DenseNetConfig;
+
+  /** Builds a DenseNet; every option defaults to DenseNet-121's (see {@link DenseNetArgs}). */
+  constructor(args?: DenseNetArgs) {
+    this.#config = resolveConfig(args);
+    const device = args?.device === undefined ? 'cpu' : checkDevice(args.device, 'device');
+    const config: NativeModelConfig = { ...this.#config, blockConfig: [...this.#config.blockConfig] };
+    this.#native = native(() => new (addon().NativeModel)(config));
+    if (device !== 'cpu') native(() => this.#native.to(device));
+  }
+
+  /** The configuration this model was built with. */
+  get config(): DenseNetConfig {
+    return this.#config;
+  }
+
+  /** The device holding the parameters. */
+  get device(): Device {
+    return this.#native.device() as Device;
+  }
+
+  /** Whether the model is in training mode (batch statistics, dropout). */
+  get training(): boolean {
+    return this.#native.isTraining();
+  }
+
+  /** Training mode: BN uses batch statistics and updates running ones; dropout is active. */
+  train(): this {
+    native(() => this.#native.setTraining(true));
+    return this;
+  }
+
+  /** Evaluation mode: BN uses running statistics; no dropout. */
+  eval(): this {
+    native(() => this.#native.setTraining(false));
+    return this;
+  }
+
+  /** Moves the parameters to `device`. */
+  to(device: Device): this {
+    const d = checkDevice(device, 'device');
+    native(() => this.#native.to(d));
+    return this;
+  }
+
+  /** Number of learnable parameters. */
+  numParameters(): number {
+    return this.#native.numParameters();
+  }
+
+  /**
+   * Logits [N, numClasses] for images x [N, inChannels, H, W] (float32, on the model's device),
+   * in the current mode, without recording gradients. Runs on the calling thread.
+   */
+  forward(x: Tensor): Tensor {
+    const input = tensorArg(x, 'x').handle('x');
+    return new Tensor(native(() => this.#native.forward(input)));
+  }
+
+  /** Logits for x in evaluation mode without gradients, computed off the main thread. */
+  async predict(x: Tensor, options: PredictOptions = {}): Promise<Tensor> {
+    const input = tensorArg(x, 'x').handle('x');
+    const o = optionsObject<PredictOptions>(options, 'options');
+    const batchSize = positiveInt(o.batchSize ?? 256, 'options.batchSize');
+    return new Tensor(await nativeAsync(() => this.#native.predict(input, batchSize)));
+  }
+
+  /** Parameters and buffers by torchvision's names (tensors share memory with the model). */
+  stateDict(): Record<string, Tensor> {
+    const sd = native(() => this.#native.stateDict());
+    const out: Record<string, Tensor> = {};
+    for (const [name, handle] of Object.entries(sd)) out[name] = new Tensor(handle);
+    return out;
+  }
+
+  /**
+   * Copies tensors into the model. Strict by default: missing or unexpected keys are an error.
+   * Shape mismatches are always an error. On any error the model is left unchanged.
+   */
+  loadStateDict(stateDict: Record<string, Tensor>, options: LoadOptions = {}): void {
+    const sd = optionsObject<Record<string, Tensor>>(stateDict, 'stateDict');
+    const strict = boolean(optionsObject<LoadOptions>(options, 'options').strict ?? true, 'options.strict');
+    const handles: Record<string, ReturnType<Tensor['handle']>> = {};
+    for (const [name, t] of Object.entries(sd)) handles[name] = tensorArg(t, `stateDict['${name}']`).handle(`stateDict['${name}']`);
+    native(() => this.#native.loadStateDict(handles, strict));
+  }
+
+  /**
+   * Writes the weights as .safetensors (torchvision key names, config in the metadata),
+   * atomically: a temporary file in the same folder is renamed into place.
+   */
+  async save(file: string): Promise<void> {
+    const target = pathArg(file, 'path');
+    const metadata = {
+      format: 'pt',
+      [METADATA_CONFIG_KEY]: JSON.stringify(this.#config),
+      'densetorch.version': packageVersion(),
+    };
+    await nativeAsync(() => this.#native.save(target, metadata));
+  }
+
+  /**
+   * Loads weights from a .safetensors file or a PyTorch .pth state dict (such as torchvision's
+   * published DenseNet weights). Strict by default; the model is unchanged on error.
+   */
+  async loadWeights(file: string, options: LoadOptions = {}): Promise<void> {
+    const source = pathArg(file, 'path');
+    const strict = boolean(optionsObject<LoadOptions>(options, 'options').strict ?? true, 'options.strict');
+    const weights = await nativeAsync(() => addon().readWeights(source));
+    const renamed: typeof weights.tensors = {};
+    for (const [name, t] of Object.entries(weights.tensors)) renamed[name.replace(LEGACY_KEY, '$1$2')] = t;
+    try {
+      native(() => this.#native.loadStateDict(renamed, strict));
+    } catch (err) {
+      if (err instanceof WeightsError) throw new WeightsError(`${source}: ${err.message}`);
+      throw err;
+    } finally {
+      for (const t of Object.values(weights.tensors)) t.dispose();
+    }
+  }
+
+  /** @internal One forward/backward pass with cross-entropy (for tests and benchmarks). */
+  lossAndGrads(x: Tensor, labels: Tensor): { loss: number; output: Tensor; grads: Record<string, Tensor> } {
+    const r = native(() => this.#native.lossAndGrads(tensorArg(x, 'x').handle('x'), tensorArg(labels, 'labels').handle('labels')));
+    const grads: Record<string, Tensor> = {};
+    for (const [name, handle] of Object.entries(r.grads)) grads[name] = new Tensor(handle);
+    return { loss: r.loss, output: new Tensor(r.output), grads };
+  }
+}
+
+function pathArg(value: unknown, what: string): string {
+  if (typeof value !== 'string' || value.length === 0) throw new TypeError(`Expected ${what} to be a non-empty string but received ${describe(value)}`);
+  return path.resolve(value);
+}
+
+function packageVersion(): string {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return (require('../package.json') as { version: string }).version;
+}
+
+function preset(name: PresetName, args: PresetArgs | undefined): DenseNet {
+  const a = optionsObject<PresetArgs>(args, `${name} options`);
+  const allowed = ['numClasses', 'memoryEfficient', 'dropRate', 'inChannels', 'device'];
+  for (const key of Object.keys(a)) {
+    if (!allowed.includes(key)) throw new TypeError(`Unknown ${name} option '${key}'; expected one of ${allowed.join(', ')}`);
+  }
+  const p = PRESETS[name];
+  return new DenseNet({ ...a, growthRate: p.growthRate, blockConfig: p.blockConfig, numInitFeatures: p.numInitFeatures, bnSize: 4, compression: 0.5, stem: 'imagenet' });
+}
+
+/** DenseNet-121 (torchvision's configuration: k=32, blocks 6-12-24-16). */
+export function densenet121(args?: PresetArgs): DenseNet {
+  return preset('densenet121', args);
+}
+/** DenseNet-161 (k=48, blocks 6-12-36-24, 96 initial features). */
+export function densenet161(args?: PresetArgs): DenseNet {
+  return preset('densenet161', args);
+}
+/** DenseNet-169 (k=32, blocks 6-12-32-32). */
+export function densenet169(args?: PresetArgs): DenseNet {
+  return preset('densenet169', args);
+}
+/** DenseNet-201 (k=32, blocks 6-12-48-32). */
+export function densenet201(args?: PresetArgs): DenseNet {
+  return preset('densenet201', args);
+}
+/** DenseNet-264 (the paper's; k=32, blocks 6-12-64-48). */
+export function densenet264(args?: PresetArgs): DenseNet {
+  return preset('densenet264', args);
+}
+
+/** The configuration of the paper's CIFAR DenseNets for a depth and growth rate. */
+export function cifarConfig(args: CifarArgs): DenseNetArgs {
+  const a = optionsObject<CifarArgs>(args, 'densenetCifar options');
+  const bottleneck = boolean(a.bottleneck ?? true, 'bottleneck');
+  const growthRate = positiveInt(a.growthRate, 'growthRate');
+  const compression = numberIn(a.compression ?? 0.5, 'compression', (x) => x > 0 && x <= 1, '(0, 1]');
+  const depth = positiveInt(a.depth, 'depth');
+  const step = bottleneck ? 6 : 3;
+  if (depth < 4 + step || (depth - 4) % step !== 0) {
+    const examples = bottleneck ? '10, 16, 22, ..., 100, 190, 250' : '7, 10, 13, ..., 40, 100';
+    throw new RangeError(
+      `Expected depth to be ${step}n+4 (${examples}) for a DenseNet ${bottleneck ? 'with' : 'without'} bottleneck layers but received ${depth}`,
+    );
+  }
+  const perBlock = (depth - 4) / step;
+  return {
+    growthRate,
+    blockConfig: [perBlock, perBlock, perBlock],
+    numInitFeatures: bottleneck && compression < 1 ? 2 * growthRate : 16,
+    bnSize: bottleneck ? 4 : 0,
+    compression,
+    dropRate: a.dropRate ?? 0,
+    numClasses: a.numClasses ?? 10,
+    inChannels: a.inChannels ?? 3,
+    stem: 'cifar',
+    memoryEfficient: a.memoryEfficient ?? false,
+    device: a.device,
+  };
+}
+
+/**
+ * The paper's CIFAR DenseNets: 3 dense blocks of (L-4)/6 bottleneck layers (or (L-4)/3 plain
+ * layers), a 3x3 stem with 2k channels for DenseNet-BC (16 otherwise). Examples:
+ * `{ depth: 100, growthRate: 12 }` is DenseNet-BC (L=100, k=12);
+ * `{ depth: 40, growthRate: 12, bottleneck: false, compression: 1 }` is DenseNet (L=40, k=12).
+ */
+export function densenetCifar(args: CifarArgs): DenseNet {
+  return new DenseNet(cifarConfig(args));
+}
+
+/** Rebuilds a model saved by {@link DenseNet.save} (config from the file's metadata). */
+export async function load(file: string, options: { device?: Device } = {}): Promise<DenseNet> {
+  const source = pathArg(file, 'path');
+  const weights = await nativeAsync(() => addon().readWeights(source));
+  try {
+    const text = weights.metadata[METADATA_CONFIG_KEY];
+    if (!text) throw new WeightsError(`${source} has no densetorch config in its metadata; build the model yourself and call model.loadWeights(path)`);
+    let config: DenseNetArgs;
+    try {
+      config = JSON.parse(text) as DenseNetArgs;
+    } catch {
+      throw new WeightsError(`${source} has a malformed densetorch config in its metadata`);
+    }
+    let model: DenseNet;
+    try {
+      model = new DenseNet({ ...config, device: undefined });
+    } catch (err) {
+      throw new WeightsError(`${source} has an invalid densetorch config in its metadata: ${(err as Error).message}`);
+    }
+    try {
+      model.loadStateDict(Object.fromEntries(Object.entries(weights.tensors).map(([k, h]) => [k, new Tensor(h)])));
+    } catch (err) {
+      if (err instanceof WeightsError) throw new WeightsError(`${source}: ${err.message}`);
+      throw err;
+    }
+    if (options.device && options.device !== 'cpu') model.to(options.device);
+    return model;
+  } finally {
+    for (const t of Object.values(weights.tensors)) t.dispose();
+  }
+}

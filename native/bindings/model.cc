@@ -1,0 +1,246 @@
+#include "model.h"
+
+#include "../core/errors.h"
+#include "../core/tensor_ops.h"
+#include "../core/weights_io.h"
+#include "errors.h"
+#include "tensor.h"
+#include "worker.h"
+
+#include <string>
+
+namespace densetorch::bindings {
+
+namespace {
+
+int64_t get_int(const Napi::Object& o, const char* key) { return o.Get(key).As<Napi::Number>().Int64Value(); }
+double get_double(const Napi::Object& o, const char* key) { return o.Get(key).As<Napi::Number>().DoubleValue(); }
+
+// The JS config has been validated by lib/densenet.ts; this only copies it.
+DenseNetConfig config_from(const Napi::Object& o) {
+  DenseNetConfig c;
+  c.growth_rate = get_int(o, "growthRate");
+  c.block_config.clear();
+  auto blocks = o.Get("blockConfig").As<Napi::Array>();
+  for (uint32_t i = 0; i < blocks.Length(); ++i) c.block_config.push_back(blocks.Get(i).As<Napi::Number>().Int64Value());
+  c.num_init_features = get_int(o, "numInitFeatures");
+  c.bn_size = get_int(o, "bnSize");
+  c.compression = get_double(o, "compression");
+  c.drop_rate = get_double(o, "dropRate");
+  c.num_classes = get_int(o, "numClasses");
+  c.in_channels = get_int(o, "inChannels");
+  c.stem = o.Get("stem").As<Napi::String>().Utf8Value() == "cifar" ? Stem::kCifar : Stem::kImageNet;
+  c.memory_efficient = o.Get("memoryEfficient").As<Napi::Boolean>().Value();
+  return c;
+}
+
+Napi::Object tensors_to_js(Napi::Env env, NamedTensors& tensors) {
+  Napi::Object out = Napi::Object::New(env);
+  for (auto& [name, t] : tensors) out.Set(name, NativeTensor::Wrap(env, std::move(t)));
+  return out;
+}
+
+// Runs the model on `x` without autograd, in slices of `batch` images, in eval mode.
+at::Tensor run_inference(DenseNet& model, const at::Tensor& x, int64_t batch) {
+  torch::NoGradGuard no_grad;
+  const bool was_training = model->is_training();
+  model->eval();
+  std::vector<at::Tensor> outs;
+  try {
+    for (int64_t start = 0; start < x.size(0); start += batch) outs.push_back(model->forward(x.narrow(0, start, std::min(batch, x.size(0) - start))));
+  } catch (...) {
+    model->train(was_training);
+    throw;
+  }
+  model->train(was_training);
+  return outs.size() == 1 ? outs[0] : torch::cat(outs, 0);
+}
+
+}  // namespace
+
+Napi::Function NativeModel::Init(Napi::Env env) {
+  return DefineClass(env, "NativeModel",
+                     {
+                         InstanceMethod<&NativeModel::Forward>("forward"),
+                         InstanceMethod<&NativeModel::Predict>("predict"),
+                         InstanceMethod<&NativeModel::SetTraining>("setTraining"),
+                         InstanceMethod<&NativeModel::IsTraining>("isTraining"),
+                         InstanceMethod<&NativeModel::NumParameters>("numParameters"),
+                         InstanceMethod<&NativeModel::To>("to"),
+                         InstanceMethod<&NativeModel::Device>("device"),
+                         InstanceMethod<&NativeModel::StateDict>("stateDict"),
+                         InstanceMethod<&NativeModel::LoadStateDict>("loadStateDict"),
+                         InstanceMethod<&NativeModel::Save>("save"),
+                         InstanceMethod<&NativeModel::LossAndGrads>("lossAndGrads"),
+                     });
+}
+
+NativeModel::NativeModel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeModel>(info) {
+  Napi::Env env = info.Env();
+  guarded(env, [&] {
+    if (!info[0].IsObject()) throw Napi::TypeError::New(env, "config must be an object");
+    model_ = DenseNet(config_from(info[0].As<Napi::Object>()));
+  });
+}
+
+void NativeModel::ensure_idle() const {
+  if (busy_->load()) throw BusyError("the model is busy with a running fit, predict or save; wait for it to finish");
+}
+
+std::function<void()> NativeModel::hold(Napi::Env env) {
+  ensure_idle();
+  busy_->store(true);
+  // Keep the JS wrapper (and so this object) alive until the job settles.
+  auto self = std::make_shared<Napi::ObjectReference>(Napi::Persistent(Value()));
+  return [busy = busy_, self]() mutable {
+    busy->store(false);
+    self->Reset();
+  };
+}
+
+Napi::Value NativeModel::Forward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    ensure_idle();
+    const at::Tensor& x = NativeTensor::FromValue(info[0], "input");
+    model_->check_input(x);
+    torch::NoGradGuard no_grad;
+    return NativeTensor::Wrap(env, model_->forward(x));
+  });
+}
+
+Napi::Value NativeModel::Predict(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    at::Tensor x = NativeTensor::FromValue(info[0], "input");
+    model_->check_input(x);
+    const int64_t batch = info[1].As<Napi::Number>().Int64Value();
+    auto done = hold(env);
+    return PromiseWorker<at::Tensor>::Start(
+        env, [model = model_, x, batch]() mutable { return run_inference(model, x, batch); },
+        [](Napi::Env e, at::Tensor& out) -> Napi::Value { return NativeTensor::Wrap(e, std::move(out)); }, done);
+  });
+}
+
+Napi::Value NativeModel::SetTraining(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  guarded(env, [&] {
+    ensure_idle();
+    model_->train(info[0].As<Napi::Boolean>().Value());
+  });
+  return env.Undefined();
+}
+
+Napi::Value NativeModel::IsTraining(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), model_->is_training());
+}
+
+Napi::Value NativeModel::NumParameters(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(model_->num_parameters()));
+}
+
+Napi::Value NativeModel::To(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  guarded(env, [&] {
+    ensure_idle();
+    model_->to(parse_device(info[0].As<Napi::String>().Utf8Value()));
+  });
+  return env.Undefined();
+}
+
+Napi::Value NativeModel::Device(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), device_name(model_->parameters().front().device()));
+}
+
+Napi::Value NativeModel::StateDict(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    NamedTensors sd = state_dict(*model_);
+    return tensors_to_js(env, sd);
+  });
+}
+
+Napi::Value NativeModel::LoadStateDict(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  guarded(env, [&] {
+    ensure_idle();
+    if (!info[0].IsObject()) throw Napi::TypeError::New(env, "state dict must be an object");
+    auto obj = info[0].As<Napi::Object>();
+    NamedTensors tensors;
+    Napi::Array keys = obj.GetPropertyNames();
+    for (uint32_t i = 0; i < keys.Length(); ++i) {
+      const std::string key = keys.Get(i).As<Napi::String>().Utf8Value();
+      tensors.emplace_back(key, NativeTensor::FromValue(obj.Get(key), key.c_str()));
+    }
+    load_state_dict(*model_, tensors, info[1].As<Napi::Boolean>().Value());
+  });
+  return env.Undefined();
+}
+
+// save(path, metadata: Record<string, string>) -> Promise<void>
+Napi::Value NativeModel::Save(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    const std::string path = info[0].As<Napi::String>().Utf8Value();
+    Metadata metadata;
+    auto obj = info[1].As<Napi::Object>();
+    Napi::Array keys = obj.GetPropertyNames();
+    for (uint32_t i = 0; i < keys.Length(); ++i) {
+      const std::string key = keys.Get(i).As<Napi::String>().Utf8Value();
+      metadata.emplace_back(key, obj.Get(key).As<Napi::String>().Utf8Value());
+    }
+    auto done = hold(env);
+    return PromiseWorker<bool>::Start(
+        env,
+        [model = model_, path, metadata]() {
+          save_safetensors(path, state_dict(*model), metadata);
+          return true;
+        },
+        [](Napi::Env e, bool&) -> Napi::Value { return e.Undefined(); }, done);
+  });
+}
+
+// lossAndGrads(x, labels) -> { loss, output, grads }: one forward/backward pass with
+// cross-entropy in the model's current mode. For tests and benchmarks.
+Napi::Value NativeModel::LossAndGrads(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    ensure_idle();
+    const at::Tensor& x = NativeTensor::FromValue(info[0], "input");
+    const at::Tensor& labels = NativeTensor::FromValue(info[1], "labels");
+    model_->check_input(x);
+    model_->zero_grad();
+    at::Tensor output = model_->forward(x);
+    at::Tensor loss = torch::nn::functional::cross_entropy(output, labels);
+    loss.backward();
+    NamedTensors grads;
+    for (const auto& p : model_->named_parameters()) {
+      if (p.value().grad().defined()) grads.emplace_back(p.key(), p.value().grad().clone());
+    }
+    model_->zero_grad();
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("loss", loss.item<double>());
+    out.Set("output", NativeTensor::Wrap(env, output.detach()));
+    out.Set("grads", tensors_to_js(env, grads));
+    return out;
+  });
+}
+
+Napi::Value ReadWeights(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    const std::string path = info[0].As<Napi::String>().Utf8Value();
+    return PromiseWorker<WeightFile>::Start(
+        env, [path]() { return load_weights(path); },
+        [](Napi::Env e, WeightFile& file) -> Napi::Value {
+          Napi::Object out = Napi::Object::New(e);
+          out.Set("tensors", tensors_to_js(e, file.tensors));
+          Napi::Object metadata = Napi::Object::New(e);
+          for (const auto& [k, v] : file.metadata) metadata.Set(k, v);
+          out.Set("metadata", metadata);
+          return out;
+        });
+  });
+}
+
+}  // namespace densetorch::bindings

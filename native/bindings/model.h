@@ -1,0 +1,43 @@
+// NativeModel: the ObjectWrap behind lib/densenet.ts's DenseNet class.
+#pragma once
+
+#include <napi.h>
+
+#include "../core/densenet.h"
+
+#include <atomic>
+#include <memory>
+
+namespace densetorch::bindings {
+
+class NativeModel : public Napi::ObjectWrap<NativeModel> {
+ public:
+  static Napi::Function Init(Napi::Env env);
+  explicit NativeModel(const Napi::CallbackInfo& info);
+
+ private:
+  Napi::Value Forward(const Napi::CallbackInfo& info);
+  Napi::Value Predict(const Napi::CallbackInfo& info);
+  Napi::Value SetTraining(const Napi::CallbackInfo& info);
+  Napi::Value IsTraining(const Napi::CallbackInfo& info);
+  Napi::Value NumParameters(const Napi::CallbackInfo& info);
+  Napi::Value To(const Napi::CallbackInfo& info);
+  Napi::Value Device(const Napi::CallbackInfo& info);
+  Napi::Value StateDict(const Napi::CallbackInfo& info);
+  Napi::Value LoadStateDict(const Napi::CallbackInfo& info);
+  Napi::Value Save(const Napi::CallbackInfo& info);
+  Napi::Value LossAndGrads(const Napi::CallbackInfo& info);
+
+  // Throws BusyError when a background job holds the model.
+  void ensure_idle() const;
+  // Marks the model busy for a background job; returns the callback that releases it.
+  std::function<void()> hold(Napi::Env env);
+
+  DenseNet model_{nullptr};
+  std::shared_ptr<std::atomic<bool>> busy_ = std::make_shared<std::atomic<bool>>(false);
+};
+
+// readWeights(path) -> Promise<{ tensors: Record<string, NativeTensor>, metadata: Record<string, string> }>
+Napi::Value ReadWeights(const Napi::CallbackInfo& info);
+
+}  // namespace densetorch::bindings

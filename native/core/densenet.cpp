@@ -1,0 +1,176 @@
+#include "densenet.h"
+
+#include "efficient_concat.h"
+
+#include <cmath>
+#include <stdexcept>
+
+namespace densetorch {
+
+namespace nn = torch::nn;
+
+namespace {
+
+nn::Conv2d conv(int64_t in, int64_t out, int64_t kernel, int64_t stride = 1, int64_t padding = 0) {
+  return nn::Conv2d(nn::Conv2dOptions(in, out, kernel).stride(stride).padding(padding).bias(false));
+}
+
+// Training with autograd: the case where the memory-efficient path saves memory.
+bool records_graph(const nn::Module& m) { return m.is_training() && at::GradMode::is_enabled(); }
+
+// BatchNorm2d's bookkeeping when its forward is done by hand: count the batch and return the
+// factor BatchNorm2d would use for the running averages.
+double count_batch(nn::BatchNorm2d& norm) {
+  torch::NoGradGuard no_grad;
+  norm->num_batches_tracked += 1;
+  const auto& momentum = norm->options.momentum();
+  return momentum.has_value() ? *momentum : 1.0 / norm->num_batches_tracked.item<double>();
+}
+
+}  // namespace
+
+void validate(const DenseNetConfig& c) {
+  auto positive = [](int64_t v, const char* name) {
+    if (v < 1) throw std::out_of_range(std::string(name) + " must be >= 1, got " + std::to_string(v));
+  };
+  positive(c.growth_rate, "growthRate");
+  positive(c.num_init_features, "numInitFeatures");
+  positive(c.num_classes, "numClasses");
+  positive(c.in_channels, "inChannels");
+  if (c.block_config.empty()) throw std::out_of_range("blockConfig must have at least one block");
+  for (auto n : c.block_config) positive(n, "blockConfig entries");
+  if (c.bn_size < 0) throw std::out_of_range("bnSize must be >= 0, got " + std::to_string(c.bn_size));
+  if (!(c.compression > 0.0 && c.compression <= 1.0))
+    throw std::out_of_range("compression must be in (0, 1], got " + std::to_string(c.compression));
+  if (!(c.drop_rate >= 0.0 && c.drop_rate < 1.0))
+    throw std::out_of_range("dropRate must be in [0, 1), got " + std::to_string(c.drop_rate));
+}
+
+DenseLayerImpl::DenseLayerImpl(int64_t in_channels, int64_t growth_rate, int64_t bn_size, double drop_rate,
+                               bool memory_efficient)
+    : padding1_(bn_size > 0 ? 0 : 1), drop_rate_(drop_rate), memory_efficient_(memory_efficient) {
+  norm1 = register_module("norm1", nn::BatchNorm2d(in_channels));
+  if (bn_size > 0) {
+    conv1 = register_module("conv1", conv(in_channels, bn_size * growth_rate, 1));
+    norm2 = register_module("norm2", nn::BatchNorm2d(bn_size * growth_rate));
+    conv2 = register_module("conv2", conv(bn_size * growth_rate, growth_rate, 3, 1, 1));
+  } else {
+    conv1 = register_module("conv1", conv(in_channels, growth_rate, 3, 1, 1));
+  }
+}
+
+at::Tensor DenseLayerImpl::concat_norm_relu_conv(const std::vector<at::Tensor>& features) {
+  if (memory_efficient_ && records_graph(*this)) {
+    const double momentum = count_batch(norm1);
+    return efficient_concat_norm_relu_conv(features, norm1->weight, norm1->bias,
+                                           {norm1->running_mean, norm1->running_var, momentum, norm1->options.eps()},
+                                           conv1->weight, padding1_);
+  }
+  at::Tensor x = features.size() == 1 ? features[0] : torch::cat(features, 1);
+  return conv1->forward(torch::relu(norm1->forward(x)));
+}
+
+at::Tensor DenseLayerImpl::forward(const std::vector<at::Tensor>& features) {
+  at::Tensor out = concat_norm_relu_conv(features);
+  if (conv2) out = conv2->forward(torch::relu(norm2->forward(out)));
+  if (drop_rate_ > 0) out = torch::dropout(out, drop_rate_, is_training());
+  return out;
+}
+
+DenseBlockImpl::DenseBlockImpl(int64_t num_layers, int64_t in_channels, int64_t growth_rate, int64_t bn_size,
+                               double drop_rate, bool memory_efficient) {
+  for (int64_t i = 0; i < num_layers; ++i) {
+    layers_.push_back(register_module("denselayer" + std::to_string(i + 1),
+                                      DenseLayer(in_channels + i * growth_rate, growth_rate, bn_size, drop_rate,
+                                                 memory_efficient)));
+  }
+}
+
+at::Tensor DenseBlockImpl::forward(const at::Tensor& x) {
+  std::vector<at::Tensor> features{x};
+  features.reserve(layers_.size() + 1);
+  for (auto& layer : layers_) features.push_back(layer->forward(features));
+  return torch::cat(features, 1);
+}
+
+TransitionImpl::TransitionImpl(int64_t in_channels, int64_t out_channels) {
+  norm = register_module("norm", nn::BatchNorm2d(in_channels));
+  conv = register_module("conv", densetorch::conv(in_channels, out_channels, 1));
+}
+
+at::Tensor TransitionImpl::forward(const at::Tensor& x) {
+  return torch::avg_pool2d(conv->forward(torch::relu(norm->forward(x))), 2, 2);
+}
+
+DenseNetImpl::DenseNetImpl(DenseNetConfig config) : config_(std::move(config)) {
+  validate(config_);
+  const auto& c = config_;
+  features = nn::Sequential();
+  if (c.stem == Stem::kImageNet) {
+    features->push_back("conv0", conv(c.in_channels, c.num_init_features, 7, 2, 3));
+    features->push_back("norm0", nn::BatchNorm2d(c.num_init_features));
+    features->push_back("relu0", nn::ReLU(nn::ReLUOptions(true)));
+    features->push_back("pool0", nn::MaxPool2d(nn::MaxPool2dOptions(3).stride(2).padding(1)));
+  } else {
+    features->push_back("conv0", conv(c.in_channels, c.num_init_features, 3, 1, 1));
+  }
+  int64_t channels = c.num_init_features;
+  for (std::size_t i = 0; i < c.block_config.size(); ++i) {
+    const int64_t layers = c.block_config[i];
+    features->push_back("denseblock" + std::to_string(i + 1),
+                        DenseBlock(layers, channels, c.growth_rate, c.bn_size, c.drop_rate, c.memory_efficient));
+    channels += layers * c.growth_rate;
+    if (i + 1 != c.block_config.size()) {
+      const auto out = static_cast<int64_t>(std::floor(c.compression * static_cast<double>(channels)));
+      features->push_back("transition" + std::to_string(i + 1), Transition(channels, out));
+      channels = out;
+    }
+  }
+  features->push_back("norm5", nn::BatchNorm2d(channels));
+  register_module("features", features);
+  classifier = register_module("classifier", nn::Linear(channels, c.num_classes));
+
+  // torchvision's initialisation.
+  torch::NoGradGuard no_grad;
+  for (auto& m : modules(/*include_self=*/false)) {
+    if (auto* cv = m->as<nn::Conv2d>()) {
+      nn::init::kaiming_normal_(cv->weight);
+    } else if (auto* bn = m->as<nn::BatchNorm2d>()) {
+      nn::init::ones_(bn->weight);
+      nn::init::zeros_(bn->bias);
+    } else if (auto* lin = m->as<nn::Linear>()) {
+      nn::init::zeros_(lin->bias);
+    }
+  }
+}
+
+void DenseNetImpl::check_input(const at::Tensor& x) const {
+  const std::string expected = "[N, " + std::to_string(config_.in_channels) + ", H, W]";
+  if (x.dim() != 4)
+    throw std::invalid_argument("input must have shape " + expected + ", got a tensor of rank " + std::to_string(x.dim()) +
+                                " with shape " + c10::str(x.sizes()));
+  if (x.size(1) != config_.in_channels)
+    throw std::invalid_argument("input must have shape " + expected + ", got " + std::to_string(x.size(1)) +
+                                " channels (shape " + c10::str(x.sizes()) + ")");
+  const auto dtype = classifier->weight.scalar_type();
+  if (x.scalar_type() != dtype)
+    throw std::invalid_argument("input must have dtype " + std::string(c10::toString(dtype)) + " (as the model), got " +
+                                std::string(c10::toString(x.scalar_type())));
+  if (x.device() != classifier->weight.device())
+    throw std::invalid_argument("input is on " + x.device().str() + " but the model is on " + classifier->weight.device().str());
+  if (x.size(0) == 0) throw std::out_of_range("input must hold at least one image, got shape " + c10::str(x.sizes()));
+}
+
+at::Tensor DenseNetImpl::forward(const at::Tensor& x) {
+  at::Tensor out = torch::relu(features->forward(x));
+  out = torch::adaptive_avg_pool2d(out, {1, 1}).flatten(1);
+  return classifier->forward(out);
+}
+
+int64_t DenseNetImpl::num_parameters() const {
+  int64_t n = 0;
+  for (const auto& p : parameters()) n += p.numel();
+  return n;
+}
+
+}  // namespace densetorch

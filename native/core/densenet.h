@@ -1,0 +1,88 @@
+// DenseNet (Huang et al., CVPR 2017) as LibTorch modules, with submodule names that match
+// torchvision's so that state dicts load across the two.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <string>
+#include <vector>
+
+namespace densetorch {
+
+enum class Stem { kImageNet, kCifar };
+
+struct DenseNetConfig {
+  int64_t growth_rate = 32;
+  std::vector<int64_t> block_config = {6, 12, 24, 16};
+  int64_t num_init_features = 64;
+  int64_t bn_size = 4;  // bottleneck width factor; 0 = plain layers (BN-ReLU-Conv3x3)
+  double compression = 0.5;
+  double drop_rate = 0.0;
+  int64_t num_classes = 1000;
+  int64_t in_channels = 3;
+  Stem stem = Stem::kImageNet;
+  bool memory_efficient = false;
+};
+
+// Throws std::invalid_argument / std::out_of_range naming the bad field.
+void validate(const DenseNetConfig& config);
+
+// One layer: BN-ReLU-Conv1x1(bn_size*k)-BN-ReLU-Conv3x3(k), or BN-ReLU-Conv3x3(k) without a
+// bottleneck. Takes the list of earlier features and returns k new channels.
+class DenseLayerImpl : public torch::nn::Module {
+ public:
+  DenseLayerImpl(int64_t in_channels, int64_t growth_rate, int64_t bn_size, double drop_rate, bool memory_efficient);
+  at::Tensor forward(const std::vector<at::Tensor>& features);
+
+ private:
+  at::Tensor concat_norm_relu_conv(const std::vector<at::Tensor>& features);
+
+  torch::nn::BatchNorm2d norm1{nullptr}, norm2{nullptr};
+  torch::nn::Conv2d conv1{nullptr}, conv2{nullptr};
+  int64_t padding1_;  // conv1's padding: 0 for the 1x1 bottleneck, 1 for a plain 3x3 layer
+  double drop_rate_;
+  bool memory_efficient_;
+};
+TORCH_MODULE(DenseLayer);
+
+class DenseBlockImpl : public torch::nn::Module {
+ public:
+  DenseBlockImpl(int64_t num_layers, int64_t in_channels, int64_t growth_rate, int64_t bn_size, double drop_rate,
+                 bool memory_efficient);
+  at::Tensor forward(const at::Tensor& x);
+
+ private:
+  std::vector<DenseLayer> layers_;
+};
+TORCH_MODULE(DenseBlock);
+
+// BN-ReLU-Conv1x1-AvgPool2x2 between blocks.
+class TransitionImpl : public torch::nn::Module {
+ public:
+  TransitionImpl(int64_t in_channels, int64_t out_channels);
+  at::Tensor forward(const at::Tensor& x);
+
+ private:
+  torch::nn::BatchNorm2d norm{nullptr};
+  torch::nn::Conv2d conv{nullptr};
+};
+TORCH_MODULE(Transition);
+
+class DenseNetImpl : public torch::nn::Module {
+ public:
+  explicit DenseNetImpl(DenseNetConfig config);
+  // Logits of shape [N, num_classes] for input [N, in_channels, H, W].
+  at::Tensor forward(const at::Tensor& x);
+  const DenseNetConfig& config() const { return config_; }
+  int64_t num_parameters() const;
+  // Checks rank, channels and dtype of an input; throws std::invalid_argument naming the expected shape.
+  void check_input(const at::Tensor& x) const;
+
+ private:
+  DenseNetConfig config_;
+  torch::nn::Sequential features{nullptr};
+  torch::nn::Linear classifier{nullptr};
+};
+TORCH_MODULE(DenseNet);
+
+}  // namespace densetorch
