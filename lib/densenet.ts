@@ -194,8 +194,9 @@ function tensorArg(x: unknown, what: string): Tensor {
   return x;
 }
 
-// torchvision's published weights use 'norm.1' / 'conv.2' inside dense layers; its loader renames them.
-const LEGACY_KEY = /^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$/;
+// torchvision's published weights use 'norm.1' / 'conv.2' inside dense layers; its loader renames
+// them with this pattern (num_batches_tracked added: files re-saved by newer PyTorch carry it).
+const LEGACY_KEY = /^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$/;
 
 /** Metadata keys densetorch writes into a saved .safetensors file. */
 export const METADATA_CONFIG_KEY = 'densetorch.config';

@@ -46,3 +46,8 @@ with open(os.path.join(out, 'tiny_densenet.json'), 'w') as f:
     json.dump({'torch': torch.__version__, 'config': {'growthRate': 4, 'blockConfig': [2, 2], 'numInitFeatures': 8,
                'bnSize': 2, 'numClasses': 3}, 'input_shape': list(x.shape), 'output_shape': list(y.shape)}, f, indent=2)
 print('wrote fixtures to', os.path.abspath(out))
+
+# Files that are not plain state dicts, for the error tests.
+torch.save({'epoch': 3, 'state_dict': sd}, os.path.join(out, 'checkpoint_dict.pth'))
+torch.save(model, os.path.join(out, 'full_module.pth'))
+torch.save(sd, os.path.join(out, 'legacy_format.pth'), _use_new_zipfile_serialization=False)
