@@ -84,8 +84,16 @@ const PACKAGE_ROOT = path.resolve(__dirname, '..');
 // module in it, closes it again.
 const RTLD_NODELETE = 0x1000;
 
-/** The addon file node-gyp-build would load (prebuilt first, then a local build). */
+/**
+ * The addon file to load: `DENSETORCH_ADDON` when set (e.g. a cmake-js build), else what
+ * node-gyp-build finds (prebuilt first, then a local build).
+ */
 export function addonPath(): string {
+  const override = process.env.DENSETORCH_ADDON;
+  if (override) {
+    if (!fs.existsSync(override)) throw new AddonLoadError(`DENSETORCH_ADDON is set to '${override}', which does not exist`);
+    return path.resolve(override);
+  }
   // node-gyp-build ships no types; its resolver takes the package root.
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const gypBuild = require('node-gyp-build') as { resolve(dir: string): string };
