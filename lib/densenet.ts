@@ -5,6 +5,8 @@ import * as path from 'node:path';
 import { describe, native, nativeAsync, WeightsError } from './errors';
 import { addon, NativeModelConfig, NativeModelHandle } from './native';
 import { checkDevice, Device, Tensor } from './tensor';
+import { Dataset } from './datasets';
+import { AbortError, BatchLogs, EpochLogs, EvaluateOptions, FitOptions, History, resolveFitOptions, toHistory } from './training';
 
 /** The stem before the first dense block. */
 export type Stem = 'imagenet' | 'cifar';
@@ -325,6 +327,45 @@ export class DenseNet {
     } finally {
       for (const t of Object.values(weights.tensors)) t.dispose();
     }
+  }
+
+  /**
+   * Trains on `data` with the C++ loop on its own thread; the event loop stays free (timers
+   * fire, callbacks run on the main thread). Rejects with a TrainingError if the loss becomes
+   * NaN (naming the epoch and batch), with an AbortError when `signal` aborts (the model stays
+   * usable), and with a BusyError if the model is already training.
+   */
+  async fit(data: Dataset, options: FitOptions = {}): Promise<History> {
+    if (!(data instanceof Dataset)) throw new TypeError(`Expected data to be a Dataset (see dt.datasets) but received ${describe(data)}`);
+    const o = resolveFitOptions(options);
+    const epochs: EpochLogs[] = [];
+    const onEvent = (kind: 'batch' | 'epoch', logs: never): void => {
+      if (kind === 'epoch') {
+        epochs.push(logs as EpochLogs);
+        o.onEpochEnd?.(logs as EpochLogs);
+      } else {
+        o.onBatchEnd?.(logs as BatchLogs);
+      }
+    };
+    if (o.signal?.aborted) throw new AbortError('fit() was aborted before it started', toHistory([]));
+    const running = native(() => this.#native.fit(data.toNative(), o.native, onEvent, o.onBatchEnd !== undefined));
+    const stop = (): void => this.#native.stopFit();
+    o.signal?.addEventListener('abort', stop, { once: true });
+    try {
+      const result = await nativeAsync(() => running);
+      if (result.stopped) throw new AbortError(`fit() was aborted after ${epochs.length} complete epoch(s)`, toHistory(epochs));
+      return toHistory(epochs);
+    } finally {
+      o.signal?.removeEventListener('abort', stop);
+    }
+  }
+
+  /** Mean cross-entropy loss and accuracy on `data`, in eval mode, off the main thread. */
+  async evaluate(data: Dataset, options: EvaluateOptions = {}): Promise<{ loss: number; accuracy: number }> {
+    if (!(data instanceof Dataset)) throw new TypeError(`Expected data to be a Dataset (see dt.datasets) but received ${describe(data)}`);
+    const batchSize = positiveInt(optionsObject<EvaluateOptions>(options, 'options').batchSize ?? 256, 'options.batchSize');
+    const r = await nativeAsync(() => this.#native.evaluate(data.toNative(), batchSize));
+    return { loss: r.loss, accuracy: r.accuracy };
   }
 
   /** @internal One forward/backward pass with cross-entropy (for tests and benchmarks). */

@@ -26,6 +26,9 @@ export class WeightsError extends DensetorchError {}
 /** The model is running a background job (fit, predict, save) and cannot take this call now. */
 export class BusyError extends DensetorchError {}
 
+/** Training failed: the loss became NaN or infinite, or a checkpoint could not be read. */
+export class TrainingError extends DensetorchError {}
+
 /** An operation inside LibTorch failed (the message is LibTorch's first line). */
 export class NativeError extends DensetorchError {}
 
@@ -63,7 +66,8 @@ export function rethrowNative(err: unknown): Error {
   if (err instanceof TypeError || err instanceof RangeError || err instanceof DensetorchError) return err;
   if (err instanceof Error) {
     const code = (err as Error & { code?: string }).code;
-    const Kind = code === 'DENSETORCH_WEIGHTS' ? WeightsError : code === 'DENSETORCH_BUSY' ? BusyError : NativeError;
+    const kinds: Record<string, typeof DensetorchError> = { DENSETORCH_WEIGHTS: WeightsError, DENSETORCH_BUSY: BusyError, DENSETORCH_TRAINING: TrainingError };
+    const Kind = (code && kinds[code]) || NativeError;
     const wrapped = new Kind(err.message);
     if (err.stack) wrapped.stack = `${Kind.name}: ${err.message}\n${err.stack.split('\n').slice(1).join('\n')}`;
     return wrapped;

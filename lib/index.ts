@@ -23,7 +23,12 @@ export {
   PRESETS,
 } from './densenet';
 export type { DenseNetArgs, DenseNetConfig, PresetArgs, PresetName, CifarArgs, PredictOptions, LoadOptions, Stem } from './densenet';
+export * as datasets from './datasets';
+export type { Dataset, DatasetOptions, Normalize, Augment } from './datasets';
+export { AbortError } from './training';
+export type { FitOptions, History, BatchLogs, EpochLogs, EvaluateOptions, SgdOptions, AdamOptions, Schedule } from './training';
 export {
+  TrainingError,
   DensetorchError,
   WeightsError,
   BusyError,

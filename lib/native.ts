@@ -46,6 +46,9 @@ export interface NativeModelHandle {
   stateDict(): Record<string, NativeTensorHandle>;
   loadStateDict(sd: Record<string, NativeTensorHandle>, strict: boolean): void;
   save(path: string, metadata: Record<string, string>): Promise<void>;
+  fit(data: unknown, options: unknown, onEvent: (kind: 'batch' | 'epoch', logs: never) => void, reportBatches: boolean): Promise<{ epochs: unknown[]; stopped: boolean }>;
+  stopFit(): void;
+  evaluate(data: unknown, batchSize: number): Promise<{ loss: number; accuracy: number; count: number }>;
   lossAndGrads(x: NativeTensorHandle, labels: NativeTensorHandle): { loss: number; output: NativeTensorHandle; grads: Record<string, NativeTensorHandle> };
 }
 

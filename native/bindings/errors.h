@@ -23,7 +23,7 @@ inline std::string first_line(const std::string& message) {
 }
 
 // The JS error class for a C++ exception: c10's typed errors map to TypeError/RangeError.
-enum class ErrorKind { kError, kTypeError, kRangeError, kWeights, kBusy };
+enum class ErrorKind { kError, kTypeError, kRangeError, kWeights, kBusy, kTraining };
 
 struct Failure {
   ErrorKind kind = ErrorKind::kError;
@@ -38,6 +38,8 @@ inline Failure describe_current_exception() {
     return {ErrorKind::kWeights, first_line(e.what())};
   } catch (const BusyError& e) {
     return {ErrorKind::kBusy, first_line(e.what())};
+  } catch (const TrainingError& e) {
+    return {ErrorKind::kTraining, first_line(e.what())};
   } catch (const c10::TypeError& e) {
     return {ErrorKind::kTypeError, first_line(e.what_without_backtrace())};
   } catch (const c10::IndexError& e) {
@@ -62,10 +64,13 @@ inline Napi::Error to_js_error(Napi::Env env, const Failure& failure) {
     case ErrorKind::kTypeError: return Napi::TypeError::New(env, failure.message);
     case ErrorKind::kRangeError: return Napi::RangeError::New(env, failure.message);
     case ErrorKind::kWeights:
-    case ErrorKind::kBusy: {
-      // lib/errors.ts maps the code to WeightsError / BusyError.
+    case ErrorKind::kBusy:
+    case ErrorKind::kTraining: {
+      // lib/errors.ts maps the code to WeightsError / BusyError / TrainingError.
       Napi::Error error = Napi::Error::New(env, failure.message);
-      error.Set("code", failure.kind == ErrorKind::kWeights ? "DENSETORCH_WEIGHTS" : "DENSETORCH_BUSY");
+      error.Set("code", failure.kind == ErrorKind::kWeights ? "DENSETORCH_WEIGHTS"
+                        : failure.kind == ErrorKind::kBusy  ? "DENSETORCH_BUSY"
+                                                            : "DENSETORCH_TRAINING");
       return error;
     }
     default: return Napi::Error::New(env, failure.message);

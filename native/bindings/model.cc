@@ -34,11 +34,15 @@ DenseNetConfig config_from(const Napi::Object& o) {
   return c;
 }
 
+}  // namespace
+
 Napi::Object tensors_to_js(Napi::Env env, NamedTensors& tensors) {
   Napi::Object out = Napi::Object::New(env);
   for (auto& [name, t] : tensors) out.Set(name, NativeTensor::Wrap(env, std::move(t)));
   return out;
 }
+
+namespace {
 
 // Runs the model on `x` without autograd, in slices of `batch` images, in eval mode.
 at::Tensor run_inference(DenseNet& model, const at::Tensor& x, int64_t batch) {
@@ -72,6 +76,9 @@ Napi::Function NativeModel::Init(Napi::Env env) {
                          InstanceMethod<&NativeModel::LoadStateDict>("loadStateDict"),
                          InstanceMethod<&NativeModel::Save>("save"),
                          InstanceMethod<&NativeModel::LossAndGrads>("lossAndGrads"),
+                         InstanceMethod<&NativeModel::Fit>("fit"),
+                         InstanceMethod<&NativeModel::StopFit>("stopFit"),
+                         InstanceMethod<&NativeModel::Evaluate>("evaluate"),
                      });
 }
 

@@ -27,6 +27,9 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   Napi::Value LoadStateDict(const Napi::CallbackInfo& info);
   Napi::Value Save(const Napi::CallbackInfo& info);
   Napi::Value LossAndGrads(const Napi::CallbackInfo& info);
+  Napi::Value Fit(const Napi::CallbackInfo& info);        // training.cc
+  Napi::Value StopFit(const Napi::CallbackInfo& info);    // training.cc
+  Napi::Value Evaluate(const Napi::CallbackInfo& info);   // training.cc
 
   // Throws BusyError when a background job holds the model.
   void ensure_idle() const;
@@ -35,6 +38,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
 
   DenseNet model_{nullptr};
   std::shared_ptr<std::atomic<bool>> busy_ = std::make_shared<std::atomic<bool>>(false);
+  std::shared_ptr<std::atomic<bool>> stop_ = std::make_shared<std::atomic<bool>>(false);
 };
 
 // readWeights(path) -> Promise<{ tensors: Record<string, NativeTensor>, metadata: Record<string, string> }>

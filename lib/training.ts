@@ -1,0 +1,259 @@
+/**
+ * Training options, their validation, and the History that fit() returns. The loop itself runs
+ * in C++ on its own thread (native/core/trainer.cpp).
+ */
+import * as path from 'node:path';
+import { describe, DensetorchError, TrainingError } from './errors';
+import { Dataset } from './datasets';
+
+/** SGD with momentum (the paper's optimizer: lr 0.1, momentum 0.9, Nesterov, weight decay 1e-4). */
+export interface SgdOptions {
+  type: 'sgd';
+  /** Default 0.1. */
+  lr?: number;
+  /** Default 0.9. */
+  momentum?: number;
+  /** Default true. */
+  nesterov?: boolean;
+  /** Default 1e-4. */
+  weightDecay?: number;
+}
+
+/** Adam or AdamW. */
+export interface AdamOptions {
+  type: 'adam' | 'adamw';
+  /** Default 1e-3. */
+  lr?: number;
+  /** Default [0.9, 0.999]. */
+  betas?: [number, number];
+  /** Default 0 for adam, 1e-2 for adamw. */
+  weightDecay?: number;
+}
+
+/** Learning-rate schedule over the whole run (per epoch). */
+export type Schedule =
+  | 'constant'
+  | { type: 'multistep'; milestones?: number[]; gamma?: number }
+  | { type: 'cosine' };
+
+/** Progress of one batch. */
+export interface BatchLogs {
+  epoch: number;
+  batch: number;
+  batches: number;
+  loss: number;
+  accuracy: number;
+  lr: number;
+  imagesPerSecond: number;
+}
+
+/** Summary of one epoch. */
+export interface EpochLogs {
+  epoch: number;
+  loss: number;
+  accuracy: number;
+  valLoss: number | null;
+  valAccuracy: number | null;
+  lr: number;
+  seconds: number;
+  imagesPerSecond: number;
+}
+
+/** Options of `model.fit`. */
+export interface FitOptions {
+  /** Default 1. */
+  epochs?: number;
+  /** Default 64. */
+  batchSize?: number;
+  /** Default { type: 'sgd', lr: 0.1, momentum: 0.9, nesterov: true, weightDecay: 1e-4 }. */
+  optimizer?: SgdOptions | AdamOptions;
+  /** Default 'constant'. multistep milestones are fractions of the run (default [0.5, 0.75]), gamma 0.1. */
+  schedule?: Schedule;
+  /** Shuffle every epoch. Default true. */
+  shuffle?: boolean;
+  /** Seeds shuffling, augmentation and dropout. Default 0. */
+  seed?: number;
+  /** Evaluated after every epoch. */
+  validationData?: Dataset;
+  /** Called after every batch (on the main thread). */
+  onBatchEnd?: (logs: BatchLogs) => void;
+  /** Called after every epoch (on the main thread). */
+  onEpochEnd?: (logs: EpochLogs) => void;
+  /** Stops training within one batch; fit then rejects with an AbortError holding the history so far. */
+  signal?: AbortSignal;
+  /** Writes model + optimizer state + epoch + RNG state atomically every `everyEpochs` (default 1) and at the end. */
+  checkpoint?: { path: string; everyEpochs?: number };
+  /** Continues from a checkpoint written by `checkpoint`. */
+  resumeFrom?: string;
+}
+
+/** What fit() returns: one entry per completed epoch. */
+export interface History {
+  epochs: EpochLogs[];
+  loss: number[];
+  accuracy: number[];
+  valLoss: (number | null)[];
+  valAccuracy: (number | null)[];
+  lr: number[];
+  seconds: number[];
+}
+
+/** Options of `model.evaluate`. */
+export interface EvaluateOptions {
+  /** Default 256. */
+  batchSize?: number;
+}
+
+export { TrainingError };
+
+/** fit() was stopped by its AbortSignal. `history` holds the epochs completed before. */
+export class AbortError extends DensetorchError {
+  /** Epochs completed before the stop. */
+  readonly history: History;
+  constructor(message: string, history: History) {
+    super(message);
+    this.history = history;
+  }
+}
+
+/** The validated options the addon reads (internal). */
+export interface NativeFitOptions {
+  epochs: number;
+  batchSize: number;
+  optimizer: { type: 'sgd' | 'adam' | 'adamw'; lr: number; momentum: number; nesterov: boolean; weightDecay: number; betas: [number, number] };
+  schedule: { type: 'constant' | 'multistep' | 'cosine'; milestones: number[]; gamma: number };
+  shuffle: boolean;
+  seed: number;
+  validationData?: ReturnType<Dataset['toNative']>;
+  checkpointPath?: string;
+  checkpointEvery: number;
+  resumeFrom?: string;
+}
+
+function positiveInt(value: unknown, what: string): number {
+  if (typeof value !== 'number' || !Number.isInteger(value)) throw new TypeError(`Expected ${what} to be a positive integer but received ${describe(value)}`);
+  if (value < 1) throw new RangeError(`Expected ${what} to be a positive integer but received ${value}`);
+  return value;
+}
+
+function finite(value: unknown, what: string, ok: (x: number) => boolean, range: string): number {
+  if (typeof value !== 'number' || !Number.isFinite(value)) throw new TypeError(`Expected ${what} to be a number ${range} but received ${describe(value)}`);
+  if (!ok(value)) throw new RangeError(`Expected ${what} to be a number ${range} but received ${value}`);
+  return value;
+}
+
+function bool(value: unknown, what: string): boolean {
+  if (typeof value !== 'boolean') throw new TypeError(`Expected ${what} to be a boolean but received ${describe(value)}`);
+  return value;
+}
+
+function func<T>(value: unknown, what: string): T | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'function') throw new TypeError(`Expected ${what} to be a function but received ${describe(value)}`);
+  return value as T;
+}
+
+const FIT_KEYS = ['epochs', 'batchSize', 'optimizer', 'schedule', 'shuffle', 'seed', 'validationData', 'onBatchEnd', 'onEpochEnd', 'signal', 'checkpoint', 'resumeFrom'];
+
+/** Validates fit() options and fills in defaults. */
+export function resolveFitOptions(options: FitOptions | undefined): {
+  native: NativeFitOptions;
+  onBatchEnd?: (logs: BatchLogs) => void;
+  onEpochEnd?: (logs: EpochLogs) => void;
+  signal?: AbortSignal;
+} {
+  if (options === undefined) options = {};
+  if (typeof options !== 'object' || options === null) throw new TypeError(`Expected options to be an object but received ${describe(options)}`);
+  for (const key of Object.keys(options)) {
+    if (!FIT_KEYS.includes(key)) throw new TypeError(`Unknown fit option '${key}'; expected one of ${FIT_KEYS.join(', ')}`);
+  }
+  const o = options;
+  const opt = o.optimizer ?? { type: 'sgd' };
+  if (typeof opt !== 'object' || opt === null) throw new TypeError(`Expected optimizer to be an object but received ${describe(opt)}`);
+  const type = (opt as { type?: unknown }).type;
+  if (type !== 'sgd' && type !== 'adam' && type !== 'adamw') throw new TypeError(`Expected optimizer.type to be 'sgd', 'adam' or 'adamw' but received ${describe(type)}`);
+  const lrDefault = type === 'sgd' ? 0.1 : 1e-3;
+  const lr = finite((opt as { lr?: number }).lr ?? lrDefault, 'optimizer.lr', (x) => x > 0, '> 0');
+  let nativeOpt: NativeFitOptions['optimizer'];
+  if (type === 'sgd') {
+    const s = opt as SgdOptions;
+    nativeOpt = {
+      type, lr,
+      momentum: finite(s.momentum ?? 0.9, 'optimizer.momentum', (x) => x >= 0 && x < 1, 'in [0, 1)'),
+      nesterov: bool(s.nesterov ?? true, 'optimizer.nesterov'),
+      weightDecay: finite(s.weightDecay ?? 1e-4, 'optimizer.weightDecay', (x) => x >= 0, '>= 0'),
+      betas: [0.9, 0.999],
+    };
+    if (nativeOpt.nesterov && nativeOpt.momentum === 0) throw new RangeError('Expected optimizer.momentum > 0 with nesterov: true but received 0');
+  } else {
+    const a = opt as AdamOptions;
+    const betas = a.betas ?? [0.9, 0.999];
+    if (!Array.isArray(betas) || betas.length !== 2) throw new TypeError(`Expected optimizer.betas to be [beta1, beta2] but received ${describe(betas)}`);
+    nativeOpt = {
+      type, lr, momentum: 0, nesterov: false,
+      weightDecay: finite(a.weightDecay ?? (type === 'adamw' ? 1e-2 : 0), 'optimizer.weightDecay', (x) => x >= 0, '>= 0'),
+      betas: [
+        finite(betas[0], 'optimizer.betas[0]', (x) => x >= 0 && x < 1, 'in [0, 1)'),
+        finite(betas[1], 'optimizer.betas[1]', (x) => x >= 0 && x < 1, 'in [0, 1)'),
+      ],
+    };
+  }
+  const schedule = o.schedule ?? 'constant';
+  let nativeSchedule: NativeFitOptions['schedule'];
+  if (schedule === 'constant') {
+    nativeSchedule = { type: 'constant', milestones: [], gamma: 1 };
+  } else if (typeof schedule === 'object' && schedule !== null && schedule.type === 'multistep') {
+    const milestones = schedule.milestones ?? [0.5, 0.75];
+    if (!Array.isArray(milestones)) throw new TypeError(`Expected schedule.milestones to be an array of fractions in (0, 1) but received ${describe(milestones)}`);
+    milestones.forEach((m, i) => finite(m, `schedule.milestones[${i}]`, (x) => x > 0 && x < 1, 'in (0, 1) (a fraction of the run)'));
+    nativeSchedule = { type: 'multistep', milestones: [...milestones], gamma: finite(schedule.gamma ?? 0.1, 'schedule.gamma', (x) => x > 0 && x <= 1, 'in (0, 1]') };
+  } else if (typeof schedule === 'object' && schedule !== null && schedule.type === 'cosine') {
+    nativeSchedule = { type: 'cosine', milestones: [], gamma: 1 };
+  } else {
+    throw new TypeError(`Expected schedule to be 'constant', { type: 'multistep', ... } or { type: 'cosine' } but received ${describe(schedule)}`);
+  }
+  const seed = o.seed ?? 0;
+  if (typeof seed !== 'number' || !Number.isSafeInteger(seed) || seed < 0) throw new TypeError(`Expected seed to be a non-negative safe integer but received ${describe(seed)}`);
+  if (o.validationData !== undefined && !(o.validationData instanceof Dataset)) throw new TypeError(`Expected validationData to be a Dataset but received ${describe(o.validationData)}`);
+  if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw new TypeError(`Expected signal to be an AbortSignal but received ${describe(o.signal)}`);
+  let checkpointPath: string | undefined;
+  let checkpointEvery = 1;
+  if (o.checkpoint !== undefined) {
+    if (typeof o.checkpoint !== 'object' || o.checkpoint === null || typeof o.checkpoint.path !== 'string' || !o.checkpoint.path) {
+      throw new TypeError(`Expected checkpoint to be { path: string, everyEpochs?: number } but received ${describe(o.checkpoint)}`);
+    }
+    checkpointPath = path.resolve(o.checkpoint.path);
+    checkpointEvery = positiveInt(o.checkpoint.everyEpochs ?? 1, 'checkpoint.everyEpochs');
+  }
+  if (o.resumeFrom !== undefined && (typeof o.resumeFrom !== 'string' || !o.resumeFrom)) throw new TypeError(`Expected resumeFrom to be a checkpoint path but received ${describe(o.resumeFrom)}`);
+  return {
+    native: {
+      epochs: positiveInt(o.epochs ?? 1, 'epochs'),
+      batchSize: positiveInt(o.batchSize ?? 64, 'batchSize'),
+      optimizer: nativeOpt,
+      schedule: nativeSchedule,
+      shuffle: bool(o.shuffle ?? true, 'shuffle'),
+      seed,
+      validationData: o.validationData?.toNative(),
+      checkpointPath,
+      checkpointEvery,
+      resumeFrom: o.resumeFrom === undefined ? undefined : path.resolve(o.resumeFrom),
+    },
+    onBatchEnd: func(o.onBatchEnd, 'onBatchEnd'),
+    onEpochEnd: func(o.onEpochEnd, 'onEpochEnd'),
+    signal: o.signal,
+  };
+}
+
+/** Builds a History from the per-epoch logs. */
+export function toHistory(epochs: EpochLogs[]): History {
+  return {
+    epochs,
+    loss: epochs.map((e) => e.loss),
+    accuracy: epochs.map((e) => e.accuracy),
+    valLoss: epochs.map((e) => e.valLoss),
+    valAccuracy: epochs.map((e) => e.valAccuracy),
+    lr: epochs.map((e) => e.lr),
+    seconds: epochs.map((e) => e.seconds),
+  };
+}

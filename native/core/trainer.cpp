@@ -1,0 +1,205 @@
+#include "trainer.h"
+
+#include "errors.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <numbers>
+#include <unistd.h>
+
+namespace densetorch {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// The global CPU generator (dropout draws from it); a handle sharing its state.
+at::Generator global_generator() { return at::detail::getDefaultCPUGenerator(); }
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(DenseNet& model, const OptimizerOptions& o) {
+  using Type = OptimizerOptions::Type;
+  switch (o.type) {
+    case Type::kSgd:
+      return std::make_unique<torch::optim::SGD>(
+          model->parameters(),
+          torch::optim::SGDOptions(o.lr).momentum(o.momentum).nesterov(o.nesterov).weight_decay(o.weight_decay));
+    case Type::kAdam:
+      return std::make_unique<torch::optim::Adam>(
+          model->parameters(), torch::optim::AdamOptions(o.lr).betas({o.beta1, o.beta2}).weight_decay(o.weight_decay));
+    case Type::kAdamW:
+      return std::make_unique<torch::optim::AdamW>(
+          model->parameters(), torch::optim::AdamWOptions(o.lr).betas({o.beta1, o.beta2}).weight_decay(o.weight_decay));
+  }
+  throw std::invalid_argument("unknown optimizer");
+}
+
+void set_lr(torch::optim::Optimizer& optimizer, double lr) {
+  for (auto& group : optimizer.param_groups()) group.options().set_lr(lr);
+}
+
+// Restores the model's train/eval mode on scope exit.
+struct ModeGuard {
+  DenseNet& model;
+  bool was_training;
+  explicit ModeGuard(DenseNet& m) : model(m), was_training(m->is_training()) {}
+  ~ModeGuard() { model->train(was_training); }
+};
+
+void save_checkpoint(const std::string& path, DenseNet& model, torch::optim::Optimizer& optimizer, int64_t epoch,
+                     at::Generator& gen) {
+  torch::serialize::OutputArchive archive;
+  model->save(archive);
+  torch::serialize::OutputArchive optimizer_archive;
+  optimizer.save(optimizer_archive);
+  archive.write("densetorch.optimizer", optimizer_archive);
+  archive.write("densetorch.epoch", torch::tensor(epoch));
+  archive.write("densetorch.rng.data", gen.get_state());
+  archive.write("densetorch.rng.global", global_generator().get_state());
+  const std::filesystem::path target(path);
+  const auto tmp = target.parent_path() / ("." + target.filename().string() + ".tmp-" + std::to_string(::getpid()));
+  archive.save_to(tmp.string());
+  std::error_code ec;
+  std::filesystem::rename(tmp, target, ec);
+  if (ec) {
+    std::filesystem::remove(tmp, ec);
+    throw TrainingError("could not write the checkpoint " + path + ": " + ec.message());
+  }
+}
+
+// Loads a checkpoint; returns the number of epochs it had completed.
+int64_t load_checkpoint(const std::string& path, DenseNet& model, torch::optim::Optimizer& optimizer, at::Generator& gen) {
+  if (!std::filesystem::is_regular_file(path)) throw TrainingError("checkpoint " + path + " does not exist");
+  torch::serialize::InputArchive archive;
+  try {
+    archive.load_from(path);
+    model->load(archive);
+    torch::serialize::InputArchive optimizer_archive;
+    archive.read("densetorch.optimizer", optimizer_archive);
+    optimizer.load(optimizer_archive);
+    at::Tensor epoch, data_rng, global_rng;
+    archive.read("densetorch.epoch", epoch);
+    archive.read("densetorch.rng.data", data_rng);
+    archive.read("densetorch.rng.global", global_rng);
+    gen.set_state(data_rng);
+    global_generator().set_state(global_rng);
+    return epoch.item<int64_t>();
+  } catch (const c10::Error& e) {
+    throw TrainingError("cannot resume from " + path + ": " + e.msg().substr(0, e.msg().find('\n')));
+  }
+}
+
+}  // namespace
+
+double scheduled_lr(const FitOptions& o, int64_t epoch) {
+  const double lr = o.optimizer.lr;
+  switch (o.schedule.type) {
+    case ScheduleOptions::Type::kConstant: return lr;
+    case ScheduleOptions::Type::kMultiStep: {
+      double out = lr;
+      for (double m : o.schedule.milestones)
+        if (epoch >= static_cast<int64_t>(std::floor(m * static_cast<double>(o.epochs)))) out *= o.schedule.gamma;
+      return out;
+    }
+    case ScheduleOptions::Type::kCosine:
+      return lr * 0.5 * (1.0 + std::cos(std::numbers::pi * static_cast<double>(epoch) / static_cast<double>(o.epochs)));
+  }
+  return lr;
+}
+
+Evaluation evaluate(DenseNet& model, const Dataset& data, int64_t batch_size) {
+  ModeGuard mode(model);
+  model->eval();
+  torch::NoGradGuard no_grad;
+  const auto device = model->parameters().front().device();
+  at::Generator unused = at::detail::createCPUGenerator(0);
+  double loss_sum = 0;
+  int64_t correct = 0;
+  const int64_t n = data.size();
+  for (int64_t start = 0; start < n; start += batch_size) {
+    at::Tensor idx = at::arange(start, std::min(n, start + batch_size), at::kLong);
+    auto [x, y] = make_batch(data, idx, /*train=*/false, unused);
+    x = x.to(device);
+    y = y.to(device);
+    at::Tensor out = model->forward(x);
+    loss_sum += torch::nn::functional::cross_entropy(out, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum)).item<double>();
+    correct += out.argmax(1).eq(y).sum().item<int64_t>();
+  }
+  return {loss_sum / static_cast<double>(n), static_cast<double>(correct) / static_cast<double>(n), n};
+}
+
+History fit(DenseNet& model, const Dataset& train, const FitOptions& o, const Callbacks& cb) {
+  validate(train, model->config().num_classes);
+  if (o.validation) validate(*o.validation, model->config().num_classes);
+  ModeGuard mode(model);
+  const auto device = model->parameters().front().device();
+  auto optimizer = make_optimizer(model, o.optimizer);
+  at::Generator gen = at::detail::createCPUGenerator(o.seed);
+  global_generator().set_current_seed(o.seed);  // dropout
+
+  int64_t first_epoch = 0;
+  if (!o.resume_from.empty()) first_epoch = load_checkpoint(o.resume_from, model, *optimizer, gen);
+
+  History history;
+  const int64_t n = train.size();
+  const int64_t batches = (n + o.batch_size - 1) / o.batch_size;
+  for (int64_t epoch = first_epoch; epoch < o.epochs; ++epoch) {
+    const double lr = scheduled_lr(o, epoch);
+    set_lr(*optimizer, lr);
+    model->train();
+    const auto epoch_start = Clock::now();
+    const at::Tensor order = epoch_order(n, o.shuffle, gen);
+    double loss_sum = 0;
+    int64_t correct = 0, seen = 0;
+    for (int64_t b = 0; b < batches; ++b) {
+      if (cb.stop && cb.stop->load()) {
+        history.stopped = true;
+        return history;
+      }
+      const auto batch_start = Clock::now();
+      const int64_t start = b * o.batch_size;
+      auto [x, y] = make_batch(train, order.narrow(0, start, std::min(o.batch_size, n - start)), /*train=*/true, gen);
+      x = x.to(device);
+      y = y.to(device);
+      optimizer->zero_grad();
+      at::Tensor out = model->forward(x);
+      at::Tensor loss = torch::nn::functional::cross_entropy(out, y);
+      const double loss_value = loss.item<double>();
+      if (!std::isfinite(loss_value))
+        throw TrainingError("loss became " + std::string(std::isnan(loss_value) ? "NaN" : "infinite") + " at epoch " +
+                            std::to_string(epoch + 1) + ", batch " + std::to_string(b + 1) +
+                            " (try a lower learning rate)");
+      loss.backward();
+      optimizer->step();
+      const int64_t count = x.size(0);
+      const int64_t batch_correct = out.detach().argmax(1).eq(y).sum().item<int64_t>();
+      loss_sum += loss_value * static_cast<double>(count);
+      correct += batch_correct;
+      seen += count;
+      if (cb.on_batch) {
+        cb.on_batch({epoch + 1, b + 1, batches, loss_value, static_cast<double>(batch_correct) / static_cast<double>(count), lr,
+                     static_cast<double>(count) / seconds_since(batch_start)});
+      }
+    }
+    EpochReport report{epoch + 1, loss_sum / static_cast<double>(seen), static_cast<double>(correct) / static_cast<double>(seen),
+                       std::nullopt, std::nullopt, lr, 0, 0};
+    report.seconds = seconds_since(epoch_start);
+    report.images_per_second = static_cast<double>(seen) / report.seconds;
+    if (o.validation) {
+      const Evaluation v = evaluate(model, *o.validation, o.batch_size);
+      report.val_loss = v.loss;
+      report.val_accuracy = v.accuracy;
+    }
+    if (!o.checkpoint_path.empty() && ((epoch + 1) % o.checkpoint_every == 0 || epoch + 1 == o.epochs))
+      save_checkpoint(o.checkpoint_path, model, *optimizer, epoch + 1, gen);
+    history.epochs.push_back(report);
+    if (cb.on_epoch) cb.on_epoch(report);
+  }
+  return history;
+}
+
+}  // namespace densetorch

@@ -1,0 +1,80 @@
+// The training loop: optimizers, learning-rate schedules, validation, checkpoints and resume,
+// progress callbacks and cooperative stopping. Runs on whatever thread calls it.
+#pragma once
+
+#include "data.h"
+#include "densenet.h"
+
+#include <atomic>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace densetorch {
+
+struct OptimizerOptions {
+  enum class Type { kSgd, kAdam, kAdamW } type = Type::kSgd;
+  double lr = 0.1;
+  double momentum = 0.9;
+  bool nesterov = true;
+  double weight_decay = 1e-4;
+  double beta1 = 0.9, beta2 = 0.999;
+};
+
+struct ScheduleOptions {
+  enum class Type { kConstant, kMultiStep, kCosine } type = Type::kConstant;
+  std::vector<double> milestones = {0.5, 0.75};  // fractions of the run
+  double gamma = 0.1;
+};
+
+struct FitOptions {
+  int64_t epochs = 1;
+  int64_t batch_size = 64;
+  OptimizerOptions optimizer;
+  ScheduleOptions schedule;
+  bool shuffle = true;
+  uint64_t seed = 0;
+  std::optional<Dataset> validation;
+  std::string checkpoint_path;  // empty: no checkpoints
+  int64_t checkpoint_every = 1;
+  std::string resume_from;  // empty: start from scratch
+};
+
+struct BatchReport {
+  int64_t epoch, batch, batches;  // 1-based epoch and batch
+  double loss, accuracy, lr, images_per_second;
+};
+
+struct EpochReport {
+  int64_t epoch;
+  double loss, accuracy;
+  std::optional<double> val_loss, val_accuracy;
+  double lr, seconds, images_per_second;
+};
+
+struct History {
+  std::vector<EpochReport> epochs;
+  bool stopped = false;  // the stop flag ended the run early
+};
+
+struct Callbacks {
+  std::function<void(const BatchReport&)> on_batch;  // may be empty
+  std::function<void(const EpochReport&)> on_epoch;  // may be empty
+  const std::atomic<bool>* stop = nullptr;           // checked before every batch
+};
+
+// Learning rate of `epoch` (0-based) of `epochs` under the schedule.
+double scheduled_lr(const FitOptions& options, int64_t epoch);
+
+History fit(DenseNet& model, const Dataset& train, const FitOptions& options, const Callbacks& callbacks);
+
+struct Evaluation {
+  double loss, accuracy;
+  int64_t count;
+};
+
+// Mean cross-entropy and accuracy in eval mode without autograd; restores the model's mode.
+Evaluation evaluate(DenseNet& model, const Dataset& data, int64_t batch_size);
+
+}  // namespace densetorch
