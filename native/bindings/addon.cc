@@ -1,6 +1,7 @@
 // Registration only: every export is defined in its own file.
 #include <napi.h>
 
+#include "../core/allocator.h"
 #include "../core/tensor_ops.h"
 #include "addon_data.h"
 #include "errors.h"
@@ -45,6 +46,7 @@ Napi::Value ExternalMemory(const Napi::CallbackInfo& info) {
 }  // namespace
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  install_cpu_allocator();
   env.SetInstanceData(new AddonData());  // owned and deleted by the environment
   exports.Set("NativeTensor", NativeTensor::Init(env));
   exports.Set("NativeModel", NativeModel::Init(env));

@@ -1,0 +1,14 @@
+// The CPU allocator densetorch installs for LibTorch.
+#pragma once
+
+namespace densetorch {
+
+// Replaces LibTorch's default CPU allocator (posix_memalign) with one that aligns plain malloc
+// blocks to 64 bytes by hand. glibc's memalign asks for alignment slack on every call, so a
+// freed block can never serve the next request of the same size when a small allocation sits
+// above it: creating and freeing same-sized tensors then grows the heap without bound. Plain
+// malloc reuses an exact-size free block. Idempotent; tensors allocated before keep their own
+// deleters.
+void install_cpu_allocator();
+
+}  // namespace densetorch
