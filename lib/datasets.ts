@@ -118,6 +118,8 @@ export type MnistSplit = 'train' | 'test';
 export interface MnistOptions {
   /** Default 'train'. */
   split?: MnistSplit;
+  /** At most this many images, the same share of every digit, evenly spaced. Default: all. */
+  limit?: number;
 }
 
 /** Fraction of each digit's samples (in the package's order) used for training; the rest is test. */
@@ -139,20 +141,26 @@ export function mnist(options: MnistOptions = {}): Dataset {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     digits.push((require(`mnist/src/digits/${d}.json`) as { data: number[] }).data);
   }
-  const ranges = digits.map((raw) => {
+  const limit = options.limit;
+  if (limit !== undefined && (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 10)) {
+    throw new RangeError(`Expected options.limit to be an integer >= 10 but received ${describe(limit)}`);
+  }
+  // For each digit, the sample indices of this split (evenly thinned when limited).
+  const picks = digits.map((raw) => {
     const count = Math.floor(raw.length / pixels);
     const cut = Math.round(count * MNIST_TRAIN_FRACTION);
-    return split === 'train' ? [0, cut] : [cut, count];
+    const [start, end] = split === 'train' ? [0, cut] : [cut, count];
+    const take = limit === undefined ? end - start : Math.min(end - start, Math.floor(limit / 10));
+    return Array.from({ length: take }, (_, k) => start + Math.floor((k * (end - start)) / take));
   });
-  const total = ranges.reduce((a, [s, e]) => a + e - s, 0);
+  const total = picks.reduce((a, p) => a + p.length, 0);
   const images = new Uint8Array(total * pixels);
   const labels = new BigInt64Array(total);
   let at = 0;
   digits.forEach((raw, d) => {
-    const [start, end] = ranges[d];
-    for (let i = start; i < end; i++, at++) {
+    for (const i of picks[d]) {
       for (let p = 0; p < pixels; p++) images[at * pixels + p] = Math.round(raw[i * pixels + p] * 255);
-      labels[at] = BigInt(d);
+      labels[at++] = BigInt(d);
     }
   });
   return new Dataset(tensor(images, [total, 1, 28, 28]), tensor(labels, [total]), { mean: [0.1307], std: [0.3081] }, 'none');

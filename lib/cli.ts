@@ -1,0 +1,296 @@
+#!/usr/bin/env node
+/**
+ * The densetorch command line: train, evaluate, info, setup, doctor.
+ * Usage errors print the usage and exit with code 2.
+ */
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { cacheDir, findLibTorch, searchLibTorch } from './libtorch';
+import { writePlot } from './plot';
+
+type Densetorch = typeof import('./index');
+
+/** A bad combination of options found while running a command (commander has not printed it). */
+class UsageError extends Error {}
+
+/** Loads the library (LibTorch + addon) only for commands that need it. */
+function load(): Densetorch {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return require('./index') as Densetorch;
+}
+
+function int(name: string, min = 1) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min}, got '${value}'`);
+    return n;
+  };
+}
+
+function positive(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a positive number, got '${value}'`);
+    return n;
+  };
+}
+
+interface TrainFlags {
+  dataset: 'mnist' | 'cifar10';
+  dataDir?: string;
+  limit?: number;
+  model: string;
+  depth: number;
+  growthRate: number;
+  bottleneck: boolean;
+  compression: number;
+  epochs: number;
+  batchSize: number;
+  optimizer: 'sgd' | 'adam' | 'adamw';
+  lr?: number;
+  schedule: 'constant' | 'multistep' | 'cosine';
+  memoryEfficient: boolean;
+  threads?: number;
+  seed: number;
+  out: string;
+  checkpoint?: string;
+  resume?: string;
+  plot?: string;
+}
+
+function datasetsFor(dt: Densetorch, name: string, dir: string | undefined, split: 'train' | 'test', limit?: number) {
+  if (name === 'mnist') return dt.datasets.mnist({ split, limit });
+  if (limit !== undefined) throw new UsageError('--limit works with --dataset mnist only');
+  if (!dir) throw new UsageError('--data-dir is required with --dataset cifar10 (the folder of data_batch_1.bin ... test_batch.bin)');
+  return dt.datasets.cifar10(dir, { split });
+}
+
+function fmt(x: number | null, digits = 4): string {
+  return x === null ? '-' : x.toFixed(digits);
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  const line = (r: string[]) => r.map((c, i) => c.padStart(widths[i])).join('  ');
+  return [line(rows[0]), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.slice(1).map(line)].join('\n');
+}
+
+async function train(flags: TrainFlags): Promise<void> {
+  const dt = load();
+  if (flags.threads) dt.setNumThreads(flags.threads);
+  const trainData = datasetsFor(dt, flags.dataset, flags.dataDir, 'train', flags.limit);
+  const testData = datasetsFor(dt, flags.dataset, flags.dataDir, 'test', flags.limit);
+  const [channels] = trainData.imageShape;
+  dt.manualSeed(flags.seed);
+  const common = { numClasses: 10, inChannels: channels, memoryEfficient: flags.memoryEfficient };
+  let model;
+  if (flags.model === 'cifar') {
+    model = dt.densenetCifar({ depth: flags.depth, growthRate: flags.growthRate, bottleneck: flags.bottleneck, compression: flags.compression, ...common });
+  } else if (flags.model in dt.PRESETS) {
+    model = dt[flags.model as keyof typeof dt.PRESETS](common);
+  } else {
+    throw new UsageError(`--model must be 'cifar' or one of ${Object.keys(dt.PRESETS).join(', ')}, got '${flags.model}'`);
+  }
+  const lr = flags.lr ?? (flags.optimizer === 'sgd' ? 0.1 : 1e-3);
+  const optimizer = flags.optimizer === 'sgd' ? { type: 'sgd' as const, lr, momentum: 0.9, nesterov: true, weightDecay: 1e-4 } : { type: flags.optimizer, lr };
+  const schedule = flags.schedule === 'constant' ? ('constant' as const) : { type: flags.schedule };
+  console.log(`densetorch ${dt.versions.densetorch} (LibTorch ${dt.versions.libtorch}), ${dt.getNumThreads()} threads`);
+  console.log(`model: ${flags.model === 'cifar' ? `DenseNet${flags.bottleneck ? '-BC' : ''} (L=${flags.depth}, k=${flags.growthRate})` : flags.model}, ` +
+    `${model.numParameters().toLocaleString('en')} parameters${flags.memoryEfficient ? ', memory-efficient' : ''}`);
+  console.log(`data: ${flags.dataset}, ${trainData.length} training / ${testData.length} test images; ${flags.epochs} epochs of batch ${flags.batchSize}, ${flags.optimizer} lr ${lr}, ${flags.schedule} schedule`);
+
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const cliProgress = require('cli-progress') as typeof import('cli-progress');
+  const tty = Boolean(process.stderr.isTTY);
+  const bar = new cliProgress.SingleBar({
+    format: 'epoch {epoch}/{epochs} [{bar}] {value}/{total} | loss {loss} | acc {acc} | {ips} img/s | ETA {eta_formatted}',
+    hideCursor: true,
+    clearOnComplete: false,
+    etaBuffer: 20,
+  }, cliProgress.Presets.shades_classic);
+  const controller = new AbortController();
+  const onSigint = (): void => {
+    console.error('\ninterrupted: stopping after the current batch');
+    controller.abort();
+  };
+  process.once('SIGINT', onSigint);
+  let running = { loss: 0, correct: 0, seen: 0 };
+  const started = Date.now();
+  try {
+    const history = await model.fit(trainData, {
+      epochs: flags.epochs, batchSize: flags.batchSize, optimizer, schedule, seed: flags.seed, validationData: testData,
+      signal: controller.signal,
+      checkpoint: flags.checkpoint ? { path: flags.checkpoint } : undefined,
+      resumeFrom: flags.resume,
+      onBatchEnd: (b) => {
+        if (b.batch === 1) {
+          running = { loss: 0, correct: 0, seen: 0 };
+          if (tty) bar.start(b.batches, 0, { epoch: b.epoch, epochs: flags.epochs, loss: '-', acc: '-', ips: '-' });
+        }
+        running.loss += b.loss;
+        running.correct += b.accuracy;
+        running.seen += 1;
+        const payload = { epoch: b.epoch, epochs: flags.epochs, loss: (running.loss / running.seen).toFixed(4), acc: (running.correct / running.seen).toFixed(4), ips: b.imagesPerSecond.toFixed(0) };
+        if (tty) bar.update(b.batch, payload);
+        else if (b.batch % Math.max(1, Math.floor(b.batches / 4)) === 0) console.log(`epoch ${b.epoch}/${flags.epochs} batch ${b.batch}/${b.batches} loss ${payload.loss} acc ${payload.acc} ${payload.ips} img/s`);
+      },
+      onEpochEnd: (e) => {
+        if (tty) bar.stop();
+        console.log(`epoch ${e.epoch}/${flags.epochs}: loss ${fmt(e.loss)} acc ${fmt(e.accuracy)} | test loss ${fmt(e.valLoss)} acc ${fmt(e.valAccuracy)} | lr ${e.lr.toPrecision(3)} | ${e.seconds.toFixed(1)} s, ${e.imagesPerSecond.toFixed(0)} img/s`);
+      },
+    });
+    const rows = [['epoch', 'loss', 'accuracy', 'test loss', 'test accuracy', 'lr', 'seconds']];
+    for (const e of history.epochs) rows.push([String(e.epoch), fmt(e.loss), fmt(e.accuracy), fmt(e.valLoss), fmt(e.valAccuracy), e.lr.toPrecision(3), e.seconds.toFixed(1)]);
+    console.log(`\n${table(rows)}\n`);
+    await model.save(flags.out);
+    const last = history.epochs[history.epochs.length - 1];
+    console.log(`trained in ${((Date.now() - started) / 1000).toFixed(1)} s; test accuracy ${fmt(last?.valAccuracy ?? null)}; saved ${path.resolve(flags.out)}`);
+    if (flags.plot) {
+      writePlot(flags.plot, history.epochs);
+      console.log(`wrote ${path.resolve(flags.plot)}`);
+    }
+  } finally {
+    if (tty) bar.stop();
+    process.removeListener('SIGINT', onSigint);
+  }
+}
+
+interface EvaluateFlags {
+  dataset: 'mnist' | 'cifar10';
+  dataDir?: string;
+  split: 'train' | 'test';
+  batchSize: number;
+  limit?: number;
+}
+
+async function evaluate(file: string, flags: EvaluateFlags): Promise<void> {
+  const dt = load();
+  const model = await dt.load(file);
+  const data = datasetsFor(dt, flags.dataset, flags.dataDir, flags.split, flags.limit);
+  const started = Date.now();
+  const r = await model.evaluate(data, { batchSize: flags.batchSize });
+  console.log(`${flags.dataset} ${flags.split} (${data.length} images): loss ${r.loss.toFixed(4)}, accuracy ${r.accuracy.toFixed(4)} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+}
+
+async function info(file: string): Promise<void> {
+  const dt = load();
+  const model = await dt.load(file);
+  const header = readSafetensorsMetadata(file);
+  console.log(`file: ${path.resolve(file)} (${(fs.statSync(file).size / 1e6).toFixed(2)} MB)`);
+  console.log(`parameters: ${model.numParameters().toLocaleString('en')}`);
+  console.log('config:');
+  for (const [k, v] of Object.entries(model.config)) console.log(`  ${k}: ${Array.isArray(v) ? `[${v.join(', ')}]` : String(v)}`);
+  console.log('metadata:');
+  for (const [k, v] of Object.entries(header)) if (k !== 'densetorch.config') console.log(`  ${k}: ${v}`);
+}
+
+function readSafetensorsMetadata(file: string): Record<string, string> {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const len = Buffer.alloc(8);
+    fs.readSync(fd, len, 0, 8, 0);
+    const n = Number(len.readBigUInt64LE(0));
+    const header = Buffer.alloc(n);
+    fs.readSync(fd, header, 0, n, 8);
+    return (JSON.parse(header.toString('utf8')) as { __metadata__?: Record<string, string> }).__metadata__ ?? {};
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function setup(): void {
+  const lt = findLibTorch({ fetch: true, log: (m) => console.log(m) });
+  console.log(`LibTorch ${lt.version} ready at ${lt.root} (found via ${lt.source})`);
+}
+
+function doctor(): number {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const pkg = require('../package.json') as { version: string; libtorch: string };
+  console.log(`densetorch ${pkg.version} (built for LibTorch ${pkg.libtorch}), node ${process.version}, ${process.platform}-${process.arch}`);
+  console.log(`cache: ${cacheDir()}`);
+  for (const step of searchLibTorch()) {
+    console.log(`LibTorch via ${step.source}: ${step.found ? `${step.found.version} at ${step.found.root}${step.found.cuda ? ' (CUDA)' : ''}` : `not found (${step.where})`}`);
+  }
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const native = require('./native') as typeof import('./native');
+    const loaded = native.loadNative();
+    const v = loaded.addon.versions();
+    console.log(`addon: ${loaded.addonPath} (built against LibTorch ${loaded.builtAgainst})`);
+    console.log(`loaded LibTorch ${loaded.libtorch.version} from ${loaded.libtorch.source}; CUDA ${v.cudaAvailable ? `available (${v.cudaDeviceCount} device(s))` : 'not available'}; ${loaded.addon.getNumThreads()} threads`);
+    console.log('ok');
+    return 0;
+  } catch (err) {
+    console.log(`problem: ${(err as Error).message}`);
+    return 1;
+  }
+}
+
+/** Builds the command-line program (exported for tests). */
+export function program(): Command {
+  const cli = new Command('densetorch').description('DenseNet on LibTorch from Node.js').exitOverride().showHelpAfterError();
+  cli
+    .command('train')
+    .description('train a DenseNet and save it as .safetensors')
+    .addOption(new Option('--dataset <name>', 'data set').choices(['mnist', 'cifar10']).default('mnist'))
+    .option('--data-dir <dir>', 'CIFAR-10 binary folder (data_batch_1.bin ... test_batch.bin)')
+    .option('--limit <n>', 'use at most n MNIST images per split (balanced over digits), for quick runs', int('--limit', 10))
+    .option('--model <name>', "'cifar' (set by --depth/--growth-rate) or a preset: densenet121, densenet161, densenet169, densenet201, densenet264", 'cifar')
+    .option('--depth <L>', 'CIFAR DenseNet depth (6n+4 with bottleneck, 3n+4 without)', int('--depth'), 28)
+    .option('--growth-rate <k>', 'growth rate k', int('--growth-rate'), 12)
+    .option('--no-bottleneck', 'plain layers instead of DenseNet-B bottlenecks')
+    .option('--compression <theta>', 'transition compression in (0, 1]', positive('--compression'), 0.5)
+    .option('--epochs <n>', 'epochs', int('--epochs'), 8)
+    .option('--batch-size <n>', 'batch size', int('--batch-size'), 64)
+    .addOption(new Option('--optimizer <type>', 'optimizer').choices(['sgd', 'adam', 'adamw']).default('sgd'))
+    .option('--lr <rate>', 'learning rate (default 0.1 for sgd, 1e-3 for adam/adamw)', positive('--lr'))
+    .addOption(new Option('--schedule <type>', 'learning-rate schedule').choices(['constant', 'multistep', 'cosine']).default('cosine'))
+    .option('--memory-efficient', 'memory-efficient concatenation (Pleiss et al.)', false)
+    .option('--threads <n>', 'LibTorch threads', int('--threads'))
+    .option('--seed <n>', 'random seed', int('--seed', 0), 0)
+    .option('--out <file>', 'where to save the model', 'densenet.safetensors')
+    .option('--checkpoint <file>', 'write a resumable checkpoint after every epoch')
+    .option('--resume <file>', 'resume from a checkpoint')
+    .option('--plot <file.svg>', 'write a chart of loss and accuracy per epoch')
+    .action((flags: TrainFlags) => train(flags));
+  cli
+    .command('evaluate <model>')
+    .description('loss and accuracy of a saved model on a data set')
+    .addOption(new Option('--dataset <name>', 'data set').choices(['mnist', 'cifar10']).default('mnist'))
+    .option('--data-dir <dir>', 'CIFAR-10 binary folder')
+    .addOption(new Option('--split <split>', 'which part').choices(['train', 'test']).default('test'))
+    .option('--batch-size <n>', 'batch size', int('--batch-size'), 256)
+    .option('--limit <n>', 'use at most n MNIST images (balanced over digits)', int('--limit', 10))
+    .action((file: string, flags: EvaluateFlags) => evaluate(file, flags));
+  cli.command('info <model>').description('config, parameter count and metadata of a saved model').action((file: string) => info(file));
+  cli.command('setup').description('fetch the pinned LibTorch into the densetorch cache').action(() => setup());
+  cli.command('doctor').description('what densetorch finds: versions, LibTorch, CUDA, threads, addon').action(() => {
+    process.exitCode = doctor();
+  });
+  return cli;
+}
+
+async function main(argv: string[]): Promise<number> {
+  try {
+    await program().parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (err) {
+    if (err instanceof UsageError) {
+      console.error(`error: ${err.message}\n\nUsage: densetorch ${argv.slice(2, 3).join(' ')} [options] (see --help)`);
+      return 2;
+    }
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.exitCode === 0) return 0;
+      return 2; // usage error: commander already printed the message and the usage
+    }
+    console.error(`error: ${(err as Error).message}`);
+    return 1;
+  }
+}
+
+if (require.main === module) {
+  main(process.argv).then((code) => {
+    process.exitCode = code;
+  });
+}
