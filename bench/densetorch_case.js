@@ -1,0 +1,57 @@
+#!/usr/bin/env node
+// One benchmark case for densetorch, run in its own process (clean peak memory).
+// Usage: node bench/densetorch_case.js '<json case>'  ->  prints one JSON line.
+'use strict';
+const fs = require('node:fs');
+const dt = require('..');
+
+function peakRssMiB() {
+  return Number(/VmHWM:\s+(\d+)/.exec(fs.readFileSync('/proc/self/status', 'utf8'))[1]) / 1024;
+}
+
+function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
+function build(c) {
+  const common = { memoryEfficient: c.memoryEfficient, numClasses: c.classes };
+  return c.model === 'densenet121' ? dt.densenet121(common) : dt.densenetCifar({ depth: c.depth, growthRate: c.growthRate, ...common });
+}
+
+async function main() {
+  const c = JSON.parse(process.argv[2]);
+  dt.setNumThreads(c.threads);
+  dt.manualSeed(0);
+  const model = build(c);
+  const n = c.batch * 3 * c.size * c.size;
+  if (c.mode === 'train') {
+    const count = c.batch * (c.warmup + c.steps);
+    const images = dt.tensor(new Float32Array(count * 3 * c.size * c.size).map(() => Math.random() - 0.5), [count, 3, c.size, c.size]);
+    const labels = dt.tensor(Array.from({ length: count }, (_, i) => i % c.classes), [count], { dtype: 'int64' });
+    const data = dt.datasets.fromTensors(images, labels);
+    const seconds = [];
+    await model.fit(data, {
+      epochs: 1, batchSize: c.batch, shuffle: false,
+      optimizer: { type: 'sgd', lr: 0.1, momentum: 0.9, nesterov: true, weightDecay: 1e-4 },
+      onBatchEnd: (b) => { if (b.batch > c.warmup) seconds.push(c.batch / b.imagesPerSecond); },
+    });
+    const step = median(seconds);
+    console.log(JSON.stringify({ stepSeconds: step, imagesPerSecond: c.batch / step, peakRssMiB: peakRssMiB() }));
+  } else {
+    const x = dt.tensor(new Float32Array(n).map(() => Math.random() - 0.5), [c.batch, 3, c.size, c.size]);
+    const seconds = [];
+    for (let i = 0; i < c.warmup + c.steps; i++) {
+      const t = process.hrtime.bigint();
+      (await model.predict(x, { batchSize: c.batch })).dispose();
+      if (i >= c.warmup) seconds.push(Number(process.hrtime.bigint() - t) / 1e9);
+    }
+    const step = median(seconds);
+    console.log(JSON.stringify({ stepSeconds: step, imagesPerSecond: c.batch / step, peakRssMiB: peakRssMiB() }));
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

@@ -1,0 +1,74 @@
+"""One benchmark case for PyTorch (eager) with torchvision's DenseNet, in its own process.
+
+Usage: python3 bench/pytorch_reference.py '<json case>'  ->  prints one JSON line.
+The CIFAR models use the paper's stem (one 3x3 convolution, no norm0/pool0), as densetorch does.
+"""
+import json
+import os
+import random
+import statistics
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'scripts'))
+from torchvision_densenet import torchvision_densenet  # noqa: E402
+
+
+def peak_rss_mib():
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith('VmHWM:'):
+                return int(line.split()[1]) / 1024
+
+
+def build(c):
+    DenseNet = torchvision_densenet()
+    if c['model'] == 'densenet121':
+        return DenseNet(32, (6, 12, 24, 16), 64, num_classes=c['classes'], memory_efficient=c['memoryEfficient'])
+    k, layers = c['growthRate'], (c['depth'] - 4) // 6
+    model = DenseNet(k, (layers, layers, layers), 2 * k, bn_size=4, num_classes=c['classes'], memory_efficient=c['memoryEfficient'])
+    model.features.conv0 = torch.nn.Conv2d(3, 2 * k, kernel_size=3, padding=1, bias=False)
+    for name in ('norm0', 'relu0', 'pool0'):
+        setattr(model.features, name, torch.nn.Identity())
+    return model
+
+
+def main():
+    c = json.loads(sys.argv[1])
+    torch.set_num_threads(c['threads'])
+    torch.manual_seed(0)
+    model = build(c)
+    shape = (c['batch'], 3, c['size'], c['size'])
+    seconds = []
+    if c['mode'] == 'train':
+        model.train()
+        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4)
+        x = torch.rand(shape) - 0.5
+        y = torch.tensor([i % c['classes'] for i in range(c['batch'])])
+        for i in range(c['warmup'] + c['steps']):
+            t = time.perf_counter()
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            loss.item()
+            if i >= c['warmup']:
+                seconds.append(time.perf_counter() - t)
+    else:
+        model.eval()
+        x = torch.rand(shape) - 0.5
+        with torch.inference_mode():
+            for i in range(c['warmup'] + c['steps']):
+                t = time.perf_counter()
+                model(x)
+                if i >= c['warmup']:
+                    seconds.append(time.perf_counter() - t)
+    step = statistics.median(seconds)
+    print(json.dumps({'stepSeconds': step, 'imagesPerSecond': c['batch'] / step, 'peakRssMiB': peak_rss_mib()}))
+
+
+if __name__ == '__main__':
+    random.seed(0)
+    main()
