@@ -241,14 +241,16 @@ describe('weights: bad files are rejected and leave the model unchanged', () => 
     ['a size that disagrees with the shape', () => writeVariant('z.safetensors', (b) => withHeader(b, (h) => { h['classifier.bias'].shape = [4]; return h; })), /tensor 'classifier\.bias' has 12 bytes but its dtype and shape need 16/],
     ['a missing tensor', () => writeVariant('m.safetensors', (b) => withHeader(b, (h) => { h['classifier.bias'].dtype = 'U8'; h['classifier.bias'].shape = [12]; const k = h['classifier.bias']; delete h['classifier.bias']; h['other.bias'] = k; return h; })), /1 missing key\(s\): classifier\.bias; 1 unexpected key\(s\): other\.bias/],
   ];
-  for (const [title, make, message] of cases) {
+  /** Loading the file `make()` returns fails with a WeightsError matching `message`; the model is unchanged. */
+  function rejectsFile(title, make, message, stem) {
     it(`rejects ${title}`, async () => {
-      const m = new dt.DenseNet({ ...tinyConfig, stem: 'cifar' });
+      const m = new dt.DenseNet({ ...tinyConfig, stem });
       const before = snapshot(m);
       await assert.rejects(m.loadWeights(make()), (err) => err instanceof dt.WeightsError && message.test(err.message) || assert.fail(`${err.name}: ${err.message}`));
       assert.deepEqual(snapshot(m), before);
     });
   }
+  for (const [title, make, message] of cases) rejectsFile(title, make, message, 'cifar');
 
   const files = [
     ['a directory', () => dir, /is a directory, not a weight file/],
@@ -257,14 +259,7 @@ describe('weights: bad files are rejected and leave the model unchanged', () => 
     ['a pickled module (.pth)', () => path.join(FIXTURES, 'full_module.pth'), /refusing to load global 'torchvision\.models\.densenet\.DenseNet'/],
     ['a legacy non-zip .pth', () => path.join(FIXTURES, 'legacy_format.pth'), /legacy \(non-zip\) format; re-save it with torch\.save/],
   ];
-  for (const [title, make, message] of files) {
-    it(`rejects ${title}`, async () => {
-      const m = new dt.DenseNet({ ...tinyConfig, stem: 'imagenet' });
-      const before = snapshot(m);
-      await assert.rejects(m.loadWeights(make()), (err) => err instanceof dt.WeightsError && message.test(err.message) || assert.fail(`${err.name}: ${err.message}`));
-      assert.deepEqual(snapshot(m), before);
-    });
-  }
+  for (const [title, make, message] of files) rejectsFile(title, make, message, 'imagenet');
 
   it('rejects an unreadable file (no permission) when not running as root', async function () {
     if (process.getuid && process.getuid() === 0) this.skip(); // root reads everything
