@@ -21,13 +21,13 @@ function main() {
   const prebuildDir = path.join(root, 'prebuilds', `${process.platform}-${process.arch}`);
   if (!fs.existsSync(prebuildDir) || !fs.readdirSync(prebuildDir).some((f) => f.endsWith('.node'))) {
     console.log('no prebuilt binary yet: running npm run prebuild');
-    sh('npm', ['run', 'prebuild'], root);
+    sh('npm', ['run', 'prebuild'], root, { JOBS: String(os.availableParallelism ? os.availableParallelism() : os.cpus().length) });
   }
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'densetorch-pack-'));
   const packed = JSON.parse(sh('npm', ['pack', '--json', '--pack-destination', work], root))[0];
   const tarball = path.join(work, packed.filename);
   const size = fs.statSync(tarball).size;
-  const heavy = packed.files.filter((f) => /^(build|build-cmake|node_modules|test)\//.test(f.path) || /libtorch|\.whl$/.test(f.path));
+  const heavy = packed.files.filter((f) => /^(build|build-cmake|node_modules|test|bench\/results)\//.test(f.path) || /(^|\/)libtorch\/|\.so(\.\d+)*$|\.whl$/.test(f.path));
   console.log(`tarball ${packed.filename}: ${(size / 1e6).toFixed(2)} MB packed, ${(packed.unpackedSize / 1e6).toFixed(2)} MB unpacked, ${packed.files.length} files`);
   if (heavy.length) throw new Error(`the tarball holds files it should not: ${heavy.map((f) => f.path).join(', ')}`);
   if (!packed.files.some((f) => f.path.startsWith('prebuilds/') && f.path.endsWith('.node'))) throw new Error('the tarball has no prebuilt binary');
@@ -47,16 +47,18 @@ function main() {
 
   const script = `
     const dt = require('densetorch');
-    const { loadNative } = require('densetorch/dist/native.js');
     const m = dt.densenetCifar({ depth: 10, growthRate: 4 }).eval();
     const y = m.forward(dt.tensor(new Float32Array(2 * 3 * 32 * 32).fill(0.5), [2, 3, 32, 32]));
-    console.log(JSON.stringify({ shape: y.shape, addon: loadNative().addonPath, libtorch: dt.versions.libtorch }));`;
+    console.log(JSON.stringify({ shape: y.shape, libtorch: dt.versions.libtorch }));`;
   const out = JSON.parse(sh(process.execPath, ['-e', script], project).trim().split('\n').pop());
+  // The installed CLI says which addon file was loaded.
+  const doctor = sh('npx', ['--no-install', 'densetorch', 'doctor'], project);
+  out.addon = (/^addon: (\S+)/m.exec(doctor) || [])[1] || '';
   if (JSON.stringify(out.shape) !== '[2,10]') throw new Error(`unexpected output shape ${out.shape}`);
   if (!/[/\\]prebuilds[/\\]/.test(out.addon)) throw new Error(`the addon was not the prebuilt one: ${out.addon}`);
   console.log(`forward pass from the installed package: output [${out.shape}], addon ${path.relative(project, out.addon)}, LibTorch ${out.libtorch}`);
   fs.rmSync(work, { recursive: true, force: true });
-  return { size, installSeconds };
+  return { size, installSeconds, addon: out.addon };
 }
 
 if (require.main === module) {
