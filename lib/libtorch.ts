@@ -10,6 +10,7 @@
  * This module is used by the build scripts before the addon exists, so it must not load it.
  */
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -17,6 +18,39 @@ import { LibTorchNotFoundError } from './errors';
 
 /** The torch version that densetorch is pinned to and fetches when no LibTorch is found. */
 export const PINNED_TORCH_VERSION = '2.13.0';
+
+/**
+ * SHA-256 of the torch wheels densetorch pins, by file name. A fetched wheel whose name is
+ * listed must match; other names (another Python or platform) rely on pip's own hash check.
+ */
+export const PINNED_WHEEL_SHA256: Readonly<Record<string, string>> = {
+  'torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl': '6746dbcbeb526eb61330b76b41ff1b4eb848951103a892eeb080dfa2b264667b',
+};
+
+/** SHA-256 of a file, hex. */
+export function sha256File(file: string): string {
+  const hash = createHash('sha256');
+  const fd = fs.openSync(file, 'r');
+  try {
+    const buffer = Buffer.alloc(1 << 20);
+    let n: number;
+    while ((n = fs.readSync(fd, buffer, 0, buffer.length, null)) > 0) hash.update(buffer.subarray(0, n));
+  } finally {
+    fs.closeSync(fd);
+  }
+  return hash.digest('hex');
+}
+
+/** Throws if `wheel` is a pinned file whose checksum differs; returns what was checked. */
+export function verifyWheel(wheel: string): string {
+  const expected = PINNED_WHEEL_SHA256[path.basename(wheel)];
+  if (!expected) return `no pinned checksum for ${path.basename(wheel)} (pip checked it against its index)`;
+  const actual = sha256File(wheel);
+  if (actual !== expected) {
+    throw new LibTorchNotFoundError(`checksum mismatch for ${wheel}: expected sha256 ${expected}, got ${actual}. Delete the file and run \`npx densetorch setup\` again.`);
+  }
+  return `sha256 ${actual} matches the pinned checksum`;
+}
 
 /** Where a LibTorch installation was found. */
 export type LibTorchSource = 'env' | 'python' | 'cache';
@@ -208,6 +242,7 @@ export function fetchLibTorch(log: (message: string) => void): LibTorchInstall {
     .sort()
     .pop();
   if (!wheel) throw new LibTorchNotFoundError(`pip download of ${spec} left no torch wheel in ${wheels}.`);
+  log(`densetorch: ${verifyWheel(path.join(wheels, wheel))}`);
   const target = cachedLibTorchDir();
   const staging = `${target}.partial-${process.pid}`;
   fs.rmSync(staging, { recursive: true, force: true });

@@ -76,3 +76,26 @@ describe('LibTorch discovery', () => {
     }
   });
 });
+
+describe('LibTorch fetch: checksums', () => {
+  it('accepts a pinned wheel with the right SHA-256 and refuses one with another, naming both', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'densetorch-wheel-'));
+    const name = Object.keys(libtorch.PINNED_WHEEL_SHA256)[0];
+    const file = path.join(dir, name);
+    fs.writeFileSync(file, 'not a wheel');
+    assert.throws(() => libtorch.verifyWheel(file), {
+      name: 'LibTorchNotFoundError',
+      message: new RegExp(`checksum mismatch for .*${name.replace(/[+.]/g, '\\$&')}: expected sha256 ${libtorch.PINNED_WHEEL_SHA256[name]}, got [0-9a-f]{64}`),
+    });
+    const other = path.join(dir, 'torch-2.13.0-cp312-cp312-manylinux_2_28_x86_64.whl');
+    fs.writeFileSync(other, 'x');
+    assert.match(libtorch.verifyWheel(other), /no pinned checksum/);
+    fs.rmSync(dir, { recursive: true });
+  });
+
+  it('computes SHA-256 of a file', () => {
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'densetorch-sha-')), 'f');
+    fs.writeFileSync(file, 'abc');
+    assert.equal(libtorch.sha256File(file), 'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad');
+  });
+});
