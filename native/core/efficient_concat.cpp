@@ -15,7 +15,9 @@ at::Tensor recompute_norm_relu(const at::Tensor& x, const at::Tensor& weight, co
                                const at::Tensor& mean, const at::Tensor& invstd) {
   const at::Tensor scale = weight * invstd;
   const at::Tensor shift = bias - mean * scale;
-  return at::addcmul(shift.view({1, -1, 1, 1}), x, scale.view({1, -1, 1, 1})).relu_();
+  // x first, so that the result keeps x's memory format (channels-last) for the conv backward.
+  at::Tensor y = x * scale.view({1, -1, 1, 1});
+  return y.add_(shift.view({1, -1, 1, 1})).relu_();
 }
 
 struct ConcatNormReluConv : public torch::autograd::Function<ConcatNormReluConv> {
