@@ -89,7 +89,7 @@ const RTLD_NODELETE = 0x1000;
 
 /**
  * The addon file to load: `DENSETORCH_ADDON` when set (e.g. a cmake-js build), else what
- * node-gyp-build finds (prebuilt first, then a local build).
+ * node-gyp-build finds (a local build/Release first, else the prebuilt binary for this platform).
  */
 export function addonPath(): string {
   const override = process.env.DENSETORCH_ADDON;

@@ -165,7 +165,9 @@ Napi::Value NativeModel::Fit(const Napi::CallbackInfo& info) {
     job->stop = stop_;
     Napi::Promise promise = job->deferred.Promise();
     FitJob* raw = job.release();  // owned by the TSFN finalizer from here on
-    Reporter reporter = Reporter::New(env, info[2].As<Napi::Function>(), "densetorch.fit", 0, 1, raw, finish, static_cast<void*>(nullptr));
+    // A queue of one report: the training thread runs at most one batch ahead of the JS callbacks,
+    // so an abort from onBatchEnd stops it within one batch.
+    Reporter reporter = Reporter::New(env, info[2].As<Napi::Function>(), "densetorch.fit", 1, 1, raw, finish, static_cast<void*>(nullptr));
     raw->thread = std::thread([raw, reporter]() mutable {
       Callbacks cb;
       cb.stop = raw->stop.get();
