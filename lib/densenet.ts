@@ -3,6 +3,7 @@
  */
 import * as path from 'node:path';
 import { describe, native, nativeAsync, WeightsError } from './errors';
+import { boolean, nonNegativeInt, numberIn, optionsObject, positiveInt } from './validate';
 import { addon, NativeModelConfig, NativeModelHandle } from './native';
 import { checkDevice, Device, Tensor } from './tensor';
 import { Dataset } from './datasets';
@@ -122,34 +123,10 @@ export const PRESETS = {
 /** Names of the ImageNet presets. */
 export type PresetName = keyof typeof PRESETS;
 
-function positiveInt(value: unknown, what: string): number {
-  if (typeof value !== 'number' || !Number.isInteger(value)) throw new TypeError(`Expected ${what} to be a positive integer but received ${describe(value)}`);
-  if (value < 1) throw new RangeError(`Expected ${what} to be a positive integer but received ${value}`);
-  return value;
-}
 
-function nonNegativeInt(value: unknown, what: string): number {
-  if (typeof value !== 'number' || !Number.isInteger(value)) throw new TypeError(`Expected ${what} to be a non-negative integer but received ${describe(value)}`);
-  if (value < 0) throw new RangeError(`Expected ${what} to be a non-negative integer but received ${value}`);
-  return value;
-}
 
-function numberIn(value: unknown, what: string, ok: (x: number) => boolean, range: string): number {
-  if (typeof value !== 'number' || Number.isNaN(value)) throw new TypeError(`Expected ${what} to be a number in ${range} but received ${describe(value)}`);
-  if (!ok(value)) throw new RangeError(`Expected ${what} to be a number in ${range} but received ${value}`);
-  return value;
-}
 
-function boolean(value: unknown, what: string): boolean {
-  if (typeof value !== 'boolean') throw new TypeError(`Expected ${what} to be a boolean but received ${describe(value)}`);
-  return value;
-}
 
-function optionsObject<T>(value: unknown, what: string): Partial<T> {
-  if (value === undefined) return {};
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new TypeError(`Expected ${what} to be an object but received ${describe(value)}`);
-  return value as Partial<T>;
-}
 
 const CONFIG_KEYS = new Set<string>([...Object.keys(DEFAULTS), 'device']);
 
@@ -170,8 +147,8 @@ export function resolveConfig(args: DenseNetArgs | undefined): DenseNetConfig {
     blockConfig: Object.freeze(blockConfig.map((n, i) => positiveInt(n, `blockConfig[${i}]`))),
     numInitFeatures: positiveInt(a.numInitFeatures ?? DEFAULTS.numInitFeatures, 'numInitFeatures'),
     bnSize: nonNegativeInt(a.bnSize ?? DEFAULTS.bnSize, 'bnSize'),
-    compression: numberIn(a.compression ?? DEFAULTS.compression, 'compression', (x) => x > 0 && x <= 1, '(0, 1]'),
-    dropRate: numberIn(a.dropRate ?? DEFAULTS.dropRate, 'dropRate', (x) => x >= 0 && x < 1, '[0, 1)'),
+    compression: numberIn(a.compression ?? DEFAULTS.compression, 'compression', (x) => x > 0 && x <= 1, 'in (0, 1]'),
+    dropRate: numberIn(a.dropRate ?? DEFAULTS.dropRate, 'dropRate', (x) => x >= 0 && x < 1, 'in [0, 1)'),
     numClasses: positiveInt(a.numClasses ?? DEFAULTS.numClasses, 'numClasses'),
     inChannels: positiveInt(a.inChannels ?? DEFAULTS.inChannels, 'inChannels'),
     stem,
@@ -423,7 +400,7 @@ export function cifarConfig(args: CifarArgs): DenseNetArgs {
   const a = optionsObject<CifarArgs>(args, 'densenetCifar options');
   const bottleneck = boolean(a.bottleneck ?? true, 'bottleneck');
   const growthRate = positiveInt(a.growthRate, 'growthRate');
-  const compression = numberIn(a.compression ?? 0.5, 'compression', (x) => x > 0 && x <= 1, '(0, 1]');
+  const compression = numberIn(a.compression ?? 0.5, 'compression', (x) => x > 0 && x <= 1, 'in (0, 1]');
   const depth = positiveInt(a.depth, 'depth');
   const step = bottleneck ? 6 : 3;
   if (depth < 4 + step || (depth - 4) % step !== 0) {

@@ -8,6 +8,7 @@
  */
 import { describe } from './errors';
 import { loadNative } from './native';
+import { positiveInt } from './validate';
 
 export { tensor, Tensor } from './tensor';
 export type { DType, AnyDType, Device, TensorData, TensorOptions } from './tensor';
@@ -60,17 +61,10 @@ export const versions: Versions = Object.freeze({
   cudaAvailable: loaded.addon.versions().cudaAvailable,
 });
 
-function checkPositiveInt(value: unknown, what: string): number {
-  if (typeof value !== 'number' || !Number.isInteger(value)) {
-    throw new TypeError(`Expected ${what} to be a positive integer but received ${describe(value)}`);
-  }
-  if (value < 1) throw new RangeError(`Expected ${what} to be a positive integer but received ${value}`);
-  return value;
-}
 
 /** Sets the number of threads LibTorch uses for intra-op parallelism. */
 export function setNumThreads(n: number): void {
-  loaded.addon.setNumThreads(checkPositiveInt(n, 'n'));
+  loaded.addon.setNumThreads(positiveInt(n, 'n'));
 }
 
 /** The number of threads LibTorch uses for intra-op parallelism. */

@@ -158,7 +158,7 @@ function preload(lt: LibTorchInstall): void {
     } catch (err) {
       // Expected: a plain library registers no Node module. Anything else is a real failure.
       const message = (err as Error).message;
-      if (!/did not self-register|Module did not self-register|napi_register_module/i.test(message)) {
+      if (!/did not self-register|napi_register_module/i.test(message)) {
         throw new AddonLoadError(`Could not load ${file}: ${message}`);
       }
     }

@@ -4,6 +4,7 @@
  */
 import * as path from 'node:path';
 import { describe, DensetorchError, TrainingError } from './errors';
+import { boolean, numberIn, optionalFunction, positiveInt } from './validate';
 import { Dataset } from './datasets';
 
 /** SGD with momentum (the paper's optimizer: lr 0.1, momentum 0.9, Nesterov, weight decay 1e-4). */
@@ -130,28 +131,9 @@ export interface NativeFitOptions {
   resumeFrom?: string;
 }
 
-function positiveInt(value: unknown, what: string): number {
-  if (typeof value !== 'number' || !Number.isInteger(value)) throw new TypeError(`Expected ${what} to be a positive integer but received ${describe(value)}`);
-  if (value < 1) throw new RangeError(`Expected ${what} to be a positive integer but received ${value}`);
-  return value;
-}
 
-function finite(value: unknown, what: string, ok: (x: number) => boolean, range: string): number {
-  if (typeof value !== 'number' || !Number.isFinite(value)) throw new TypeError(`Expected ${what} to be a number ${range} but received ${describe(value)}`);
-  if (!ok(value)) throw new RangeError(`Expected ${what} to be a number ${range} but received ${value}`);
-  return value;
-}
 
-function bool(value: unknown, what: string): boolean {
-  if (typeof value !== 'boolean') throw new TypeError(`Expected ${what} to be a boolean but received ${describe(value)}`);
-  return value;
-}
 
-function func<T>(value: unknown, what: string): T | undefined {
-  if (value === undefined) return undefined;
-  if (typeof value !== 'function') throw new TypeError(`Expected ${what} to be a function but received ${describe(value)}`);
-  return value as T;
-}
 
 const FIT_KEYS = ['epochs', 'batchSize', 'optimizer', 'schedule', 'shuffle', 'seed', 'validationData', 'onBatchEnd', 'onEpochEnd', 'signal', 'checkpoint', 'resumeFrom'];
 
@@ -173,15 +155,15 @@ export function resolveFitOptions(options: FitOptions | undefined): {
   const type = (opt as { type?: unknown }).type;
   if (type !== 'sgd' && type !== 'adam' && type !== 'adamw') throw new TypeError(`Expected optimizer.type to be 'sgd', 'adam' or 'adamw' but received ${describe(type)}`);
   const lrDefault = type === 'sgd' ? 0.1 : 1e-3;
-  const lr = finite((opt as { lr?: number }).lr ?? lrDefault, 'optimizer.lr', (x) => x > 0, '> 0');
+  const lr = numberIn((opt as { lr?: number }).lr ?? lrDefault, 'optimizer.lr', (x) => x > 0, '> 0', true);
   let nativeOpt: NativeFitOptions['optimizer'];
   if (type === 'sgd') {
     const s = opt as SgdOptions;
     nativeOpt = {
       type, lr,
-      momentum: finite(s.momentum ?? 0.9, 'optimizer.momentum', (x) => x >= 0 && x < 1, 'in [0, 1)'),
-      nesterov: bool(s.nesterov ?? true, 'optimizer.nesterov'),
-      weightDecay: finite(s.weightDecay ?? 1e-4, 'optimizer.weightDecay', (x) => x >= 0, '>= 0'),
+      momentum: numberIn(s.momentum ?? 0.9, 'optimizer.momentum', (x) => x >= 0 && x < 1, 'in [0, 1)', true),
+      nesterov: boolean(s.nesterov ?? true, 'optimizer.nesterov'),
+      weightDecay: numberIn(s.weightDecay ?? 1e-4, 'optimizer.weightDecay', (x) => x >= 0, '>= 0', true),
       betas: [0.9, 0.999],
     };
     if (nativeOpt.nesterov && nativeOpt.momentum === 0) throw new RangeError('Expected optimizer.momentum > 0 with nesterov: true but received 0');
@@ -191,10 +173,10 @@ export function resolveFitOptions(options: FitOptions | undefined): {
     if (!Array.isArray(betas) || betas.length !== 2) throw new TypeError(`Expected optimizer.betas to be [beta1, beta2] but received ${describe(betas)}`);
     nativeOpt = {
       type, lr, momentum: 0, nesterov: false,
-      weightDecay: finite(a.weightDecay ?? (type === 'adamw' ? 1e-2 : 0), 'optimizer.weightDecay', (x) => x >= 0, '>= 0'),
+      weightDecay: numberIn(a.weightDecay ?? (type === 'adamw' ? 1e-2 : 0), 'optimizer.weightDecay', (x) => x >= 0, '>= 0', true),
       betas: [
-        finite(betas[0], 'optimizer.betas[0]', (x) => x >= 0 && x < 1, 'in [0, 1)'),
-        finite(betas[1], 'optimizer.betas[1]', (x) => x >= 0 && x < 1, 'in [0, 1)'),
+        numberIn(betas[0], 'optimizer.betas[0]', (x) => x >= 0 && x < 1, 'in [0, 1)', true),
+        numberIn(betas[1], 'optimizer.betas[1]', (x) => x >= 0 && x < 1, 'in [0, 1)', true),
       ],
     };
   }
@@ -205,8 +187,8 @@ export function resolveFitOptions(options: FitOptions | undefined): {
   } else if (typeof schedule === 'object' && schedule !== null && schedule.type === 'multistep') {
     const milestones = schedule.milestones ?? [0.5, 0.75];
     if (!Array.isArray(milestones)) throw new TypeError(`Expected schedule.milestones to be an array of fractions in (0, 1) but received ${describe(milestones)}`);
-    milestones.forEach((m, i) => finite(m, `schedule.milestones[${i}]`, (x) => x > 0 && x < 1, 'in (0, 1) (a fraction of the run)'));
-    nativeSchedule = { type: 'multistep', milestones: [...milestones], gamma: finite(schedule.gamma ?? 0.1, 'schedule.gamma', (x) => x > 0 && x <= 1, 'in (0, 1]') };
+    milestones.forEach((m, i) => numberIn(m, `schedule.milestones[${i}]`, (x) => x > 0 && x < 1, 'in (0, 1) (a fraction of the run)', true));
+    nativeSchedule = { type: 'multistep', milestones: [...milestones], gamma: numberIn(schedule.gamma ?? 0.1, 'schedule.gamma', (x) => x > 0 && x <= 1, 'in (0, 1]', true) };
   } else if (typeof schedule === 'object' && schedule !== null && schedule.type === 'cosine') {
     nativeSchedule = { type: 'cosine', milestones: [], gamma: 1 };
   } else {
@@ -232,15 +214,15 @@ export function resolveFitOptions(options: FitOptions | undefined): {
       batchSize: positiveInt(o.batchSize ?? 64, 'batchSize'),
       optimizer: nativeOpt,
       schedule: nativeSchedule,
-      shuffle: bool(o.shuffle ?? true, 'shuffle'),
+      shuffle: boolean(o.shuffle ?? true, 'shuffle'),
       seed,
       validationData: o.validationData?.toNative(),
       checkpointPath,
       checkpointEvery,
       resumeFrom: o.resumeFrom === undefined ? undefined : path.resolve(o.resumeFrom),
     },
-    onBatchEnd: func(o.onBatchEnd, 'onBatchEnd'),
-    onEpochEnd: func(o.onEpochEnd, 'onEpochEnd'),
+    onBatchEnd: optionalFunction(o.onBatchEnd, 'onBatchEnd'),
+    onEpochEnd: optionalFunction(o.onEpochEnd, 'onEpochEnd'),
     signal: o.signal,
   };
 }

@@ -34,15 +34,11 @@ DenseNetConfig config_from(const Napi::Object& o) {
   return c;
 }
 
-}  // namespace
-
 Napi::Object tensors_to_js(Napi::Env env, NamedTensors& tensors) {
   Napi::Object out = Napi::Object::New(env);
   for (auto& [name, t] : tensors) out.Set(name, NativeTensor::Wrap(env, std::move(t)));
   return out;
 }
-
-namespace {
 
 // Runs the model on `x` without autograd, in slices of `batch` images, in eval mode.
 at::Tensor run_inference(DenseNet& model, const at::Tensor& x, int64_t batch) {

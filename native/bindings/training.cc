@@ -157,9 +157,7 @@ Napi::Value NativeModel::Fit(const Napi::CallbackInfo& info) {
     job->model = model_;
     job->train = dataset_from(info[0]);
     job->options = options_from(info[1].As<Napi::Object>());
-    job->report_batches = info[3].As<Napi::Boolean>().Value();
-    validate(job->train, model_->config().num_classes);
-    if (job->options.validation) validate(*job->options.validation, model_->config().num_classes);
+    job->report_batches = info[3].As<Napi::Boolean>().Value();  // the data sets are validated by fit() itself
     job->done = hold(env);
     stop_->store(false);
     job->stop = stop_;

@@ -1,0 +1,51 @@
+/**
+ * Argument checks shared by the API modules. Each throws a TypeError for a value of the wrong
+ * kind and a RangeError for one out of range, naming the argument, the expectation and the value.
+ */
+import { describe } from './errors';
+
+/** An integer >= 1. */
+export function positiveInt(value: unknown, what: string): number {
+  if (typeof value !== 'number' || !Number.isInteger(value)) throw new TypeError(`Expected ${what} to be a positive integer but received ${describe(value)}`);
+  if (value < 1) throw new RangeError(`Expected ${what} to be a positive integer but received ${value}`);
+  return value;
+}
+
+/** An integer >= 0. */
+export function nonNegativeInt(value: unknown, what: string): number {
+  if (typeof value !== 'number' || !Number.isInteger(value)) throw new TypeError(`Expected ${what} to be a non-negative integer but received ${describe(value)}`);
+  if (value < 0) throw new RangeError(`Expected ${what} to be a non-negative integer but received ${value}`);
+  return value;
+}
+
+/**
+ * A number (not NaN) for which `ok` holds; `range` completes "a number ..." in the message, e.g.
+ * 'in (0, 1]' or '> 0'. With `finite`, infinities are rejected as the wrong kind too.
+ */
+export function numberIn(value: unknown, what: string, ok: (x: number) => boolean, range: string, finite = false): number {
+  if (typeof value !== 'number' || Number.isNaN(value) || (finite && !Number.isFinite(value))) {
+    throw new TypeError(`Expected ${what} to be a number ${range} but received ${describe(value)}`);
+  }
+  if (!ok(value)) throw new RangeError(`Expected ${what} to be a number ${range} but received ${value}`);
+  return value;
+}
+
+/** A boolean. */
+export function boolean(value: unknown, what: string): boolean {
+  if (typeof value !== 'boolean') throw new TypeError(`Expected ${what} to be a boolean but received ${describe(value)}`);
+  return value;
+}
+
+/** An options object ({} when undefined); arrays and null are refused. */
+export function optionsObject<T>(value: unknown, what: string): Partial<T> {
+  if (value === undefined) return {};
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new TypeError(`Expected ${what} to be an object but received ${describe(value)}`);
+  return value as Partial<T>;
+}
+
+/** A function, or undefined. */
+export function optionalFunction<T>(value: unknown, what: string): T | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'function') throw new TypeError(`Expected ${what} to be a function but received ${describe(value)}`);
+  return value as T;
+}
