@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, DensetorchError } from './errors';
 import { Tensor, tensor } from './tensor';
+import { optionsObject } from './validate';
 
 /** 'cifar': the paper's augmentation (random crop with 4-pixel zero padding, random horizontal flip). */
 export type Augment = 'none' | 'cifar';
@@ -95,7 +96,7 @@ export function fromTensors(images: Tensor, labels: Tensor, options: DatasetOpti
   if (labels.shape.length !== 1) throw new RangeError(`Expected labels to have shape [N] but received shape [${labels.shape.join(', ')}]`);
   if (labels.dtype !== 'int64' && labels.dtype !== 'int32' && labels.dtype !== 'uint8') throw new TypeError(`Expected labels to be integers (int64, int32 or uint8) but received ${labels.dtype}`);
   if (labels.shape[0] !== shape[0]) throw new RangeError(`Expected labels to have one entry per image (${shape[0]}) but received ${labels.shape[0]}`);
-  if (typeof options !== 'object' || options === null) throw new TypeError(`Expected options to be an object but received ${describe(options)}`);
+  options = optionsObject<DatasetOptions>(options, 'options');
   const augment = options.augment ?? 'none';
   if (augment !== 'none' && augment !== 'cifar') throw new TypeError(`Expected options.augment to be 'none' or 'cifar' but received ${describe(augment)}`);
   const normalize = checkNormalize(options.normalize, shape[1]);
@@ -133,6 +134,7 @@ export const MNIST_TRAIN_FRACTION = 0.8;
  * 0.1307 and std 0.3081.
  */
 export function mnist(options: MnistOptions = {}): Dataset {
+  options = optionsObject<MnistOptions>(options, 'options');
   const split = options.split ?? 'train';
   if (split !== 'train' && split !== 'test') throw new TypeError(`Expected options.split to be 'train' or 'test' but received ${describe(split)}`);
   const pixels = 28 * 28;
@@ -186,6 +188,7 @@ export const CIFAR10_NORMALIZE: Normalize = { mean: [0.4914, 0.4822, 0.4465], st
  */
 export function cifar10(dir: string, options: Cifar10Options = {}): Dataset {
   if (typeof dir !== 'string' || dir.length === 0) throw new TypeError(`Expected dir to be a folder path but received ${describe(dir)}`);
+  options = optionsObject<Cifar10Options>(options, 'options');
   const split = options.split ?? 'train';
   if (split !== 'train' && split !== 'test') throw new TypeError(`Expected options.split to be 'train' or 'test' but received ${describe(split)}`);
   if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new DatasetError(`CIFAR-10 folder ${dir} does not exist; expected the binary version (cifar-10-batches-bin) with data_batch_1.bin ... test_batch.bin`);

@@ -3,6 +3,7 @@
  */
 import { describe, native } from './errors';
 import { addon, NativeTensorHandle } from './native';
+import { optionsObject } from './validate';
 
 /** Element types a tensor can hold when created from JS data. */
 export type DType = 'float32' | 'float64' | 'int32' | 'int64' | 'uint8';
@@ -199,9 +200,7 @@ export class Tensor {
  *   `device` (default 'cpu'). A typed array of another type is converted to `dtype`.
  */
 export function tensor(data: TensorData | readonly number[], shape: readonly number[], options: TensorOptions = {}): Tensor {
-  if (typeof options !== 'object' || options === null) {
-    throw new TypeError(`Expected options to be an object but received ${describe(options)}`);
-  }
+  options = optionsObject<TensorOptions>(options, 'options');
   const dims = checkShape(shape);
   const target = options.dtype === undefined ? undefined : checkDType(options.dtype, 'options.dtype');
   const device = options.device === undefined ? 'cpu' : checkDevice(options.device, 'options.device');

@@ -4,7 +4,7 @@
  */
 import * as path from 'node:path';
 import { describe, DensetorchError, TrainingError } from './errors';
-import { boolean, numberIn, optionalFunction, positiveInt } from './validate';
+import { boolean, numberIn, optionalFunction, optionsObject, positiveInt } from './validate';
 import { Dataset } from './datasets';
 
 /** SGD with momentum (the paper's optimizer: lr 0.1, momentum 0.9, Nesterov, weight decay 1e-4). */
@@ -144,14 +144,13 @@ export function resolveFitOptions(options: FitOptions | undefined): {
   onEpochEnd?: (logs: EpochLogs) => void;
   signal?: AbortSignal;
 } {
-  if (options === undefined) options = {};
-  if (typeof options !== 'object' || options === null) throw new TypeError(`Expected options to be an object but received ${describe(options)}`);
+  options = optionsObject<FitOptions>(options, 'options');
   for (const key of Object.keys(options)) {
     if (!FIT_KEYS.includes(key)) throw new TypeError(`Unknown fit option '${key}'; expected one of ${FIT_KEYS.join(', ')}`);
   }
   const o = options;
   const opt = o.optimizer ?? { type: 'sgd' };
-  if (typeof opt !== 'object' || opt === null) throw new TypeError(`Expected optimizer to be an object but received ${describe(opt)}`);
+  optionsObject(opt, 'optimizer');
   const type = (opt as { type?: unknown }).type;
   if (type !== 'sgd' && type !== 'adam' && type !== 'adamw') throw new TypeError(`Expected optimizer.type to be 'sgd', 'adam' or 'adamw' but received ${describe(type)}`);
   const lrDefault = type === 'sgd' ? 0.1 : 1e-3;

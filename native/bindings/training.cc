@@ -192,7 +192,7 @@ Napi::Value NativeModel::Evaluate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
     Dataset data = dataset_from(info[0]);
-    validate(data, model_->config().num_classes);
+    validate(data, *model_);
     const auto batch = static_cast<int64_t>(info[1].As<Napi::Number>().Int64Value());
     auto done = hold(env);
     return PromiseWorker<Evaluation>::Start(

@@ -149,14 +149,38 @@ DenseNetImpl::DenseNetImpl(DenseNetConfig config) : config_(std::move(config)) {
     if (p.dim() == 4) p.set_data(p.data().contiguous(at::MemoryFormat::ChannelsLast));
 }
 
-void DenseNetImpl::check_input(const at::Tensor& x) const {
+int64_t min_input_size(const DenseNetConfig& c) {
+  auto final_size = [&](int64_t s) {
+    if (c.stem == Stem::kImageNet) {
+      s = (s - 1) / 2 + 1;  // conv0: 7x7, stride 2, padding 3
+      s = (s - 1) / 2 + 1;  // pool0: 3x3 max pool, stride 2, padding 1
+    }
+    for (std::size_t t = 1; t < c.block_config.size(); ++t) s /= 2;  // transitions: 2x2 average pool
+    return s;
+  };
+  int64_t s = 1;
+  while (final_size(s) < 1) s *= 2;
+  while (s > 1 && final_size(s - 1) >= 1) --s;
+  return s;
+}
+
+void DenseNetImpl::check_image_sizes(c10::IntArrayRef sizes, const std::string& what) const {
   const std::string expected = "[N, " + std::to_string(config_.in_channels) + ", H, W]";
-  if (x.dim() != 4)
-    throw std::invalid_argument("input must have shape " + expected + ", got a tensor of rank " + std::to_string(x.dim()) +
-                                " with shape " + c10::str(x.sizes()));
-  if (x.size(1) != config_.in_channels)
-    throw std::invalid_argument("input must have shape " + expected + ", got " + std::to_string(x.size(1)) +
-                                " channels (shape " + c10::str(x.sizes()) + ")");
+  if (sizes.size() != 4)
+    throw std::invalid_argument(what + " must have shape " + expected + ", got a tensor of rank " + std::to_string(sizes.size()) +
+                                " with shape " + c10::str(sizes));
+  if (sizes[1] != config_.in_channels)
+    throw std::invalid_argument(what + " must have shape " + expected + ", got " + std::to_string(sizes[1]) +
+                                " channels (shape " + c10::str(sizes) + ")");
+  const int64_t smallest = min_input_size(config_);
+  if (sizes[2] < smallest || sizes[3] < smallest)
+    throw std::out_of_range(what + " of " + std::to_string(sizes[2]) + "x" + std::to_string(sizes[3]) +
+                            " pixels is too small for this model: its stem and " + std::to_string(config_.block_config.size() - 1) +
+                            " transition(s) need at least " + std::to_string(smallest) + "x" + std::to_string(smallest));
+}
+
+void DenseNetImpl::check_input(const at::Tensor& x) const {
+  check_image_sizes(x.sizes(), "input");
   const auto dtype = classifier->weight.scalar_type();
   if (x.scalar_type() != dtype)
     throw std::invalid_argument("input must have dtype " + std::string(c10::toString(dtype)) + " (as the model), got " +

@@ -27,6 +27,10 @@ struct DenseNetConfig {
 // Throws std::invalid_argument / std::out_of_range naming the bad field.
 void validate(const DenseNetConfig& config);
 
+// The smallest height/width whose feature map is still at least 1x1 after the stem and every
+// transition's 2x2 pooling.
+int64_t min_input_size(const DenseNetConfig& config);
+
 // One layer: BN-ReLU-Conv1x1(bn_size*k)-BN-ReLU-Conv3x3(k), or BN-ReLU-Conv3x3(k) without a
 // bottleneck. Takes the list of earlier features and returns k new channels.
 class DenseLayerImpl : public torch::nn::Module {
@@ -75,8 +79,12 @@ class DenseNetImpl : public torch::nn::Module {
   at::Tensor forward(const at::Tensor& x);
   const DenseNetConfig& config() const { return config_; }
   int64_t num_parameters() const;
-  // Checks rank, channels and dtype of an input; throws std::invalid_argument naming the expected shape.
+  // Checks rank, channels, dtype, device and size of an input; throws std::invalid_argument /
+  // std::out_of_range naming the expected shape.
   void check_input(const at::Tensor& x) const;
+  // Checks that images of these sizes ([N, C, H, W]) fit the model: rank, channels, and height and
+  // width of at least min_input_size(). `what` names them in the message ("input", "images").
+  void check_image_sizes(c10::IntArrayRef sizes, const std::string& what) const;
 
  private:
   DenseNetConfig config_;

@@ -111,6 +111,11 @@ double scheduled_lr(const FitOptions& o, int64_t epoch) {
   return lr;
 }
 
+void validate(const Dataset& data, const DenseNetImpl& model) {
+  validate(data, model.config().num_classes);
+  model.check_image_sizes(data.images.sizes(), "images");
+}
+
 Evaluation evaluate(DenseNet& model, const Dataset& data, int64_t batch_size) {
   ModeGuard mode(model);
   model->eval();
@@ -133,8 +138,8 @@ Evaluation evaluate(DenseNet& model, const Dataset& data, int64_t batch_size) {
 }
 
 History fit(DenseNet& model, const Dataset& train, const FitOptions& o, const Callbacks& cb) {
-  validate(train, model->config().num_classes);
-  if (o.validation) validate(*o.validation, model->config().num_classes);
+  validate(train, *model);
+  if (o.validation) validate(*o.validation, *model);
   ModeGuard mode(model);
   const auto device = model->parameters().front().device();
   auto optimizer = make_optimizer(model, o.optimizer);

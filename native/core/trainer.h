@@ -67,6 +67,9 @@ struct Callbacks {
 // Learning rate of `epoch` (0-based) of `epochs` under the schedule.
 double scheduled_lr(const FitOptions& options, int64_t epoch);
 
+// validate(data, num_classes) plus: the images fit the model (channels, at least its smallest size).
+void validate(const Dataset& data, const DenseNetImpl& model);
+
 History fit(DenseNet& model, const Dataset& train, const FitOptions& options, const Callbacks& callbacks);
 
 struct Evaluation {
