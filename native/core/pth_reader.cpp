@@ -318,21 +318,25 @@ class Unpickler {
 
 }  // namespace
 
-WeightFile load_pth(const std::string& path) {
-  std::unique_ptr<caffe2::serialize::PyTorchStreamReader> archive;
-  try {
-    archive = std::make_unique<caffe2::serialize::PyTorchStreamReader>(path);
-  } catch (const c10::Error& e) {
-    throw WeightsError(path + " is not a readable PyTorch zip archive: " + e.msg());
-  }
-  if (archive->hasRecord("byteorder")) {
-    auto [ptr, size] = archive->getRecord("byteorder");
+namespace {
+
+// LibTorch's zip reader appends a paragraph of advice to its messages; keep the first sentence.
+std::string zip_reason(const c10::Error& e) {
+  std::string m = e.msg();
+  const auto cut = m.find(" This is an internal miniz error");
+  if (cut != std::string::npos) m.resize(cut);
+  return m.substr(0, m.find('\n'));
+}
+
+WeightFile read_pth(caffe2::serialize::PyTorchStreamReader& archive, const std::string& path) {
+  if (archive.hasRecord("byteorder")) {
+    auto [ptr, size] = archive.getRecord("byteorder");
     if (std::string(static_cast<const char*>(ptr.get()), size) != "little")
       throw WeightsError(path + " was saved on a big-endian machine, which is not supported");
   }
-  if (!archive->hasRecord("data.pkl")) throw WeightsError(path + " has no data.pkl record: not a torch.save file");
-  auto [pkl, pkl_size] = archive->getRecord("data.pkl");
-  Unpickler unpickler(*archive, path);
+  if (!archive.hasRecord("data.pkl")) throw WeightsError(path + " has no data.pkl record: not a torch.save file");
+  auto [pkl, pkl_size] = archive.getRecord("data.pkl");
+  Unpickler unpickler(archive, path);
   PyValue root = unpickler.run(static_cast<const uint8_t*>(pkl.get()), pkl_size);
   if (root.v.index() != kDict)
     throw WeightsError(path + " does not hold a dict of tensors (save model.state_dict())");
@@ -345,6 +349,22 @@ WeightFile load_pth(const std::string& path) {
     out.tensors.emplace_back(std::get<kStr>(key.v), std::get<kTensor>(value.v));
   }
   return out;
+}
+
+}  // namespace
+
+WeightFile load_pth(const std::string& path) {
+  std::unique_ptr<caffe2::serialize::PyTorchStreamReader> archive;
+  try {
+    archive = std::make_unique<caffe2::serialize::PyTorchStreamReader>(path);
+  } catch (const c10::Error& e) {
+    throw WeightsError(path + " is not a readable PyTorch zip archive: " + zip_reason(e));
+  }
+  try {
+    return read_pth(*archive, path);
+  } catch (const c10::Error& e) {  // a damaged record inside an archive that opened
+    throw WeightsError(path + " is a damaged PyTorch archive: " + zip_reason(e));
+  }
 }
 
 }  // namespace densetorch
