@@ -29,7 +29,7 @@ export class BusyError extends DensetorchError {}
 /** Training failed: the loss became NaN or infinite, or a checkpoint could not be read. */
 export class TrainingError extends DensetorchError {}
 
-/** An operation inside LibTorch failed (the message is LibTorch's first line). */
+/** A native operation failed: inside LibTorch (the message is its first line) or a file system call such as a save. */
 export class NativeError extends DensetorchError {}
 
 /** Describes a value for an error message: `-1 of type number`, `an array of length 3`. */

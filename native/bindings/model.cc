@@ -158,6 +158,7 @@ Napi::Value NativeModel::Device(const Napi::CallbackInfo& info) {
 Napi::Value NativeModel::StateDict(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
+    ensure_idle();  // the tensors share memory with weights a running fit is updating
     NamedTensors sd = state_dict(*model_);
     return tensors_to_js(env, sd);
   });

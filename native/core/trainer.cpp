@@ -1,5 +1,6 @@
 #include "trainer.h"
 
+#include "atomic_file.h"
 #include "errors.h"
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -8,7 +9,6 @@
 #include <cmath>
 #include <filesystem>
 #include <numbers>
-#include <unistd.h>
 
 namespace densetorch {
 
@@ -60,14 +60,15 @@ void save_checkpoint(const std::string& path, DenseNet& model, torch::optim::Opt
   archive.write("densetorch.epoch", torch::tensor(epoch));
   archive.write("densetorch.rng.data", gen.get_state());
   archive.write("densetorch.rng.global", global_generator().get_state());
-  const std::filesystem::path target(path);
-  const auto tmp = target.parent_path() / ("." + target.filename().string() + ".tmp-" + std::to_string(::getpid()));
-  archive.save_to(tmp.string());
-  std::error_code ec;
-  std::filesystem::rename(tmp, target, ec);
-  if (ec) {
-    std::filesystem::remove(tmp, ec);
-    throw TrainingError("could not write the checkpoint " + path + ": " + ec.message());
+  try {
+    write_atomically(path, [&](const WriteBytes& write) {
+      archive.save_to([&](const void* data, std::size_t n) {
+        write(data, n);
+        return n;
+      });
+    });
+  } catch (const std::runtime_error& e) {
+    throw TrainingError(std::string("could not write the checkpoint: ") + e.what());
   }
 }
 

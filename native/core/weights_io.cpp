@@ -1,5 +1,6 @@
 #include "weights_io.h"
 
+#include "atomic_file.h"
 #include "errors.h"
 
 #include "json.h"
@@ -12,7 +13,6 @@
 #include <memory>
 #include <set>
 #include <stdexcept>
-#include <unistd.h>
 
 namespace densetorch {
 
@@ -94,17 +94,6 @@ at::ScalarType safe_dtype(const std::string& name, const std::string& tensor) {
 
 constexpr uint64_t kMaxHeaderBytes = 100u << 20;  // as the reference implementation
 
-// Closes a FILE* on scope exit.
-struct FileCloser {
-  void operator()(std::FILE* f) const { std::fclose(f); }
-};
-using File = std::unique_ptr<std::FILE, FileCloser>;
-
-void write_all(std::FILE* f, const void* data, std::size_t n, const std::string& path) {
-  if (n > 0 && std::fwrite(data, 1, n, f) != n)
-    throw std::runtime_error("could not write " + path + ": " + std::strerror(errno));
-}
-
 }  // namespace
 
 void save_safetensors(const std::string& path, const NamedTensors& tensors, const Metadata& metadata) {
@@ -132,34 +121,14 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors, cons
   header += "}";
   header.append((8 - header.size() % 8) % 8, ' ');  // align the data to 8 bytes
 
-  const fs::path target(path);
-  const fs::path tmp = target.parent_path() / ("." + target.filename().string() + ".tmp-" + std::to_string(::getpid()));
-  {
-    File f(std::fopen(tmp.c_str(), "wb"));
-    if (!f) throw std::runtime_error("cannot open " + tmp.string() + " for writing: " + std::strerror(errno));
-    try {
-      uint8_t len[8];
-      const uint64_t n = header.size();
-      for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(n >> (8 * i));
-      write_all(f.get(), len, 8, path);
-      write_all(f.get(), header.data(), header.size(), path);
-      for (const auto& h : host) write_all(f.get(), h.data_ptr(), static_cast<std::size_t>(h.numel()) * h.element_size(), path);
-      if (std::fflush(f.get()) != 0 || ::fsync(::fileno(f.get())) != 0)
-        throw std::runtime_error("could not flush " + path + ": " + std::strerror(errno));
-    } catch (...) {
-      f.reset();
-      std::error_code ignored;
-      fs::remove(tmp, ignored);
-      throw;
-    }
-  }
-  std::error_code ec;
-  fs::rename(tmp, target, ec);
-  if (ec) {
-    std::error_code ignored;
-    fs::remove(tmp, ignored);
-    throw std::runtime_error("could not move the new file into place at " + path + ": " + ec.message());
-  }
+  write_atomically(path, [&](const WriteBytes& write) {
+    uint8_t len[8];
+    const uint64_t n = header.size();
+    for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(n >> (8 * i));
+    write(len, 8);
+    write(header.data(), header.size());
+    for (const auto& h : host) write(h.data_ptr(), static_cast<std::size_t>(h.numel()) * h.element_size());
+  });
 }
 
 namespace {
