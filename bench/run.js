@@ -5,6 +5,7 @@
 //   npm run bench                  # training and inference cases
 //   npm run bench -- --scaling     # peak memory vs depth (CIFAR DenseNet-BC, k=12, batch 64)
 //   THREADS=2 STEPS=5 npm run bench
+//   npm run bench -- --only infer  # only the inference (or train) cases
 'use strict';
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -48,7 +49,9 @@ const scaling = process.argv.includes('--scaling');
 const withTorch = hasTorch();
 if (!withTorch) console.log(`(${python} cannot import torch: PyTorch columns skipped; pip install torch==2.13.0 torchvision to compare)`);
 const rows = [];
-for (const c of cases(scaling)) {
+const onlyAt = process.argv.indexOf('--only');
+const only = onlyAt > 0 ? process.argv[onlyAt + 1] : undefined;
+for (const c of cases(scaling).filter((x) => !only || x.mode === only)) {
   const spec = JSON.stringify({ ...c, threads });
   const ours = run(process.execPath, [path.join(__dirname, 'densetorch_case.js'), spec]);
   const theirs = withTorch ? run(python, [path.join(__dirname, 'pytorch_reference.py'), spec]) : null;

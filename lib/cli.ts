@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { cacheDir, findLibTorch, searchLibTorch } from './libtorch';
 import { writePlot } from './plot';
+import type { Precision } from './training';
 
 type Densetorch = typeof import('./index');
 
@@ -38,6 +39,7 @@ function positive(name: string) {
 
 interface TrainFlags {
   dataset: 'mnist' | 'cifar10';
+  precision: Precision;
   dataDir?: string;
   limit?: number;
   model: string;
@@ -98,7 +100,7 @@ async function train(flags: TrainFlags): Promise<void> {
   console.log(`densetorch ${dt.versions.densetorch} (LibTorch ${dt.versions.libtorch}), ${dt.getNumThreads()} threads`);
   console.log(`model: ${flags.model === 'cifar' ? `DenseNet${flags.bottleneck ? '-BC' : ''} (L=${flags.depth}, k=${flags.growthRate})` : flags.model}, ` +
     `${model.numParameters().toLocaleString('en')} parameters${flags.memoryEfficient ? ', memory-efficient' : ''}`);
-  console.log(`data: ${flags.dataset}, ${trainData.length} training / ${testData.length} test images; ${flags.epochs} epochs of batch ${flags.batchSize}, ${flags.optimizer} lr ${lr}, ${flags.schedule} schedule`);
+  console.log(`data: ${flags.dataset}, ${trainData.length} training / ${testData.length} test images; ${flags.epochs} epochs of batch ${flags.batchSize}, ${flags.optimizer} lr ${lr}, ${flags.schedule} schedule${flags.precision === 'fp32' ? '' : `, ${flags.precision} compute`}`);
 
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const cliProgress = require('cli-progress') as typeof import('cli-progress');
@@ -119,7 +121,7 @@ async function train(flags: TrainFlags): Promise<void> {
   const started = Date.now();
   try {
     const history = await model.fit(trainData, {
-      epochs: flags.epochs, batchSize: flags.batchSize, optimizer, schedule, seed: flags.seed, validationData: testData,
+      epochs: flags.epochs, batchSize: flags.batchSize, optimizer, schedule, seed: flags.seed, validationData: testData, precision: flags.precision,
       signal: controller.signal,
       checkpoint: flags.checkpoint ? { path: flags.checkpoint } : undefined,
       resumeFrom: flags.resume,
@@ -158,6 +160,7 @@ async function train(flags: TrainFlags): Promise<void> {
 
 interface EvaluateFlags {
   dataset: 'mnist' | 'cifar10';
+  precision: Precision;
   dataDir?: string;
   split: 'train' | 'test';
   batchSize: number;
@@ -169,7 +172,7 @@ async function evaluate(file: string, flags: EvaluateFlags): Promise<void> {
   const model = await dt.load(file);
   const data = datasetsFor(dt, flags.dataset, flags.dataDir, flags.split, flags.limit);
   const started = Date.now();
-  const r = await model.evaluate(data, { batchSize: flags.batchSize });
+  const r = await model.evaluate(data, { batchSize: flags.batchSize, precision: flags.precision });
   console.log(`${flags.dataset} ${flags.split} (${data.length} images): loss ${r.loss.toFixed(4)}, accuracy ${r.accuracy.toFixed(4)} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
 }
 
@@ -247,6 +250,7 @@ export function program(): Command {
     .option('--lr <rate>', 'learning rate (default 0.1 for sgd, 1e-3 for adam/adamw)', positive('--lr'))
     .addOption(new Option('--schedule <type>', 'learning-rate schedule').choices(['constant', 'multistep', 'cosine']).default('cosine'))
     .option('--memory-efficient', 'memory-efficient concatenation (Pleiss et al.)', false)
+    .addOption(new Option('--precision <p>', "compute precision: fp32, bf16 (CPUs with AVX-512 BF16/AMX, CUDA) or fp16 (CUDA)").choices(['fp32', 'bf16', 'fp16']).default('fp32'))
     .option('--threads <n>', 'LibTorch threads', int('--threads'))
     .option('--seed <n>', 'random seed', int('--seed', 0), 0)
     .option('--out <file>', 'where to save the model', 'densenet.safetensors')
@@ -262,6 +266,7 @@ export function program(): Command {
     .addOption(new Option('--split <split>', 'which part').choices(['train', 'test']).default('test'))
     .option('--batch-size <n>', 'batch size', int('--batch-size'), 256)
     .option('--limit <n>', 'use at most n MNIST images (balanced over digits)', int('--limit', 10))
+    .addOption(new Option('--precision <p>', "compute precision: fp32, bf16 (CPUs with AVX-512 BF16/AMX, CUDA) or fp16 (CUDA)").choices(['fp32', 'bf16', 'fp16']).default('fp32'))
     .action((file: string, flags: EvaluateFlags) => evaluate(file, flags));
   cli.command('info <model>').description('config, parameter count and metadata of a saved model').action((file: string) => info(file));
   cli.command('setup').description('fetch the pinned LibTorch into the densetorch cache').action(() => setup());

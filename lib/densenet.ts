@@ -7,7 +7,7 @@ import { boolean, nonNegativeInt, numberIn, optionsObject, positiveInt } from '.
 import { addon, NativeModelConfig, NativeModelHandle } from './native';
 import { checkDevice, Device, Tensor } from './tensor';
 import { Dataset } from './datasets';
-import { AbortError, BatchLogs, EpochLogs, EvaluateOptions, FitOptions, History, resolveFitOptions, toHistory } from './training';
+import { AbortError, BatchLogs, checkPrecision, EpochLogs, EvaluateOptions, FitOptions, History, Precision, resolveFitOptions, toHistory } from './training';
 
 /** The stem before the first dense block. */
 export type Stem = 'imagenet' | 'cifar';
@@ -160,6 +160,8 @@ export function resolveConfig(args: DenseNetArgs | undefined): DenseNetConfig {
 export interface PredictOptions {
   /** Images per forward pass (bounds memory). Default 256. */
   batchSize?: number;
+  /** Compute precision (see {@link Precision}). Default 'fp32'. */
+  precision?: Precision;
 }
 
 /** Options of {@link DenseNet.loadStateDict} and {@link DenseNet.loadWeights}. */
@@ -249,7 +251,8 @@ export class DenseNet {
     const input = tensorArg(x, 'x').handle('x');
     const o = optionsObject<PredictOptions>(options, 'options');
     const batchSize = positiveInt(o.batchSize ?? 256, 'options.batchSize');
-    return new Tensor(await nativeAsync(() => this.#native.predict(input, batchSize)));
+    const precision = checkPrecision(o.precision ?? 'fp32', 'options.precision');
+    return new Tensor(await nativeAsync(() => this.#native.predict(input, batchSize, precision)));
   }
 
   /** Parameters and buffers by torchvision's names (tensors share memory with the model). */
@@ -340,8 +343,10 @@ export class DenseNet {
   /** Mean cross-entropy loss and accuracy on `data`, in eval mode, off the main thread. */
   async evaluate(data: Dataset, options: EvaluateOptions = {}): Promise<{ loss: number; accuracy: number }> {
     if (!(data instanceof Dataset)) throw new TypeError(`Expected data to be a Dataset (see dt.datasets) but received ${describe(data)}`);
-    const batchSize = positiveInt(optionsObject<EvaluateOptions>(options, 'options').batchSize ?? 256, 'options.batchSize');
-    const r = await nativeAsync(() => this.#native.evaluate(data.toNative(), batchSize));
+    const o = optionsObject<EvaluateOptions>(options, 'options');
+    const batchSize = positiveInt(o.batchSize ?? 256, 'options.batchSize');
+    const precision = checkPrecision(o.precision ?? 'fp32', 'options.precision');
+    const r = await nativeAsync(() => this.#native.evaluate(data.toNative(), batchSize, precision));
     return { loss: r.loss, accuracy: r.accuracy };
   }
 

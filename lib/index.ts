@@ -27,7 +27,7 @@ export type { DenseNetArgs, DenseNetConfig, PresetArgs, PresetName, CifarArgs, P
 export * as datasets from './datasets';
 export type { Dataset, DatasetOptions, Normalize, Augment } from './datasets';
 export { AbortError } from './training';
-export type { FitOptions, History, BatchLogs, EpochLogs, EvaluateOptions, SgdOptions, AdamOptions, Schedule } from './training';
+export type { Precision, FitOptions, History, BatchLogs, EpochLogs, EvaluateOptions, SgdOptions, AdamOptions, Schedule } from './training';
 export {
   TrainingError,
   DensetorchError,

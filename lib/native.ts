@@ -37,7 +37,7 @@ export interface NativeModelConfig {
 /** The addon's native model handle (internal). */
 export interface NativeModelHandle {
   forward(x: NativeTensorHandle): NativeTensorHandle;
-  predict(x: NativeTensorHandle, batchSize: number): Promise<NativeTensorHandle>;
+  predict(x: NativeTensorHandle, batchSize: number, precision: string): Promise<NativeTensorHandle>;
   setTraining(training: boolean): void;
   isTraining(): boolean;
   numParameters(): number;
@@ -48,7 +48,7 @@ export interface NativeModelHandle {
   save(path: string, metadata: Record<string, string>): Promise<void>;
   fit(data: unknown, options: unknown, onEvent: (kind: 'batch' | 'epoch', logs: never) => void, reportBatches: boolean): Promise<{ epochs: unknown[]; stopped: boolean }>;
   stopFit(): void;
-  evaluate(data: unknown, batchSize: number): Promise<{ loss: number; accuracy: number; count: number }>;
+  evaluate(data: unknown, batchSize: number, precision: string): Promise<{ loss: number; accuracy: number; count: number }>;
   lossAndGrads(x: NativeTensorHandle, labels: NativeTensorHandle): { loss: number; output: NativeTensorHandle; grads: Record<string, NativeTensorHandle> };
 }
 

@@ -86,6 +86,8 @@ export interface FitOptions {
   checkpoint?: { path: string; everyEpochs?: number };
   /** Continues from a checkpoint written by `checkpoint`. */
   resumeFrom?: string;
+  /** Precision of the forward pass (see {@link Precision}); weights and their updates stay float32. Default 'fp32'. */
+  precision?: Precision;
 }
 
 /** What fit() returns: one entry per completed epoch. */
@@ -103,6 +105,23 @@ export interface History {
 export interface EvaluateOptions {
   /** Default 256. */
   batchSize?: number;
+  /** Compute precision (see {@link Precision}). Default 'fp32'. */
+  precision?: Precision;
+}
+
+/**
+ * Compute precision of the convolutions and the classifier: 'fp32' (default), 'bf16' (autocast
+ * to bfloat16: CPUs with AVX-512 BF16 or AMX, and CUDA), or 'fp16' (float16, CUDA only). Weights,
+ * batch-norm statistics and the returned logits stay float32.
+ */
+export type Precision = 'fp32' | 'bf16' | 'fp16';
+
+/** Validates a precision option. */
+export function checkPrecision(value: unknown, what: string): Precision {
+  if (value !== 'fp32' && value !== 'bf16' && value !== 'fp16') {
+    throw new TypeError(`Expected ${what} to be 'fp32', 'bf16' or 'fp16' but received ${describe(value)}`);
+  }
+  return value;
 }
 
 export { TrainingError };
@@ -129,13 +148,14 @@ export interface NativeFitOptions {
   checkpointPath?: string;
   checkpointEvery: number;
   resumeFrom?: string;
+  precision: Precision;
 }
 
 
 
 
 
-const FIT_KEYS = ['epochs', 'batchSize', 'optimizer', 'schedule', 'shuffle', 'seed', 'validationData', 'onBatchEnd', 'onEpochEnd', 'signal', 'checkpoint', 'resumeFrom'];
+const FIT_KEYS = ['epochs', 'batchSize', 'optimizer', 'schedule', 'shuffle', 'seed', 'validationData', 'onBatchEnd', 'onEpochEnd', 'signal', 'checkpoint', 'resumeFrom', 'precision'];
 
 /** Validates fit() options and fills in defaults. */
 export function resolveFitOptions(options: FitOptions | undefined): {
@@ -219,6 +239,7 @@ export function resolveFitOptions(options: FitOptions | undefined): {
       checkpointPath,
       checkpointEvery,
       resumeFrom: o.resumeFrom === undefined ? undefined : path.resolve(o.resumeFrom),
+      precision: checkPrecision(o.precision ?? 'fp32', 'precision'),
     },
     onBatchEnd: optionalFunction(o.onBatchEnd, 'onBatchEnd'),
     onEpochEnd: optionalFunction(o.onEpochEnd, 'onEpochEnd'),

@@ -12,7 +12,9 @@ const path = require('node:path');
 const root = path.resolve(__dirname, '..');
 
 function sh(cmd, args, cwd, env = {}) {
-  const r = spawnSync(cmd, args, { cwd, encoding: 'utf8', env: { ...process.env, ...env }, maxBuffer: 1 << 26 });
+  const base = { ...process.env };
+  delete base.DENSETORCH_ADDON; // the point is the packaged prebuilt binary, not a developer override
+  const r = spawnSync(cmd, args, { cwd, encoding: 'utf8', env: { ...base, ...env }, maxBuffer: 1 << 26 });
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}):\n${r.stdout}\n${r.stderr}`);
   return r.stdout;
 }

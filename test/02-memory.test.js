@@ -1,7 +1,7 @@
 'use strict';
 const assert = require('node:assert/strict');
 const dt = require('..');
-const { rssMiB, collectGarbage } = require('./helpers');
+const { rssMiB, collectGarbage, assertBoundedGrowth } = require('./helpers');
 
 describe('tensors: memory', () => {
   it('creating and disposing 10,000 tensors of 1 MB grows RSS by less than 50 MB', async () => {
@@ -16,7 +16,7 @@ describe('tensors: memory', () => {
     await collectGarbage();
     const growth = rssMiB() - before;
     console.log(`      RSS growth after 10,000 x 1 MB create/dispose: ${growth.toFixed(1)} MB`);
-    assert.ok(growth < 50, `RSS grew by ${growth.toFixed(1)} MB`);
+    assertBoundedGrowth(growth, 50);
   });
 
   it('frees tensors that are only dropped (no dispose) when they are garbage collected', async () => {
@@ -37,7 +37,7 @@ describe('tensors: memory', () => {
     const growth = rssMiB() - rssAfterWarmup;
     console.log(`      2,000 x 1 MB dropped tensors: reported native memory ${((reportedAfter - reportedBefore) / 1048576).toFixed(1)} MiB left after GC; RSS growth over rounds 2-20: ${growth.toFixed(1)} MB`);
     assert.equal(reportedAfter, reportedBefore, 'every finalizer ran and released its tensor');
-    assert.ok(growth < 50, `RSS kept growing: ${growth.toFixed(1)} MB`);
+    assertBoundedGrowth(growth, 50);
   });
 
   it('reports tensor memory to V8 as external memory, and uncounts it on dispose', () => {

@@ -5,7 +5,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const dt = require('..');
-const { ROOT, rssMiB, collectGarbage } = require('./helpers');
+const { ROOT, rssMiB, collectGarbage, assertBoundedGrowth } = require('./helpers');
 
 const TINY = { growthRate: 4, blockConfig: [2, 2], numInitFeatures: 8, bnSize: 2, numClasses: 3, stem: 'cifar' };
 
@@ -35,8 +35,8 @@ describe('leaks: RSS stays bounded', () => {
     const disposed = await rssGrowth(() => model.forward(x).dispose(), 1000, 50);
     const dropped = await rssGrowth((i) => { model.forward(x); if (i % 100 === 99) global.gc(); }, 1000, 50);
     console.log(`      RSS growth over 1,000 forward passes: ${disposed.toFixed(1)} MB (disposed), ${dropped.toFixed(1)} MB (dropped, GC)`);
-    assert.ok(disposed < 30, `grew ${disposed.toFixed(1)} MB`);
-    assert.ok(dropped < 30, `grew ${dropped.toFixed(1)} MB`);
+    assertBoundedGrowth(disposed, 30);
+    assertBoundedGrowth(dropped, 30);
   });
 
   it('20 short fits on one model, and 20 predict() calls', async () => {
@@ -46,14 +46,14 @@ describe('leaks: RSS stays bounded', () => {
     const x = dt.tensor(new Float32Array(16 * 3 * 16 * 16).fill(0.5), [16, 3, 16, 16]);
     const predicts = await rssGrowth(async () => (await model.predict(x, { batchSize: 4 })).dispose(), 20, 3);
     console.log(`      RSS growth over 20 fits: ${fits.toFixed(1)} MB; over 20 predict(): ${predicts.toFixed(1)} MB`);
-    assert.ok(fits < 30, `grew ${fits.toFixed(1)} MB`);
-    assert.ok(predicts < 30, `grew ${predicts.toFixed(1)} MB`);
+    assertBoundedGrowth(fits, 30);
+    assertBoundedGrowth(predicts, 30);
   });
 
   it('20 models built and dropped: their memory is freed after GC', async () => {
     const growth = await rssGrowth(() => { new dt.DenseNet({ ...TINY, growthRate: 32, numInitFeatures: 64 }).stateDict(); }, 20, 3);
     console.log(`      RSS growth over 20 dropped models: ${growth.toFixed(1)} MB`);
-    assert.ok(growth < 30, `grew ${growth.toFixed(1)} MB`);
+    assertBoundedGrowth(growth, 30);
   });
 });
 

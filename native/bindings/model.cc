@@ -1,6 +1,7 @@
 #include "model.h"
 
 #include "../core/errors.h"
+#include "../core/precision.h"
 #include "../core/tensor_ops.h"
 #include "../core/weights_io.h"
 #include "errors.h"
@@ -41,13 +42,14 @@ Napi::Object tensors_to_js(Napi::Env env, NamedTensors& tensors) {
 }
 
 // Runs the model on `x` without autograd, in slices of `batch` images, in eval mode.
-at::Tensor run_inference(DenseNet& model, const at::Tensor& x, int64_t batch) {
+at::Tensor run_inference(DenseNet& model, const at::Tensor& x, int64_t batch, Precision precision) {
   torch::NoGradGuard no_grad;
+  PrecisionScope scope(precision, x.device());
   const bool was_training = model->is_training();
   model->eval();
   std::vector<at::Tensor> outs;
   try {
-    for (int64_t start = 0; start < x.size(0); start += batch) outs.push_back(model->forward(x.narrow(0, start, std::min(batch, x.size(0) - start))));
+    for (int64_t start = 0; start < x.size(0); start += batch) outs.push_back(model->forward(x.narrow(0, start, std::min(batch, x.size(0) - start))).to(at::kFloat));
   } catch (...) {
     model->train(was_training);
     throw;
@@ -118,9 +120,10 @@ Napi::Value NativeModel::Predict(const Napi::CallbackInfo& info) {
     at::Tensor x = NativeTensor::FromValue(info[0], "input");
     model_->check_input(x);
     const int64_t batch = info[1].As<Napi::Number>().Int64Value();
+    const Precision precision = parse_precision(info[2].As<Napi::String>().Utf8Value());
     auto done = hold(env);
     return PromiseWorker<at::Tensor>::Start(
-        env, [model = model_, x, batch]() mutable { return run_inference(model, x, batch); },
+        env, [model = model_, x, batch, precision]() mutable { return run_inference(model, x, batch, precision); },
         [](Napi::Env e, at::Tensor& out) -> Napi::Value { return NativeTensor::Wrap(e, std::move(out)); }, done);
   });
 }

@@ -74,6 +74,7 @@ FitOptions options_from(const Napi::Object& o) {
     f.checkpoint_every = static_cast<int64_t>(number(o, "checkpointEvery"));
   }
   if (o.Get("resumeFrom").IsString()) f.resume_from = o.Get("resumeFrom").As<Napi::String>().Utf8Value();
+  if (o.Get("precision").IsString()) f.precision = parse_precision(o.Get("precision").As<Napi::String>().Utf8Value());
   return f;
 }
 
@@ -187,16 +188,17 @@ Napi::Value NativeModel::StopFit(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// evaluate(dataset, batchSize) -> Promise<{ loss, accuracy, count }>
+// evaluate(dataset, batchSize, precision) -> Promise<{ loss, accuracy, count }>
 Napi::Value NativeModel::Evaluate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
     Dataset data = dataset_from(info[0]);
     validate(data, *model_);
     const auto batch = static_cast<int64_t>(info[1].As<Napi::Number>().Int64Value());
+    const Precision precision = parse_precision(info[2].As<Napi::String>().Utf8Value());
     auto done = hold(env);
     return PromiseWorker<Evaluation>::Start(
-        env, [model = model_, data, batch]() mutable { return evaluate(model, data, batch); },
+        env, [model = model_, data, batch, precision]() mutable { return evaluate(model, data, batch, precision); },
         [](Napi::Env e, Evaluation& r) -> Napi::Value {
           Napi::Object o = Napi::Object::New(e);
           o.Set("loss", r.loss);

@@ -58,15 +58,19 @@ struct ConcatNormReluConv : public torch::autograd::Function<ConcatNormReluConv>
     const double eps = ctx->saved_data["eps"].toDouble();
     const int64_t padding = ctx->saved_data["padding"].toInt();
 
-    // Recompute what forward did not keep.
+    // Recompute what forward did not keep, in the dtype the convolution ran in (bfloat16/float16
+    // under autocast, else float32; the casts are no-ops then).
+    const at::ScalarType compute = grad_outputs[0].scalar_type();
     at::Tensor x = at::cat(features, 1);
-    at::Tensor normed = recompute_norm_relu(x, norm_weight, norm_bias, mean, invstd);
+    at::Tensor normed = recompute_norm_relu(x, norm_weight, norm_bias, mean, invstd).to(compute);
 
     const at::Tensor grad_out = grad_outputs[0].contiguous(normed.suggest_memory_format());
     auto [grad_normed, grad_conv_weight, grad_conv_bias] = at::convolution_backward(
-        grad_out, normed, conv_weight, /*bias_sizes=*/std::nullopt, /*stride=*/{1, 1}, /*padding=*/{padding, padding},
-        /*dilation=*/{1, 1}, /*transposed=*/false, /*output_padding=*/{0, 0}, /*groups=*/1, {true, true, false});
-    grad_normed = at::threshold_backward(grad_normed, normed, 0);
+        grad_out, normed, conv_weight.to(compute), /*bias_sizes=*/std::nullopt, /*stride=*/{1, 1},
+        /*padding=*/{padding, padding}, /*dilation=*/{1, 1}, /*transposed=*/false, /*output_padding=*/{0, 0},
+        /*groups=*/1, {true, true, false});
+    grad_normed = at::threshold_backward(grad_normed, normed, 0).to(x.scalar_type());
+    grad_conv_weight = grad_conv_weight.to(conv_weight.scalar_type());
     normed.reset();
     auto [grad_x, grad_norm_weight, grad_norm_bias] = at::native_batch_norm_backward(
         grad_normed, x, norm_weight, /*running_mean=*/{}, /*running_var=*/{}, mean, invstd, /*train=*/true, eps,

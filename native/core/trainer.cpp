@@ -117,11 +117,12 @@ void validate(const Dataset& data, const DenseNetImpl& model) {
   model.check_image_sizes(data.images.sizes(), "images");
 }
 
-Evaluation evaluate(DenseNet& model, const Dataset& data, int64_t batch_size) {
+Evaluation evaluate(DenseNet& model, const Dataset& data, int64_t batch_size, Precision precision) {
   ModeGuard mode(model);
   model->eval();
   torch::NoGradGuard no_grad;
   const auto device = model->parameters().front().device();
+  PrecisionScope scope(precision, device);
   at::Generator unused = at::detail::createCPUGenerator(0);
   double loss_sum = 0;
   int64_t correct = 0;
@@ -131,7 +132,7 @@ Evaluation evaluate(DenseNet& model, const Dataset& data, int64_t batch_size) {
     auto [x, y] = make_batch(data, idx, /*train=*/false, unused);
     x = x.to(device);
     y = y.to(device);
-    at::Tensor out = model->forward(x);
+    at::Tensor out = model->forward(x).to(at::kFloat);
     loss_sum += torch::nn::functional::cross_entropy(out, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum)).item<double>();
     correct += out.argmax(1).eq(y).sum().item<int64_t>();
   }
@@ -172,8 +173,12 @@ History fit(DenseNet& model, const Dataset& train, const FitOptions& o, const Ca
       x = x.to(device);
       y = y.to(device);
       optimizer->zero_grad();
-      at::Tensor out = model->forward(x);
-      at::Tensor loss = torch::nn::functional::cross_entropy(out, y);
+      at::Tensor out;
+      {
+        PrecisionScope scope(o.precision, device);  // forward only; backward follows the recorded dtypes
+        out = model->forward(x);
+      }
+      at::Tensor loss = torch::nn::functional::cross_entropy(out.to(at::kFloat), y);
       const double loss_value = loss.item<double>();
       if (!std::isfinite(loss_value))
         throw TrainingError("loss became " + std::string(std::isnan(loss_value) ? "NaN" : "infinite") + " at epoch " +
@@ -196,7 +201,7 @@ History fit(DenseNet& model, const Dataset& train, const FitOptions& o, const Ca
     report.seconds = seconds_since(epoch_start);
     report.images_per_second = static_cast<double>(seen) / report.seconds;
     if (o.validation) {
-      const Evaluation v = evaluate(model, *o.validation, o.batch_size);
+      const Evaluation v = evaluate(model, *o.validation, o.batch_size, o.precision);
       report.val_loss = v.loss;
       report.val_accuracy = v.accuracy;
     }

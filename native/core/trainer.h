@@ -4,6 +4,7 @@
 
 #include "data.h"
 #include "densenet.h"
+#include "precision.h"
 
 #include <atomic>
 #include <functional>
@@ -39,6 +40,7 @@ struct FitOptions {
   std::string checkpoint_path;  // empty: no checkpoints
   int64_t checkpoint_every = 1;
   std::string resume_from;  // empty: start from scratch
+  Precision precision = Precision::kFp32;  // of the forward pass (autocast); the update stays float32
 };
 
 struct BatchReport {
@@ -78,6 +80,6 @@ struct Evaluation {
 };
 
 // Mean cross-entropy and accuracy in eval mode without autograd; restores the model's mode.
-Evaluation evaluate(DenseNet& model, const Dataset& data, int64_t batch_size);
+Evaluation evaluate(DenseNet& model, const Dataset& data, int64_t batch_size, Precision precision = Precision::kFp32);
 
 }  // namespace densetorch
