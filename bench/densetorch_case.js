@@ -34,6 +34,7 @@ async function main() {
     await model.fit(data, {
       epochs: 1, batchSize: c.batch, shuffle: false,
       optimizer: { type: 'sgd', lr: 0.1, momentum: 0.9, nesterov: true, weightDecay: 1e-4 },
+      precision: c.precision ?? 'fp32',
       onBatchEnd: (b) => { if (b.batch > c.warmup) seconds.push(c.batch / b.imagesPerSecond); },
     });
     const step = median(seconds);
@@ -43,7 +44,7 @@ async function main() {
     const seconds = [];
     for (let i = 0; i < c.warmup + c.steps; i++) {
       const t = process.hrtime.bigint();
-      (await model.predict(x, { batchSize: c.batch })).dispose();
+      (await model.predict(x, { batchSize: c.batch, precision: c.precision ?? 'fp32' })).dispose();
       if (i >= c.warmup) seconds.push(Number(process.hrtime.bigint() - t) / 1e9);
     }
     const step = median(seconds);

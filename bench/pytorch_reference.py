@@ -8,6 +8,7 @@ import os
 import random
 import statistics
 import sys
+import contextlib
 import time
 
 import torch
@@ -42,6 +43,8 @@ def main():
     model = build(c)
     shape = (c['batch'], 3, c['size'], c['size'])
     seconds = []
+    # precision 'bf16': autocast, as densetorch's precision option does
+    autocast = torch.autocast('cpu', dtype=torch.bfloat16) if c.get('precision', 'fp32') == 'bf16' else contextlib.nullcontext()
     if c['mode'] == 'train':
         model.train()
         opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4)
@@ -50,7 +53,9 @@ def main():
         for i in range(c['warmup'] + c['steps']):
             t = time.perf_counter()
             opt.zero_grad()
-            loss = torch.nn.functional.cross_entropy(model(x), y)
+            with autocast:
+                out = model(x)
+            loss = torch.nn.functional.cross_entropy(out.float(), y)
             loss.backward()
             opt.step()
             loss.item()
@@ -59,10 +64,10 @@ def main():
     else:
         model.eval()
         x = torch.rand(shape) - 0.5
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast:
             for i in range(c['warmup'] + c['steps']):
                 t = time.perf_counter()
-                model(x)
+                model(x).float()
                 if i >= c['warmup']:
                     seconds.append(time.perf_counter() - t)
     step = statistics.median(seconds)

@@ -32,7 +32,9 @@ function cases(scaling) {
     { name: 'DenseNet-BC L=100 k=12', ...bc100, batch: 256 },
     { name: 'DenseNet-121', ...dn121, batch: 32 },
   ].map((c) => ({ ...c, mode: 'infer', memoryEfficient: false, warmup: 1, steps }));
-  return [...train, ...infer];
+  // Opt-in bf16 (autocast on both sides): naive training and inference.
+  const bf16 = [...train.filter((c) => !c.memoryEfficient), ...infer].map((c) => ({ ...c, precision: 'bf16' }));
+  return [...train, ...infer, ...bf16];
 }
 
 function run(cmd, args) {
@@ -62,10 +64,10 @@ for (const c of cases(scaling).filter((x) => !only || x.mode === only)) {
   }
   rows.push(row);
   const fmt = (r) => (r?.error ? `error: ${r.error}` : r ? `${r.stepSeconds.toFixed(3)} s/step ${r.imagesPerSecond.toFixed(1).padStart(6)} img/s peak ${r.peakRssMiB.toFixed(0).padStart(5)} MiB` : '-');
-  console.log(`${c.mode.padEnd(5)} ${c.name.padEnd(22)} b${String(c.batch).padEnd(3)} ${c.memoryEfficient ? 'efficient' : 'naive    '} | densetorch ${fmt(ours)} | pytorch ${fmt(theirs)}` +
+  console.log(`${c.mode.padEnd(5)} ${c.name.padEnd(22)} b${String(c.batch).padEnd(3)} ${c.memoryEfficient ? 'efficient' : 'naive    '} ${c.precision ?? 'fp32'} | densetorch ${fmt(ours)} | pytorch ${fmt(theirs)}` +
     (row.throughputRatio ? ` | speed x${row.throughputRatio.toFixed(2)} memory x${row.memoryRatio.toFixed(2)}` : ''));
 }
-const out = path.join(__dirname, 'results', `${new Date().toISOString().slice(0, 10)}${scaling ? '-scaling' : ''}.json`);
+const out = path.join(__dirname, 'results', `${new Date().toISOString().slice(0, 10)}${scaling ? '-scaling' : ''}${only ? `-${only}` : ''}.json`);
 fs.mkdirSync(path.dirname(out), { recursive: true });
 const torchVersion = withTorch ? spawnSync(python, ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8' }).stdout.trim() : null;
 fs.writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), threads, steps, cpu: os.cpus()[0].model, cores: os.cpus().length, pytorch: torchVersion, rows }, null, 2) + '\n');

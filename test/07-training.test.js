@@ -50,6 +50,37 @@ describe('training: fit and evaluate', () => {
     assert.ok(history.loss[7] < history.loss[0]);
   });
 
+  for (const memoryEfficient of [false, true]) {
+    it(`trains in bf16 (autocast)${memoryEfficient ? ', memory-efficient,' : ''} as well as in fp32, and predicts in bf16 close to fp32`, async () => {
+      const data = quadrants(256);
+      const results = {};
+      for (const precision of ['fp32', 'bf16']) {
+        dt.manualSeed(0);
+        const model = tiny({ memoryEfficient });
+        const history = await model.fit(data, { epochs: 8, batchSize: 32, optimizer: { type: 'adam', lr: 0.01 }, seed: 1, precision });
+        results[precision] = { model, history, eval: await model.evaluate(data, { precision }) };
+      }
+      const { fp32, bf16 } = results;
+      console.log(`      final loss fp32 ${fp32.history.loss[7].toFixed(4)} bf16 ${bf16.history.loss[7].toFixed(4)}; accuracy fp32 ${fp32.eval.accuracy} bf16 ${bf16.eval.accuracy}`);
+      assert.ok(bf16.eval.accuracy >= 0.99, `bf16 accuracy ${bf16.eval.accuracy}`);
+      assert.ok(Math.abs(bf16.history.loss[0] - fp32.history.loss[0]) < 0.05, 'the first epoch matches fp32 to bf16 rounding');
+      for (const [name, w] of Object.entries(bf16.model.stateDict())) assert.ok(['float32', 'int64'].includes(w.dtype), `${name} stays ${w.dtype}`);
+      const x = data.images;
+      const a = (await fp32.model.predict(x)).toArray();
+      const b = await fp32.model.predict(x, { precision: 'bf16' });
+      assert.equal(b.dtype, 'float32');
+      let worst = 0;
+      let scale = 0;
+      const bv = b.toArray();
+      for (let i = 0; i < a.length; i++) {
+        worst = Math.max(worst, Math.abs(a[i] - bv[i]));
+        scale = Math.max(scale, Math.abs(a[i]));
+      }
+      console.log(`      predict bf16 vs fp32: max |difference| ${worst.toExponential(2)} (largest logit ${scale.toFixed(2)})`);
+      assert.ok(worst <= 0.05 * scale, `bf16 logits differ by ${worst}`);
+    });
+  }
+
   it('reports batches and epochs with loss, accuracy, lr and images per second; History has per-epoch columns', async () => {
     dt.manualSeed(0);
     const model = tiny();

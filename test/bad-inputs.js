@@ -149,6 +149,8 @@ bad('forward', 'an image too small for the ImageNet stem', 'RangeError', /input 
 bad('forward', 'predict() of a non-tensor', 'TypeError', /Expected x to be a Tensor but received null/, (ctx, m) => m.predict(null), { model: 'cifar' });
 bad('forward', 'predict() with batch size 0', 'RangeError', /Expected options\.batchSize to be a positive integer but received 0/, (ctx, m) => m.predict(images([1, 3, 8, 8]), { batchSize: 0 }), { model: 'cifar' });
 bad('forward', 'predict() with the wrong channels', 'TypeError', /input must have shape \[N, 3, H, W\], got 2 channel/, (ctx, m) => m.predict(images([1, 2, 8, 8])), { model: 'cifar' });
+bad('forward', 'predict() with an unknown precision', 'TypeError', /Expected options\.precision to be 'fp32', 'bf16' or 'fp16' but received 'fp8' of type string/, (ctx, m) => m.predict(images([1, 3, 8, 8]), { precision: 'fp8' }), { model: 'cifar' });
+bad('forward', 'predict() in fp16 on the CPU', 'RangeError', /precision 'fp16' needs a CUDA model; use 'bf16' on the CPU/, (ctx, m) => m.predict(images([1, 3, 8, 8]), { precision: 'fp16' }), { model: 'cifar' });
 bad('forward', 'predict() options as an array', 'TypeError', /Expected options to be an object but received an array of length 1/, (ctx, m) => m.predict(images([1, 3, 8, 8]), [16]), { model: 'cifar' });
 
 // ---- fit options ----
@@ -176,6 +178,8 @@ fitCase('checkpoint every 0 epochs', 'RangeError', /Expected checkpoint\.everyEp
 fitCase('a negative seed', 'TypeError', /Expected seed to be a non-negative safe integer but received -1 of type number/, { seed: -1 });
 fitCase('shuffle as a number', 'TypeError', /Expected shuffle to be a boolean but received 1 of type number/, { shuffle: 1 });
 fitCase('validationData not a Dataset', 'TypeError', /Expected validationData to be a Dataset but received an object of type Object/, { validationData: {} });
+fitCase('an unknown precision', 'TypeError', /Expected precision to be 'fp32', 'bf16' or 'fp16' but received 'half' of type string/, { precision: 'half' });
+fitCase('fp16 training on the CPU', 'RangeError', /precision 'fp16' needs a CUDA model; use 'bf16' on the CPU/, { precision: 'fp16' });
 fitCase('options as an array', 'TypeError', /Expected options to be an object but received an array of length 0/, []);
 bad('fit', 'data is not a Dataset', 'TypeError', /Expected data to be a Dataset \(see dt\.datasets\) but received an object of type Object/, (ctx, m) => m.fit({ images: 1 }), { model: 'cifar' });
 bad('fit', 'resuming from a file that does not exist', 'TrainingError', /checkpoint .*missing\.ckpt does not exist/, (ctx, m) => m.fit(dataset(), { resumeFrom: path.join(ctx.dir, 'missing.ckpt') }), { model: 'cifar' });

@@ -67,18 +67,19 @@ at::Tensor DenseLayerImpl::concat_norm_relu_conv(const std::vector<at::Tensor>& 
                                            conv1->weight, padding1_);
   }
   at::Tensor x = features.size() == 1 ? features[0] : torch::cat(features, 1);
-  return conv1->forward(torch::relu(norm1->forward(x)));
+  return conv1->forward(norm1->forward(x).relu_());  // in place: batch norm backward needs its input, not its output
 }
 
 at::Tensor DenseLayerImpl::forward(const std::vector<at::Tensor>& features) {
   at::Tensor out = concat_norm_relu_conv(features);
-  if (conv2) out = conv2->forward(torch::relu(norm2->forward(out)));
+  if (conv2) out = conv2->forward(norm2->forward(out).relu_());
   if (drop_rate_ > 0) out = torch::dropout(out, drop_rate_, is_training());
   return out;
 }
 
 DenseBlockImpl::DenseBlockImpl(int64_t num_layers, int64_t in_channels, int64_t growth_rate, int64_t bn_size,
-                               double drop_rate, bool memory_efficient) {
+                               double drop_rate, bool memory_efficient)
+    : growth_rate_(growth_rate) {
   for (int64_t i = 0; i < num_layers; ++i) {
     layers_.push_back(register_module("denselayer" + std::to_string(i + 1),
                                       DenseLayer(in_channels + i * growth_rate, growth_rate, bn_size, drop_rate,
@@ -87,10 +88,32 @@ DenseBlockImpl::DenseBlockImpl(int64_t num_layers, int64_t in_channels, int64_t 
 }
 
 at::Tensor DenseBlockImpl::forward(const at::Tensor& x) {
+  if (!at::GradMode::is_enabled()) return forward_into_buffer(x);
   std::vector<at::Tensor> features{x};
   features.reserve(layers_.size() + 1);
   for (auto& layer : layers_) features.push_back(layer->forward(features));
   return torch::cat(features, 1);
+}
+
+// Without autograd (inference): one buffer holds every feature map of the block. Each layer reads
+// the channels before its own as a view of the buffer (batch norm reads it strided and writes a
+// new contiguous tensor anyway) and writes its k new channels into its slice: no torch::cat, whose
+// copies grow with the square of the depth, and one large allocation per block instead of one
+// per layer.
+at::Tensor DenseBlockImpl::forward_into_buffer(const at::Tensor& x) {
+  const int64_t in_channels = x.size(1);
+  int64_t total = in_channels;
+  total += static_cast<int64_t>(layers_.size()) * growth_rate_;
+  at::Tensor buffer = at::empty({x.size(0), total, x.size(2), x.size(3)},
+                                x.options().memory_format(x.suggest_memory_format()));
+  buffer.narrow(1, 0, in_channels).copy_(x);
+  int64_t channels = in_channels;
+  for (auto& layer : layers_) {
+    at::Tensor out = layer->forward({buffer.narrow(1, 0, channels)});
+    buffer.narrow(1, channels, out.size(1)).copy_(out);
+    channels += out.size(1);
+  }
+  return buffer;
 }
 
 TransitionImpl::TransitionImpl(int64_t in_channels, int64_t out_channels) {
@@ -99,7 +122,7 @@ TransitionImpl::TransitionImpl(int64_t in_channels, int64_t out_channels) {
 }
 
 at::Tensor TransitionImpl::forward(const at::Tensor& x) {
-  return torch::avg_pool2d(conv->forward(torch::relu(norm->forward(x))), 2, 2);
+  return torch::avg_pool2d(conv->forward(norm->forward(x).relu_()), 2, 2);
 }
 
 DenseNetImpl::DenseNetImpl(DenseNetConfig config) : config_(std::move(config)) {

@@ -53,10 +53,14 @@ class DenseBlockImpl : public torch::nn::Module {
  public:
   DenseBlockImpl(int64_t num_layers, int64_t in_channels, int64_t growth_rate, int64_t bn_size, double drop_rate,
                  bool memory_efficient);
+  // The block input followed by every layer's new features, [N, C + L*k, H, W].
   at::Tensor forward(const at::Tensor& x);
 
  private:
+  at::Tensor forward_into_buffer(const at::Tensor& x);  // without autograd
+
   std::vector<DenseLayer> layers_;
+  int64_t growth_rate_;
 };
 TORCH_MODULE(DenseBlock);
 
