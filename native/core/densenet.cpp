@@ -59,20 +59,25 @@ DenseLayerImpl::DenseLayerImpl(int64_t in_channels, int64_t growth_rate, int64_t
   }
 }
 
-at::Tensor DenseLayerImpl::concat_norm_relu_conv(const std::vector<at::Tensor>& features) {
-  if (memory_efficient_ && records_graph(*this)) {
-    const double momentum = count_batch(norm1);
-    return efficient_concat_norm_relu_conv(features, norm1->weight, norm1->bias,
-                                           {norm1->running_mean, norm1->running_var, momentum, norm1->options.eps()},
-                                           conv1->weight, padding1_);
-  }
-  at::Tensor x = features.size() == 1 ? features[0] : torch::cat(features, 1);
-  return conv1->forward(norm1->forward(x).relu_());  // in place: batch norm backward needs its input, not its output
+namespace {
+
+NormArgs norm_args(nn::BatchNorm2d& norm) {
+  const double momentum = count_batch(norm);
+  return {norm->weight, norm->bias, norm->running_mean, norm->running_var, momentum, norm->options.eps()};
 }
 
+}  // namespace
+
 at::Tensor DenseLayerImpl::forward(const std::vector<at::Tensor>& features) {
-  at::Tensor out = concat_norm_relu_conv(features);
-  if (conv2) out = conv2->forward(norm2->forward(out).relu_());
+  at::Tensor out;
+  if (memory_efficient_ && records_graph(*this)) {
+    out = conv2 ? efficient_bottleneck_layer(features, norm_args(norm1), conv1->weight, norm_args(norm2), conv2->weight)
+                : efficient_concat_norm_relu_conv(features, norm_args(norm1), conv1->weight, padding1_);
+  } else {
+    at::Tensor x = features.size() == 1 ? features[0] : torch::cat(features, 1);
+    out = conv1->forward(norm1->forward(x).relu_());  // in place: batch norm backward needs its input, not its output
+    if (conv2) out = conv2->forward(norm2->forward(out).relu_());
+  }
   if (drop_rate_ > 0) out = torch::dropout(out, drop_rate_, is_training());
   return out;
 }

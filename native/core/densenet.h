@@ -39,7 +39,6 @@ class DenseLayerImpl : public torch::nn::Module {
   at::Tensor forward(const std::vector<at::Tensor>& features);
 
  private:
-  at::Tensor concat_norm_relu_conv(const std::vector<at::Tensor>& features);
 
   torch::nn::BatchNorm2d norm1{nullptr}, norm2{nullptr};
   torch::nn::Conv2d conv1{nullptr}, conv2{nullptr};

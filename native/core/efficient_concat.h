@@ -10,18 +10,26 @@
 
 namespace densetorch {
 
-// Running statistics and hyper-parameters of the batch norm that sees the concatenation.
-struct ConcatNormArgs {
+// A training-mode batch norm: affine parameters, running statistics (updated in place as
+// BatchNorm2d does; the caller increments num_batches_tracked) and hyper-parameters.
+struct NormArgs {
+  at::Tensor weight;
+  at::Tensor bias;
   at::Tensor running_mean;
   at::Tensor running_var;
   double momentum;
   double eps;
 };
 
-// Training-mode forward: updates running statistics exactly as BatchNorm2d does (the caller
-// increments num_batches_tracked). `padding` is the convolution's (0 for 1x1, 1 for 3x3).
-at::Tensor efficient_concat_norm_relu_conv(at::TensorList features, const at::Tensor& norm_weight,
-                                           const at::Tensor& norm_bias, const ConcatNormArgs& norm,
-                                           const at::Tensor& conv_weight, int64_t padding);
+// conv(relu(norm(cat(features)))); `padding` is the convolution's (0 for 1x1, 1 for 3x3). Saves
+// the features and the batch statistics.
+at::Tensor efficient_concat_norm_relu_conv(at::TensorList features, const NormArgs& norm, const at::Tensor& conv_weight,
+                                           int64_t padding);
+
+// A whole bottleneck layer: conv2_3x3(relu(norm2(conv1_1x1(relu(norm1(cat(features))))))). Saves
+// the features, the 1x1 convolution's output (4k channels) and the batch statistics; both BN +
+// ReLU outputs are recomputed in backward (the "shared storage" of Pleiss et al. for both norms).
+at::Tensor efficient_bottleneck_layer(at::TensorList features, const NormArgs& norm1, const at::Tensor& conv1_weight,
+                                      const NormArgs& norm2, const at::Tensor& conv2_weight);
 
 }  // namespace densetorch
