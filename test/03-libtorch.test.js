@@ -6,6 +6,7 @@ const path = require('node:path');
 const { runNode } = require('./helpers');
 const libtorch = require('../dist/libtorch.js');
 const { loadNative } = require('../dist/native.js');
+const dt = require('..');
 
 function fakeLibTorch(version) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'densetorch-fake-'));
@@ -57,7 +58,7 @@ describe('LibTorch discovery', () => {
       const result = runNode('require(".")', { env: { LIBTORCH: dir } });
       assert.equal(result.signal, null);
       assert.notEqual(result.status, 0);
-      assert.match(result.stderr, /LibTorchVersionError: LIBTORCH points at LibTorch 2\.9\.1\+cpu .* built for LibTorch 2\.13\.0/);
+      assert.match(result.stderr, new RegExp(`LibTorchVersionError: LIBTORCH points at LibTorch 2\\.9\\.1\\+cpu .* built for LibTorch ${dt.versions.libtorch.replace(/\./g, '\\.')}`));
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
