@@ -37,6 +37,11 @@ function positive(name: string) {
   };
 }
 
+/** --precision, shared by train and evaluate. */
+function precisionOption(): Option {
+  return new Option('--precision <p>', 'compute precision: fp32, bf16 (CPUs with AVX-512 BF16/AMX, CUDA) or fp16 (CUDA)').choices(['fp32', 'bf16', 'fp16']).default('fp32');
+}
+
 interface TrainFlags {
   dataset: 'mnist' | 'cifar10';
   precision: Precision;
@@ -250,7 +255,7 @@ export function program(): Command {
     .option('--lr <rate>', 'learning rate (default 0.1 for sgd, 1e-3 for adam/adamw)', positive('--lr'))
     .addOption(new Option('--schedule <type>', 'learning-rate schedule').choices(['constant', 'multistep', 'cosine']).default('cosine'))
     .option('--memory-efficient', 'memory-efficient concatenation (Pleiss et al.)', false)
-    .addOption(new Option('--precision <p>', "compute precision: fp32, bf16 (CPUs with AVX-512 BF16/AMX, CUDA) or fp16 (CUDA)").choices(['fp32', 'bf16', 'fp16']).default('fp32'))
+    .addOption(precisionOption())
     .option('--threads <n>', 'LibTorch threads', int('--threads'))
     .option('--seed <n>', 'random seed', int('--seed', 0), 0)
     .option('--out <file>', 'where to save the model', 'densenet.safetensors')
@@ -266,7 +271,7 @@ export function program(): Command {
     .addOption(new Option('--split <split>', 'which part').choices(['train', 'test']).default('test'))
     .option('--batch-size <n>', 'batch size', int('--batch-size'), 256)
     .option('--limit <n>', 'use at most n MNIST images (balanced over digits)', int('--limit', 10))
-    .addOption(new Option('--precision <p>', "compute precision: fp32, bf16 (CPUs with AVX-512 BF16/AMX, CUDA) or fp16 (CUDA)").choices(['fp32', 'bf16', 'fp16']).default('fp32'))
+    .addOption(precisionOption())
     .action((file: string, flags: EvaluateFlags) => evaluate(file, flags));
   cli.command('info <model>').description('config, parameter count and metadata of a saved model').action((file: string) => info(file));
   cli.command('setup').description('fetch the pinned LibTorch into the densetorch cache').action(() => setup());

@@ -251,7 +251,7 @@ export class DenseNet {
     const input = tensorArg(x, 'x').handle('x');
     const o = optionsObject<PredictOptions>(options, 'options');
     const batchSize = positiveInt(o.batchSize ?? 256, 'options.batchSize');
-    const precision = checkPrecision(o.precision ?? 'fp32', 'options.precision');
+    const precision = checkPrecision(o.precision, 'options.precision');
     return new Tensor(await nativeAsync(() => this.#native.predict(input, batchSize, precision)));
   }
 
@@ -345,7 +345,7 @@ export class DenseNet {
     if (!(data instanceof Dataset)) throw new TypeError(`Expected data to be a Dataset (see dt.datasets) but received ${describe(data)}`);
     const o = optionsObject<EvaluateOptions>(options, 'options');
     const batchSize = positiveInt(o.batchSize ?? 256, 'options.batchSize');
-    const precision = checkPrecision(o.precision ?? 'fp32', 'options.precision');
+    const precision = checkPrecision(o.precision, 'options.precision');
     const r = await nativeAsync(() => this.#native.evaluate(data.toNative(), batchSize, precision));
     return { loss: r.loss, accuracy: r.accuracy };
   }

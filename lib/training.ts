@@ -116,8 +116,9 @@ export interface EvaluateOptions {
  */
 export type Precision = 'fp32' | 'bf16' | 'fp16';
 
-/** Validates a precision option. */
+/** Validates a precision option; undefined is the default, 'fp32'. */
 export function checkPrecision(value: unknown, what: string): Precision {
+  if (value === undefined) return 'fp32';
   if (value !== 'fp32' && value !== 'bf16' && value !== 'fp16') {
     throw new TypeError(`Expected ${what} to be 'fp32', 'bf16' or 'fp16' but received ${describe(value)}`);
   }
@@ -239,7 +240,7 @@ export function resolveFitOptions(options: FitOptions | undefined): {
       checkpointPath,
       checkpointEvery,
       resumeFrom: o.resumeFrom === undefined ? undefined : path.resolve(o.resumeFrom),
-      precision: checkPrecision(o.precision ?? 'fp32', 'precision'),
+      precision: checkPrecision(o.precision, 'precision'),
     },
     onBatchEnd: optionalFunction(o.onBatchEnd, 'onBatchEnd'),
     onEpochEnd: optionalFunction(o.onEpochEnd, 'onEpochEnd'),

@@ -38,7 +38,8 @@ class AlignedMallocAllocator final : public c10::Allocator {
     if (n == 0) return {nullptr, nullptr, &free_aligned, c10::Device(c10::DeviceType::CPU)};
     void* base = std::malloc(n + kAlignment + sizeof(void*));
     TORCH_CHECK(base != nullptr, "densetorch: out of memory allocating ", n, " bytes");
-    if (std::getenv("DENSETORCH_NO_THP") == nullptr && n >= 2 * kHugePage) advise_huge_pages(base, n + kAlignment + sizeof(void*));
+    static const bool huge_pages = std::getenv("DENSETORCH_NO_THP") == nullptr;  // read once, not per allocation
+    if (huge_pages && n >= 2 * kHugePage) advise_huge_pages(base, n + kAlignment + sizeof(void*));
     const auto start = reinterpret_cast<std::uintptr_t>(base) + sizeof(void*);
     void* data = reinterpret_cast<void*>((start + kAlignment - 1) & ~(kAlignment - 1));
     std::memcpy(static_cast<char*>(data) - sizeof(void*), &base, sizeof(void*));

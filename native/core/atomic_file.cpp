@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
 #include <filesystem>
@@ -23,14 +24,12 @@ struct FileCloser {
 };
 using File = std::unique_ptr<std::FILE, FileCloser>;
 
-// ".<name>.tmp-<pid>-": the prefix of this process's temporary files for `target`.
-std::string temp_prefix(const fs::path& target, long pid) {
-  return "." + target.filename().string() + ".tmp-" + std::to_string(pid) + "-";
-}
+// Temporary files of `target` are named ".<name>.tmp-<pid>-<n>" in its folder.
+std::string temp_stem(const fs::path& target) { return "." + target.filename().string() + ".tmp-"; }
 
 // Removes temporary files of `target` whose writer process no longer exists (killed mid-save).
 void remove_orphans(const fs::path& target) {
-  const std::string start = "." + target.filename().string() + ".tmp-";
+  const std::string start = temp_stem(target);
   std::error_code ec;
   const fs::path dir = target.parent_path().empty() ? fs::path(".") : target.parent_path();
   for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
@@ -61,7 +60,7 @@ void write_atomically(const std::string& path, const std::function<void(const Wr
   static std::atomic<unsigned long> counter{0};
   const fs::path target(path);
   remove_orphans(target);
-  const fs::path tmp = target.parent_path() / (temp_prefix(target, static_cast<long>(::getpid())) + std::to_string(counter++));
+  const fs::path tmp = target.parent_path() / (temp_stem(target) + std::to_string(::getpid()) + "-" + std::to_string(counter++));
   auto fail = [&](const std::string& what) -> std::runtime_error {
     std::error_code ignored;
     fs::remove(tmp, ignored);

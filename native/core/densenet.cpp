@@ -107,8 +107,7 @@ at::Tensor DenseBlockImpl::forward(const at::Tensor& x) {
 // per layer.
 at::Tensor DenseBlockImpl::forward_into_buffer(const at::Tensor& x) {
   const int64_t in_channels = x.size(1);
-  int64_t total = in_channels;
-  total += static_cast<int64_t>(layers_.size()) * growth_rate_;
+  const int64_t total = in_channels + static_cast<int64_t>(layers_.size()) * growth_rate_;
   at::Tensor buffer = at::empty({x.size(0), total, x.size(2), x.size(3)},
                                 x.options().memory_format(x.suggest_memory_format()));
   buffer.narrow(1, 0, in_channels).copy_(x);

@@ -39,7 +39,6 @@ class DenseLayerImpl : public torch::nn::Module {
   at::Tensor forward(const std::vector<at::Tensor>& features);
 
  private:
-
   torch::nn::BatchNorm2d norm1{nullptr}, norm2{nullptr};
   torch::nn::Conv2d conv1{nullptr}, conv2{nullptr};
   int64_t padding1_;  // conv1's padding: 0 for the 1x1 bottleneck, 1 for a plain 3x3 layer
