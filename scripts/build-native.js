@@ -8,6 +8,8 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 
+const { writeRecord } = require('./native-config.js');
+
 const root = path.resolve(__dirname, '..');
 
 function which(cmd) {
@@ -37,7 +39,7 @@ function main() {
   let cmd;
   if (builder === 'cmake-js') {
     const cmakeJs = require.resolve('cmake-js/bin/cmake-js');
-    cmd = [process.execPath, cmakeJs, 'compile', '--parallel', jobs, `--CDTORCH_CMAKE_PREFIX=${lt.cmakePrefix}`];
+    cmd = [process.execPath, cmakeJs, 'compile', '--parallel', jobs];
   } else if (builder === 'node-gyp') {
     const nodeGyp = require.resolve('node-gyp/bin/node-gyp.js');
     cmd = [process.execPath, nodeGyp, 'rebuild', '--jobs', jobs, ...nodedirArgs];
@@ -49,7 +51,7 @@ function main() {
   if (result.status !== 0) throw new Error(`${builder} failed with exit code ${result.status}`);
 
   const out = path.join(root, 'build', 'Release');
-  fs.writeFileSync(path.join(out, 'libtorch.json'), JSON.stringify({ version: lt.version, root: lt.root, source: lt.source, cuda: lt.cuda }, null, 2) + '\n');
+  writeRecord(out, lt);
   console.log(`densetorch: addon built in ${((Date.now() - started) / 1000).toFixed(1)} s -> ${path.relative(root, out)}/densetorch.node`);
 }
 

@@ -3,16 +3,19 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { runNode } = require('./helpers');
+const { spawnSync } = require('node:child_process');
+const { ROOT, runNode } = require('./helpers');
 const libtorch = require('../dist/libtorch.js');
 const { loadNative } = require('../dist/native.js');
 const dt = require('..');
 
-function fakeLibTorch(version) {
+/** A folder shaped like LibTorch (empty libraries), of `version`; with libtorch_cuda when `cuda`. */
+function fakeLibTorch(version, { cuda = false } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'densetorch-fake-'));
   fs.mkdirSync(path.join(dir, 'lib'));
   fs.mkdirSync(path.join(dir, 'include', 'torch'), { recursive: true });
   fs.writeFileSync(path.join(dir, 'lib', 'libtorch.so'), '');
+  if (cuda) fs.writeFileSync(path.join(dir, 'lib', 'libtorch_cuda.so'), '');
   fs.writeFileSync(path.join(dir, 'version.py'), `__version__ = '${version}'\n`);
   return dir;
 }
@@ -98,5 +101,67 @@ describe('LibTorch fetch: checksums', () => {
     const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'densetorch-sha-')), 'f');
     fs.writeFileSync(file, 'abc');
     assert.equal(libtorch.sha256File(file), 'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad');
+  });
+});
+
+describe('build settings (binding.gyp and CMakeLists.txt share scripts/native-config.js)', () => {
+  function nativeConfig(args, env = {}) {
+    const result = spawnSync(process.execPath, ['scripts/native-config.js', ...args], {
+      cwd: ROOT, env: { ...process.env, ...env }, encoding: 'utf8',
+    });
+    assert.equal(result.status, 0, result.stderr);
+    return result.stdout.trim();
+  }
+
+  it('links the CUDA libraries for a CUDA LibTorch and only the CPU ones otherwise', () => {
+    const cuda = fakeLibTorch('2.14.1+cu130', { cuda: true });
+    const cpu = fakeLibTorch('2.13.0+cpu');
+    try {
+      const cudaLibs = nativeConfig(['libpaths', '--cmake'], { DENSETORCH_LIBTORCH_ROOT: cuda }).split(';');
+      assert.deepEqual(cudaLibs.map((p) => path.basename(p)),
+        ['libc10.so', 'libtorch_cpu.so', 'libtorch.so', 'libc10_cuda.so', 'libtorch_cuda.so']);
+      assert.ok(cudaLibs.every((p) => p.startsWith(path.join(cuda, 'lib'))));
+      assert.equal(nativeConfig(['libs'], { DENSETORCH_LIBTORCH_ROOT: cpu }), '-lc10 -ltorch_cpu -ltorch');
+      assert.equal(nativeConfig(['include', '--cmake'], { DENSETORCH_LIBTORCH_ROOT: cpu }),
+        [path.join(cpu, 'include'), path.join(cpu, 'include', 'torch', 'csrc', 'api', 'include')].join(';'));
+    } finally {
+      fs.rmSync(cuda, { recursive: true, force: true });
+      fs.rmSync(cpu, { recursive: true, force: true });
+    }
+  });
+
+  it('writes the build record the loader checks', () => {
+    const out = fs.mkdtempSync(path.join(os.tmpdir(), 'densetorch-record-'));
+    const cuda = fakeLibTorch('2.14.1+cu130', { cuda: true });
+    try {
+      nativeConfig(['record', out], { DENSETORCH_LIBTORCH_ROOT: cuda });
+      const record = JSON.parse(fs.readFileSync(path.join(out, 'libtorch.json'), 'utf8'));
+      assert.deepEqual(record, { version: '2.14.1+cu130', root: cuda, source: 'env', cuda: true });
+    } finally {
+      fs.rmSync(out, { recursive: true, force: true });
+      fs.rmSync(cuda, { recursive: true, force: true });
+    }
+  });
+
+  it('configures the CMake build against a CUDA LibTorch without a CUDA toolkit', function () {
+    const cmake = spawnSync('cmake', ['--version'], { encoding: 'utf8' });
+    if (cmake.status !== 0) {
+      console.log('      (skipped: no cmake on PATH)');
+      this.skip();
+    }
+    const cuda = fakeLibTorch('2.14.1+cu130', { cuda: true });
+    const build = fs.mkdtempSync(path.join(os.tmpdir(), 'densetorch-cmake-'));
+    try {
+      const result = spawnSync('cmake', ['-S', ROOT, '-B', build], {
+        cwd: ROOT, env: { ...process.env, DENSETORCH_LIBTORCH_ROOT: cuda, PATH: `${path.dirname(process.execPath)}:${process.env.PATH}` },
+        encoding: 'utf8', timeout: 120000,
+      });
+      assert.equal(result.status, 0, result.stdout + result.stderr);
+      assert.match(result.stdout, /densetorch: LibTorch 2\.14\.1\+cu130: .*libtorch_cuda\.so/);
+      assert.doesNotMatch(result.stdout + result.stderr, /Could NOT find CUDA/);
+    } finally {
+      fs.rmSync(cuda, { recursive: true, force: true });
+      fs.rmSync(build, { recursive: true, force: true });
+    }
   });
 });
