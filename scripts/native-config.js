@@ -1,13 +1,12 @@
 #!/usr/bin/env node
-// Prints build settings for binding.gyp and CMakeLists.txt: the native sources and where
-// LibTorch is, and writes the build record. Usage: node scripts/native-config.js
-// sources|include|libdir|libs|libpaths|cmake-prefix|version [--cmake], or record <addon folder>;
-// --cmake separates list items with ';' (a CMake list) instead of spaces.
+// Prints build settings for binding.gyp (one query per call) and CMakeLists.txt (`cmake`: all of
+// them, and the build record, as one CMake script, so LibTorch is looked for once): the native
+// sources and where LibTorch is. Usage: node scripts/native-config.js QUERY
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
 
-const USAGE = 'sources|include|libdir|libs|libpaths|cmake-prefix|version [--cmake] | record <addon folder>';
+const USAGE = 'sources|include|libdir|libs|cmake-prefix|version|cmake';
 
 const root = path.resolve(__dirname, '..');
 
@@ -39,34 +38,45 @@ function libNames(lt) {
 }
 
 /**
- * Writes `libtorch.json` beside a built addon: the LibTorch it was built against, which the
- * loader (lib/native.ts) requires at run time.
+ * The text of `libtorch.json`, written beside a built addon: the LibTorch it was built against,
+ * which the loader (lib/native.ts) requires at run time.
  */
-function writeRecord(dir, lt) {
-  fs.mkdirSync(dir, { recursive: true });
-  const record = { version: lt.version, root: lt.root, source: lt.source, cuda: lt.cuda };
-  fs.writeFileSync(path.join(dir, 'libtorch.json'), JSON.stringify(record, null, 2) + '\n');
+function recordJson(lt) {
+  return JSON.stringify({ version: lt.version, root: lt.root, source: lt.source, cuda: lt.cuda }, null, 2) + '\n';
 }
 
-function main(what, sep) {
+/** Writes `libtorch.json` into the addon folder `dir`. */
+function writeRecord(dir, lt) {
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(path.join(dir, 'libtorch.json'), recordJson(lt));
+}
+
+/** A CMake quoted argument holding `value`. */
+function cmakeQuoted(value) {
+  return `"${value.replace(/[\\"$]/g, (c) => `\\${c}`)}"`;
+}
+
+/** A CMake script setting TORCH_VERSION, TORCH_INCLUDE_DIRS, TORCH_LIBRARY_DIR, TORCH_LIBRARIES and TORCH_RECORD. */
+function cmakeSettings(lt) {
+  const vars = {
+    TORCH_VERSION: lt.version,
+    TORCH_INCLUDE_DIRS: lt.includeDirs.join(';'),
+    TORCH_LIBRARY_DIR: lt.libDir,
+    TORCH_LIBRARIES: libNames(lt).map((n) => path.join(lt.libDir, `lib${n}.so`)).join(';'),
+    TORCH_RECORD: recordJson(lt),
+  };
+  return Object.entries(vars).map(([name, value]) => `set(${name} ${cmakeQuoted(value)})`).join('\n');
+}
+
+function main(what) {
   switch (what) {
-    case 'sources': console.log(sources().join(sep)); break;
-    case 'include': console.log(libtorch().includeDirs.join(sep)); break;
+    case 'sources': console.log(sources().join(' ')); break;
+    case 'include': console.log(libtorch().includeDirs.join(' ')); break;
     case 'libdir': console.log(libtorch().libDir); break;
-    case 'libs': console.log(libNames(libtorch()).map((n) => `-l${n}`).join(sep)); break;
-    case 'libpaths': {
-      const lt = libtorch();
-      console.log(libNames(lt).map((n) => path.join(lt.libDir, `lib${n}.so`)).join(sep));
-      break;
-    }
+    case 'libs': console.log(libNames(libtorch()).map((n) => `-l${n}`).join(' ')); break;
     case 'cmake-prefix': console.log(libtorch().cmakePrefix); break;
     case 'version': console.log(libtorch().version); break;
-    case 'record': {
-      const dir = process.argv[3];
-      if (!dir) throw new Error('record needs the addon folder');
-      writeRecord(dir, libtorch());
-      break;
-    }
+    case 'cmake': console.log(cmakeSettings(libtorch())); break;
     default:
       console.error(`usage: node scripts/native-config.js ${USAGE}`);
       process.exit(2);
@@ -77,7 +87,7 @@ module.exports = { writeRecord };
 
 if (require.main === module) {
   try {
-    main(process.argv[2], process.argv.includes('--cmake') ? ';' : ' ');
+    main(process.argv[2]);
   } catch (err) {
     console.error(`densetorch: ${err.message}`);
     process.exit(1);

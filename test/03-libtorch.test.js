@@ -117,33 +117,17 @@ describe('build settings (binding.gyp and CMakeLists.txt share scripts/native-co
     const cuda = fakeLibTorch('2.14.1+cu130', { cuda: true });
     const cpu = fakeLibTorch('2.13.0+cpu');
     try {
-      const cudaLibs = nativeConfig(['libpaths', '--cmake'], { DENSETORCH_LIBTORCH_ROOT: cuda }).split(';');
-      assert.deepEqual(cudaLibs.map((p) => path.basename(p)),
-        ['libc10.so', 'libtorch_cpu.so', 'libtorch.so', 'libc10_cuda.so', 'libtorch_cuda.so']);
-      assert.ok(cudaLibs.every((p) => p.startsWith(path.join(cuda, 'lib'))));
+      assert.equal(nativeConfig(['libs'], { DENSETORCH_LIBTORCH_ROOT: cuda }), '-lc10 -ltorch_cpu -ltorch -lc10_cuda -ltorch_cuda');
       assert.equal(nativeConfig(['libs'], { DENSETORCH_LIBTORCH_ROOT: cpu }), '-lc10 -ltorch_cpu -ltorch');
-      assert.equal(nativeConfig(['include', '--cmake'], { DENSETORCH_LIBTORCH_ROOT: cpu }),
-        [path.join(cpu, 'include'), path.join(cpu, 'include', 'torch', 'csrc', 'api', 'include')].join(';'));
+      assert.equal(nativeConfig(['include'], { DENSETORCH_LIBTORCH_ROOT: cpu }),
+        [path.join(cpu, 'include'), path.join(cpu, 'include', 'torch', 'csrc', 'api', 'include')].join(' '));
     } finally {
       fs.rmSync(cuda, { recursive: true, force: true });
       fs.rmSync(cpu, { recursive: true, force: true });
     }
   });
 
-  it('writes the build record the loader checks', () => {
-    const out = fs.mkdtempSync(path.join(os.tmpdir(), 'densetorch-record-'));
-    const cuda = fakeLibTorch('2.14.1+cu130', { cuda: true });
-    try {
-      nativeConfig(['record', out], { DENSETORCH_LIBTORCH_ROOT: cuda });
-      const record = JSON.parse(fs.readFileSync(path.join(out, 'libtorch.json'), 'utf8'));
-      assert.deepEqual(record, { version: '2.14.1+cu130', root: cuda, source: 'env', cuda: true });
-    } finally {
-      fs.rmSync(out, { recursive: true, force: true });
-      fs.rmSync(cuda, { recursive: true, force: true });
-    }
-  });
-
-  it('configures the CMake build against a CUDA LibTorch without a CUDA toolkit', function () {
+  it('configures the CMake build against a CUDA LibTorch without a CUDA toolkit and writes the build record', function () {
     const cmake = spawnSync('cmake', ['--version'], { encoding: 'utf8' });
     if (cmake.status !== 0) {
       console.log('      (skipped: no cmake on PATH)');
@@ -157,8 +141,12 @@ describe('build settings (binding.gyp and CMakeLists.txt share scripts/native-co
         encoding: 'utf8', timeout: 120000,
       });
       assert.equal(result.status, 0, result.stdout + result.stderr);
-      assert.match(result.stdout, /densetorch: LibTorch 2\.14\.1\+cu130: .*libtorch_cuda\.so/);
+      const libs = ['libc10.so', 'libtorch_cpu.so', 'libtorch.so', 'libc10_cuda.so', 'libtorch_cuda.so'].map((f) => path.join(cuda, 'lib', f));
+      assert.ok(result.stdout.includes(`-- densetorch: LibTorch 2.14.1+cu130: ${libs.join(';')}\n`), result.stdout);
       assert.doesNotMatch(result.stdout + result.stderr, /Could NOT find CUDA/);
+      // The loader's record of the LibTorch the addon is built against, beside the addon.
+      const record = JSON.parse(fs.readFileSync(path.join(build, 'libtorch.json'), 'utf8'));
+      assert.deepEqual(record, { version: '2.14.1+cu130', root: cuda, source: 'env', cuda: true });
     } finally {
       fs.rmSync(cuda, { recursive: true, force: true });
       fs.rmSync(build, { recursive: true, force: true });
