@@ -8,6 +8,8 @@ import { addon, NativeModelConfig, NativeModelHandle } from './native';
 import { checkDevice, Device, Tensor } from './tensor';
 import { Dataset } from './datasets';
 import { AbortError, BatchLogs, checkPrecision, EpochLogs, EvaluateOptions, FitOptions, History, Precision, resolveFitOptions, toHistory } from './training';
+import { BusyError } from './errors';
+import { checkSignal, DEFAULT_MAX_QUEUE, InferenceQueue, Predictor, ServeOptions } from './serve';
 
 /** The stem before the first dense block. */
 export type Stem = 'imagenet' | 'cifar';
@@ -162,6 +164,19 @@ export interface PredictOptions {
   batchSize?: number;
   /** Compute precision (see {@link Precision}). Default 'fp32'. */
   precision?: Precision;
+  /** Removes the call from the model's queue while it waits (a running call finishes). */
+  signal?: AbortSignal;
+  /** Refuse with a QueueFullError when this many calls already wait for the model. Default 1024. */
+  maxQueue?: number;
+}
+
+const PREDICT_KEYS = ['batchSize', 'precision', 'signal', 'maxQueue'];
+
+/** Throws a TypeError naming the first key of `o` that is not in `known`. */
+function checkKeys(o: object, known: readonly string[], what: string): void {
+  for (const key of Object.keys(o)) {
+    if (!known.includes(key)) throw new TypeError(`Unknown option '${key}' of ${what}: expected one of ${known.join(', ')}`);
+  }
 }
 
 /** Options of {@link DenseNet.loadStateDict} and {@link DenseNet.loadWeights}. */
@@ -188,6 +203,9 @@ export const METADATA_CONFIG_KEY = 'densetorch.config';
 export class DenseNet {
   readonly #native: NativeModelHandle;
   readonly #config: DenseNetConfig;
+  // predict, evaluate and save wait here for one another instead of failing with a BusyError.
+  readonly #queue = new InferenceQueue('this model');
+  #fitting = false;
 
   /** Builds a DenseNet; every option defaults to DenseNet-121's (see {@link DenseNetArgs}). */
   constructor(args?: DenseNetArgs) {
@@ -246,13 +264,64 @@ export class DenseNet {
     return new Tensor(native(() => this.#native.forward(input)));
   }
 
-  /** Logits for x in evaluation mode without gradients, computed off the main thread. */
+  /**
+   * Logits for x in evaluation mode without gradients, computed off the main thread.
+   * Concurrent calls on one model wait in a first-in first-out queue (shared with `evaluate` and
+   * `save`) and settle in the order they were made.
+   * @param x - images [N, inChannels, H, W], float32, on the model's device
+   * @param options - `batchSize` (default 256), `precision` (default 'fp32'), `signal`, `maxQueue` (default 1024)
+   * @returns logits [N, numClasses]
+   * @throws {TypeError|RangeError} for a bad input or option (synchronously checked shapes included)
+   * @throws {QueueFullError} when `maxQueue` calls already wait
+   * @throws {RequestAbortedError} when `signal` aborts while the call waits
+   * @throws {BusyError} while `fit` runs
+   * @example
+   * ```js
+   * const logits = await model.predict(dt.tensor(pixels, [1, 3, 32, 32]));
+   * ```
+   */
   async predict(x: Tensor, options: PredictOptions = {}): Promise<Tensor> {
     const input = tensorArg(x, 'x').handle('x');
     const o = optionsObject<PredictOptions>(options, 'options');
+    checkKeys(o, PREDICT_KEYS, 'predict()');
     const batchSize = positiveInt(o.batchSize ?? 256, 'options.batchSize');
     const precision = checkPrecision(o.precision, 'options.precision');
-    return new Tensor(await nativeAsync(() => this.#native.predict(input, batchSize, precision)));
+    const signal = checkSignal(o.signal, 'options.signal');
+    const maxQueue = positiveInt(o.maxQueue ?? DEFAULT_MAX_QUEUE, 'options.maxQueue');
+    this.#refuseWhileFitting('predict()');
+    native(() => this.#native.checkInput(input));
+    const [out] = await this.#queue.submit(() => nativeAsync(() => this.#native.predict([input], batchSize, precision)), 'predict()', { signal, maxQueue });
+    return new Tensor(out);
+  }
+
+  /**
+   * A dynamic batcher over this model for serving: concurrent `predict(x)` calls are merged into
+   * one forward pass (up to `maxBatch` images or `maxDelayMs` after the first), run in eval mode
+   * through the model's queue, and split back.
+   * @param options - `maxBatch` (default 32), `maxDelayMs` (default 5), `maxQueue` (default 1024)
+   * @returns a {@link Predictor}
+   * @example
+   * ```js
+   * const server = model.serve({ maxBatch: 32, maxDelayMs: 5 });
+   * const [a, b] = await Promise.all([server.predict(x1), server.predict(x2)]); // one forward pass
+   * ```
+   */
+  serve(options: ServeOptions = {}): Predictor {
+    return new Predictor({
+      check: (x) => {
+        this.#refuseWhileFitting('predict()');
+        native(() => this.#native.checkInput(tensorArg(x, 'x').handle('x')));
+      },
+      run: async (inputs, batchSize) => {
+        const handles = inputs.map((t, i) => t.handle(`input ${i}`));
+        const outs = await this.#queue.submit(() => nativeAsync(() => this.#native.predict(handles, batchSize, 'fp32')), 'predict()', { maxQueue: Infinity });
+        return outs.map((h) => new Tensor(h));
+      },
+    }, options);
+  }
+
+  #refuseWhileFitting(what: string): void {
+    if (this.#fitting) throw new BusyError(`${what} refused: the model is busy with a running fit; await it first`);
   }
 
   /** Parameters and buffers by torchvision's names (tensors share memory with the model). */
@@ -286,7 +355,8 @@ export class DenseNet {
       [METADATA_CONFIG_KEY]: JSON.stringify(this.#config),
       'densetorch.version': packageVersion(),
     };
-    await nativeAsync(() => this.#native.save(target, metadata));
+    this.#refuseWhileFitting('save()');
+    await this.#queue.submit(() => nativeAsync(() => this.#native.save(target, metadata)), 'save()', { maxQueue: Infinity });
   }
 
   /**
@@ -328,7 +398,11 @@ export class DenseNet {
       }
     };
     if (o.signal?.aborted) throw new AbortError('fit() was aborted before it started', toHistory([]));
+    if (this.#queue.depth > 0) {
+      throw new BusyError(`fit() refused: ${this.#queue.depth} predict/evaluate/save call(s) are queued or running on this model; await them first`);
+    }
     const running = native(() => this.#native.fit(data.toNative(), o.native, onEvent, o.onBatchEnd !== undefined));
+    this.#fitting = true;
     const stop = (): void => this.#native.stopFit();
     o.signal?.addEventListener('abort', stop, { once: true });
     try {
@@ -336,6 +410,7 @@ export class DenseNet {
       if (result.stopped) throw new AbortError(`fit() was aborted after ${epochs.length} complete epoch(s)`, toHistory(epochs));
       return toHistory(epochs);
     } finally {
+      this.#fitting = false;
       o.signal?.removeEventListener('abort', stop);
     }
   }
@@ -346,7 +421,8 @@ export class DenseNet {
     const o = optionsObject<EvaluateOptions>(options, 'options');
     const batchSize = positiveInt(o.batchSize ?? 256, 'options.batchSize');
     const precision = checkPrecision(o.precision, 'options.precision');
-    const r = await nativeAsync(() => this.#native.evaluate(data.toNative(), batchSize, precision));
+    this.#refuseWhileFitting('evaluate()');
+    const r = await this.#queue.submit(() => nativeAsync(() => this.#native.evaluate(data.toNative(), batchSize, precision)), 'evaluate()', { maxQueue: DEFAULT_MAX_QUEUE });
     return { loss: r.loss, accuracy: r.accuracy };
   }
 

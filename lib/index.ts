@@ -27,6 +27,8 @@ export type { DenseNetArgs, DenseNetConfig, PresetArgs, PresetName, CifarArgs, P
 export * as datasets from './datasets';
 export type { Dataset, DatasetOptions, Normalize, Augment } from './datasets';
 export { AbortError } from './training';
+export { Predictor, QueueFullError, RequestAbortedError } from './serve';
+export type { ServeOptions, ServePredictOptions, ServeStats } from './serve';
 export type { Precision, FitOptions, History, BatchLogs, EpochLogs, EvaluateOptions, SgdOptions, AdamOptions, Schedule } from './training';
 export {
   TrainingError,

@@ -37,7 +37,10 @@ export interface NativeModelConfig {
 /** The addon's native model handle (internal). */
 export interface NativeModelHandle {
   forward(x: NativeTensorHandle): NativeTensorHandle;
-  predict(x: NativeTensorHandle, batchSize: number, precision: string): Promise<NativeTensorHandle>;
+  /** Logits of each input, computed as one batch (concatenated, run in slices of batchSize, split back). */
+  predict(inputs: NativeTensorHandle[], batchSize: number, precision: string): Promise<NativeTensorHandle[]>;
+  /** Throws what predict would for an input of the wrong rank, channels, size, dtype or device. */
+  checkInput(x: NativeTensorHandle): void;
   setTraining(training: boolean): void;
   isTraining(): boolean;
   numParameters(): number;

@@ -22,8 +22,8 @@ function sh(cmd, args, cwd, env = {}) {
 function main() {
   const prebuildDir = path.join(root, 'prebuilds', `${process.platform}-${process.arch}`);
   if (!fs.existsSync(prebuildDir) || !fs.readdirSync(prebuildDir).some((f) => f.endsWith('.node'))) {
-    console.log('no prebuilt binary yet: running npm run prebuild');
-    sh('npm', ['run', 'prebuild'], root, { JOBS: String(os.availableParallelism ? os.availableParallelism() : os.cpus().length) });
+    console.log('no prebuilt binary yet: running npm run build:prebuild');
+    sh('npm', ['run', 'build:prebuild'], root);
   }
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'densetorch-pack-'));
   const packed = JSON.parse(sh('npm', ['pack', '--json', '--pack-destination', work], root))[0];

@@ -5,7 +5,8 @@ const path = require('node:path');
 const { ROOT } = require('./helpers');
 
 describe('fuzzing the weight-file readers', () => {
-  it('10,000 mutated .safetensors and .pth files: each loads or raises a WeightsError; no crash, no hang', () => {
+  it('10,000 mutated .safetensors and .pth files: each loads or raises a WeightsError; no crash, no hang', function () {
+    this.timeout(420000); // about 3 minutes on a 2-core AMD EPYC
     // A child process, so that a crash is a failed test with the input left on disk.
     const r = spawnSync(process.execPath, [path.join(ROOT, 'scripts', 'fuzz-weights.js'), '--cases', '10000', '--seconds', '300', '--seed', '7'], {
       cwd: ROOT, encoding: 'utf8', timeout: 400000,

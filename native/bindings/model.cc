@@ -3,6 +3,7 @@
 #include "../core/errors.h"
 #include "../core/precision.h"
 #include "../core/tensor_ops.h"
+#include "../core/trainer.h"
 #include "../core/weights_io.h"
 #include "errors.h"
 #include "tensor.h"
@@ -41,23 +42,6 @@ Napi::Object tensors_to_js(Napi::Env env, NamedTensors& tensors) {
   return out;
 }
 
-// Runs the model on `x` without autograd, in slices of `batch` images, in eval mode.
-at::Tensor run_inference(DenseNet& model, const at::Tensor& x, int64_t batch, Precision precision) {
-  torch::NoGradGuard no_grad;
-  PrecisionScope scope(precision, x.device());
-  const bool was_training = model->is_training();
-  model->eval();
-  std::vector<at::Tensor> outs;
-  try {
-    for (int64_t start = 0; start < x.size(0); start += batch) outs.push_back(model->forward(x.narrow(0, start, std::min(batch, x.size(0) - start))).to(at::kFloat));
-  } catch (...) {
-    model->train(was_training);
-    throw;
-  }
-  model->train(was_training);
-  return outs.size() == 1 ? outs[0] : torch::cat(outs, 0);
-}
-
 }  // namespace
 
 Napi::Function NativeModel::Init(Napi::Env env) {
@@ -65,6 +49,7 @@ Napi::Function NativeModel::Init(Napi::Env env) {
                      {
                          InstanceMethod<&NativeModel::Forward>("forward"),
                          InstanceMethod<&NativeModel::Predict>("predict"),
+                         InstanceMethod<&NativeModel::CheckInput>("checkInput"),
                          InstanceMethod<&NativeModel::SetTraining>("setTraining"),
                          InstanceMethod<&NativeModel::IsTraining>("isTraining"),
                          InstanceMethod<&NativeModel::NumParameters>("numParameters"),
@@ -94,6 +79,9 @@ void NativeModel::ensure_idle() const {
 
 std::function<void()> NativeModel::hold(Napi::Env env) {
   ensure_idle();
+  // The job may flip the module's mode on its own thread (predict and evaluate run in eval mode
+  // and restore it): isTraining() answers from this copy until the job settles.
+  training_at_hold_ = model_->is_training();
   busy_->store(true);
   // Keep the JS wrapper (and so this object) alive until the job settles.
   auto self = std::make_shared<Napi::ObjectReference>(Napi::Persistent(Value()));
@@ -114,18 +102,32 @@ Napi::Value NativeModel::Forward(const Napi::CallbackInfo& info) {
   });
 }
 
+// predict(inputs: NativeTensor[], batchSize, precision) -> Promise<NativeTensor[]>
 Napi::Value NativeModel::Predict(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
-    at::Tensor x = NativeTensor::FromValue(info[0], "input");
-    model_->check_input(x);
+    auto list = info[0].As<Napi::Array>();
+    std::vector<at::Tensor> inputs;
+    for (uint32_t i = 0; i < list.Length(); ++i) inputs.push_back(NativeTensor::FromValue(list.Get(i), "input"));
+    for (const auto& x : inputs) model_->check_input(x);  // synchronously, with the caller's stack
     const int64_t batch = info[1].As<Napi::Number>().Int64Value();
     const Precision precision = parse_precision(info[2].As<Napi::String>().Utf8Value());
     auto done = hold(env);
-    return PromiseWorker<at::Tensor>::Start(
-        env, [model = model_, x, batch, precision]() mutable { return run_inference(model, x, batch, precision); },
-        [](Napi::Env e, at::Tensor& out) -> Napi::Value { return NativeTensor::Wrap(e, std::move(out)); }, done);
+    return PromiseWorker<std::vector<at::Tensor>>::Start(
+        env, [model = model_, inputs, batch, precision]() mutable { return predict(model, inputs, batch, precision); },
+        [](Napi::Env e, std::vector<at::Tensor>& outs) -> Napi::Value {
+          Napi::Array array = Napi::Array::New(e, outs.size());
+          for (uint32_t i = 0; i < outs.size(); ++i) array.Set(i, NativeTensor::Wrap(e, std::move(outs[i])));
+          return array;
+        },
+        done);
   });
+}
+
+Napi::Value NativeModel::CheckInput(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  guarded(env, [&] { model_->check_input(NativeTensor::FromValue(info[0], "input")); });
+  return env.Undefined();
 }
 
 Napi::Value NativeModel::SetTraining(const Napi::CallbackInfo& info) {
@@ -138,7 +140,7 @@ Napi::Value NativeModel::SetTraining(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value NativeModel::IsTraining(const Napi::CallbackInfo& info) {
-  return Napi::Boolean::New(info.Env(), model_->is_training());
+  return Napi::Boolean::New(info.Env(), busy_->load() ? training_at_hold_ : model_->is_training());
 }
 
 Napi::Value NativeModel::NumParameters(const Napi::CallbackInfo& info) {
@@ -213,22 +215,11 @@ Napi::Value NativeModel::LossAndGrads(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
     ensure_idle();
-    const at::Tensor& x = NativeTensor::FromValue(info[0], "input");
-    const at::Tensor& labels = NativeTensor::FromValue(info[1], "labels");
-    model_->check_input(x);
-    model_->zero_grad();
-    at::Tensor output = model_->forward(x);
-    at::Tensor loss = torch::nn::functional::cross_entropy(output, labels);
-    loss.backward();
-    NamedTensors grads;
-    for (const auto& p : model_->named_parameters()) {
-      if (p.value().grad().defined()) grads.emplace_back(p.key(), p.value().grad().clone());
-    }
-    model_->zero_grad();
+    densetorch::LossAndGrads r = loss_and_grads(model_, NativeTensor::FromValue(info[0], "input"), NativeTensor::FromValue(info[1], "labels"));
     Napi::Object out = Napi::Object::New(env);
-    out.Set("loss", loss.item<double>());
-    out.Set("output", NativeTensor::Wrap(env, output.detach()));
-    out.Set("grads", tensors_to_js(env, grads));
+    out.Set("loss", r.loss);
+    out.Set("output", NativeTensor::Wrap(env, std::move(r.output)));
+    out.Set("grads", tensors_to_js(env, r.grads));
     return out;
   });
 }

@@ -18,6 +18,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
  private:
   Napi::Value Forward(const Napi::CallbackInfo& info);
   Napi::Value Predict(const Napi::CallbackInfo& info);
+  Napi::Value CheckInput(const Napi::CallbackInfo& info);
   Napi::Value SetTraining(const Napi::CallbackInfo& info);
   Napi::Value IsTraining(const Napi::CallbackInfo& info);
   Napi::Value NumParameters(const Napi::CallbackInfo& info);
@@ -39,6 +40,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   DenseNet model_{nullptr};
   std::shared_ptr<std::atomic<bool>> busy_ = std::make_shared<std::atomic<bool>>(false);
   std::shared_ptr<std::atomic<bool>> stop_ = std::make_shared<std::atomic<bool>>(false);
+  bool training_at_hold_ = true;  // the mode when the running job started (main thread only)
 };
 
 // readWeights(path) -> Promise<{ tensors: Record<string, NativeTensor>, metadata: Record<string, string> }>

@@ -193,7 +193,6 @@ Napi::Value NativeModel::Evaluate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
     Dataset data = dataset_from(info[0]);
-    validate(data, *model_);
     const auto batch = static_cast<int64_t>(info[1].As<Napi::Number>().Int64Value());
     const Precision precision = parse_precision(info[2].As<Napi::String>().Utf8Value());
     auto done = hold(env);

@@ -105,14 +105,14 @@ struct ConcatNormReluConv : public torch::autograd::Function<ConcatNormReluConv>
 // BN + ReLU outputs are recomputed in backward.
 struct BottleneckLayer : public torch::autograd::Function<BottleneckLayer> {
   // Inputs: features..., norm1 weight, bias, running mean, running var, conv1 weight,
-  // norm2 weight, bias, running mean, running var, conv2 weight, momentum1, momentum2, eps.
+  // norm2 weight, bias, running mean, running var, conv2 weight, momentum1, momentum2, eps1, eps2.
   static at::Tensor forward(AutogradContext* ctx, at::TensorList features, const at::Tensor& n1_weight,
                             const at::Tensor& n1_bias, const at::Tensor& n1_mean, const at::Tensor& n1_var,
                             const at::Tensor& conv1_weight, const at::Tensor& n2_weight, const at::Tensor& n2_bias,
                             const at::Tensor& n2_mean, const at::Tensor& n2_var, const at::Tensor& conv2_weight,
-                            double momentum1, double momentum2, double eps) {
-    auto r1 = norm_relu_conv(at::cat(features, 1), {n1_weight, n1_bias, n1_mean, n1_var, momentum1, eps}, conv1_weight, 0);
-    auto r2 = norm_relu_conv(r1.out, {n2_weight, n2_bias, n2_mean, n2_var, momentum2, eps}, conv2_weight, 1);
+                            double momentum1, double momentum2, double eps1, double eps2) {
+    auto r1 = norm_relu_conv(at::cat(features, 1), {n1_weight, n1_bias, n1_mean, n1_var, momentum1, eps1}, conv1_weight, 0);
+    auto r2 = norm_relu_conv(r1.out, {n2_weight, n2_bias, n2_mean, n2_var, momentum2, eps2}, conv2_weight, 1);
     variable_list saved(features.begin(), features.end());
     saved.insert(saved.end(), {n1_weight, n1_bias, conv1_weight, r1.out, n2_weight, n2_bias, conv2_weight});
     ctx->save_for_backward(saved);
@@ -121,7 +121,8 @@ struct BottleneckLayer : public torch::autograd::Function<BottleneckLayer> {
     ctx->saved_data["invstd1"] = r1.invstd;
     ctx->saved_data["mean2"] = r2.mean;
     ctx->saved_data["invstd2"] = r2.invstd;
-    ctx->saved_data["eps"] = eps;
+    ctx->saved_data["eps1"] = eps1;
+    ctx->saved_data["eps2"] = eps2;
     return r2.out;
   }
 
@@ -129,16 +130,17 @@ struct BottleneckLayer : public torch::autograd::Function<BottleneckLayer> {
     const variable_list saved = ctx->get_saved_variables();
     const auto count = static_cast<std::size_t>(ctx->saved_data["count"].toInt());
     const at::TensorList features(saved.data(), count);
-    const double eps = ctx->saved_data["eps"].toDouble();
     auto g2 = norm_relu_conv_backward(grad_outputs[0], saved[count + 3], saved[count + 4], saved[count + 5],
-                                      ctx->saved_data["mean2"].toTensor(), ctx->saved_data["invstd2"].toTensor(), eps,
+                                      ctx->saved_data["mean2"].toTensor(), ctx->saved_data["invstd2"].toTensor(),
+                                      ctx->saved_data["eps2"].toDouble(),
                                       saved[count + 6], 1);
     auto g1 = norm_relu_conv_backward(g2.input, at::cat(features, 1), saved[count], saved[count + 1],
-                                      ctx->saved_data["mean1"].toTensor(), ctx->saved_data["invstd1"].toTensor(), eps,
+                                      ctx->saved_data["mean1"].toTensor(), ctx->saved_data["invstd1"].toTensor(),
+                                      ctx->saved_data["eps1"].toDouble(),
                                       saved[count + 2], 0);
     variable_list grads = split_features(g1.input, features, ctx);
     grads.insert(grads.end(), {g1.norm_weight, g1.norm_bias, {}, {}, g1.conv_weight,
-                               g2.norm_weight, g2.norm_bias, {}, {}, g2.conv_weight, {}, {}, {}});
+                               g2.norm_weight, g2.norm_bias, {}, {}, g2.conv_weight, {}, {}, {}, {}});
     return grads;
   }
 };
@@ -155,7 +157,7 @@ at::Tensor efficient_bottleneck_layer(at::TensorList features, const NormArgs& n
                                       const NormArgs& norm2, const at::Tensor& conv2_weight) {
   return BottleneckLayer::apply(features, norm1.weight, norm1.bias, norm1.running_mean, norm1.running_var, conv1_weight,
                                 norm2.weight, norm2.bias, norm2.running_mean, norm2.running_var, conv2_weight,
-                                norm1.momentum, norm2.momentum, norm1.eps);
+                                norm1.momentum, norm2.momentum, norm1.eps, norm2.eps);
 }
 
 }  // namespace densetorch

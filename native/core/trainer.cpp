@@ -118,6 +118,7 @@ void validate(const Dataset& data, const DenseNetImpl& model) {
 }
 
 Evaluation evaluate(DenseNet& model, const Dataset& data, int64_t batch_size, Precision precision) {
+  validate(data, *model);
   ModeGuard mode(model);
   model->eval();
   torch::NoGradGuard no_grad;
@@ -137,6 +138,42 @@ Evaluation evaluate(DenseNet& model, const Dataset& data, int64_t batch_size, Pr
     correct += out.argmax(1).eq(y).sum().item<int64_t>();
   }
   return {loss_sum / static_cast<double>(n), static_cast<double>(correct) / static_cast<double>(n), n};
+}
+
+std::vector<at::Tensor> predict(DenseNet& model, const std::vector<at::Tensor>& inputs, int64_t batch_size,
+                                Precision precision) {
+  if (inputs.empty()) return {};
+  for (const auto& x : inputs) model->check_input(x);
+  ModeGuard mode(model);
+  model->eval();
+  torch::NoGradGuard no_grad;
+  PrecisionScope scope(precision, inputs.front().device());
+  const at::Tensor x = inputs.size() == 1 ? inputs.front() : at::cat(inputs, 0);
+  std::vector<at::Tensor> outs;
+  for (int64_t start = 0; start < x.size(0); start += batch_size) {
+    outs.push_back(model->forward(x.narrow(0, start, std::min(batch_size, x.size(0) - start))).to(at::kFloat));
+  }
+  const at::Tensor out = outs.size() == 1 ? outs.front() : at::cat(outs, 0);
+  if (inputs.size() == 1) return {out};
+  std::vector<int64_t> sizes;
+  for (const auto& input : inputs) sizes.push_back(input.size(0));
+  std::vector<at::Tensor> split;
+  for (const auto& part : out.split_with_sizes(sizes, 0)) split.push_back(part.clone());  // own storage each
+  return split;
+}
+
+LossAndGrads loss_and_grads(DenseNet& model, const at::Tensor& x, const at::Tensor& labels) {
+  model->check_input(x);
+  model->zero_grad();
+  at::Tensor output = model->forward(x);
+  at::Tensor loss = torch::nn::functional::cross_entropy(output, labels);
+  loss.backward();
+  LossAndGrads r{loss.item<double>(), output.detach(), {}};
+  for (const auto& p : model->named_parameters()) {
+    if (p.value().grad().defined()) r.grads.emplace_back(p.key(), p.value().grad().clone());
+  }
+  model->zero_grad();
+  return r;
 }
 
 History fit(DenseNet& model, const Dataset& train, const FitOptions& o, const Callbacks& cb) {

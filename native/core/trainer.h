@@ -10,6 +10,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace densetorch {
@@ -80,6 +81,23 @@ struct Evaluation {
 };
 
 // Mean cross-entropy and accuracy in eval mode without autograd; restores the model's mode.
+// Checks the data against the model first (validate above).
 Evaluation evaluate(DenseNet& model, const Dataset& data, int64_t batch_size, Precision precision = Precision::kFp32);
+
+// Logits of each input ([N_i, C, H, W], each checked with check_input), computed as one batch:
+// the inputs are concatenated, run in eval mode without autograd in slices of `batch_size`
+// images, and split back (float32). Restores the model's mode.
+std::vector<at::Tensor> predict(DenseNet& model, const std::vector<at::Tensor>& inputs, int64_t batch_size,
+                                Precision precision = Precision::kFp32);
+
+struct LossAndGrads {
+  double loss;
+  at::Tensor output;                                    // logits, detached
+  std::vector<std::pair<std::string, at::Tensor>> grads;  // by parameter name (copies)
+};
+
+// One forward/backward pass with cross-entropy in the model's current mode; leaves no gradients
+// on the model. For tests and benchmarks.
+LossAndGrads loss_and_grads(DenseNet& model, const at::Tensor& x, const at::Tensor& labels);
 
 }  // namespace densetorch
