@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * The densetorch command line: train, evaluate, info, setup, doctor.
+ * The densetorch command line: train, evaluate, info, serve, setup, doctor.
  * Usage errors print the usage and exit with code 2.
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
@@ -274,6 +274,19 @@ export function program(): Command {
     .addOption(precisionOption())
     .action((file: string, flags: EvaluateFlags) => evaluate(file, flags));
   cli.command('info <model>').description('config, parameter count and metadata of a saved model').action((file: string) => info(file));
+  cli
+    .command('serve <model>')
+    .description('HTTP inference server (POST /predict with a JSON tensor, GET /healthz) with dynamic batching')
+    .addOption(new Option('--port <n>', 'TCP port (0: any free port)').default(8080).argParser(int('--port', 0)))
+    .option('--host <address>', 'address to listen on', '127.0.0.1')
+    .addOption(new Option('--max-batch <n>', 'most images in one merged forward pass').default(32).argParser(int('--max-batch')))
+    .addOption(new Option('--max-delay-ms <ms>', 'longest wait for a batch to fill').default(5).argParser(int('--max-delay-ms', 0)))
+    .action(async (file: string, flags: { port: number; host: string; maxBatch: number; maxDelayMs: number }) => {
+      // The server is the example program (examples/serve.js), shipped with the package.
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const server = require(path.join(__dirname, '..', 'examples', 'serve.js')) as { main(argv: string[]): Promise<number> };
+      process.exitCode = await server.main([file, '--port', String(flags.port), '--host', flags.host, '--max-batch', String(flags.maxBatch), '--max-delay-ms', String(flags.maxDelayMs)]);
+    });
   cli.command('setup').description('fetch the pinned LibTorch into the densetorch cache').action(() => setup());
   cli.command('doctor').description('what densetorch finds: versions, LibTorch, CUDA, threads, addon').action(() => {
     process.exitCode = doctor();

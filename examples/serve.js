@@ -1,0 +1,182 @@
+#!/usr/bin/env node
+// An HTTP inference server over one saved model, with dynamic batching (model.serve).
+//   node examples/serve.js densenet.safetensors --port 8080      (or: npx densetorch serve ...)
+//   POST /predict   body: JSON {"shape": [N, C, H, W], "data": [...N*C*H*W numbers]}
+//                   answer: {"predictions": [{"top": [{"label", "className", "probability"}, ...5]}, ...N]}
+//   GET  /healthz   answer: {"status": "ok", "stats": {batches, requests, meanBatchSize, queueDepth, p50Ms, p99Ms}}
+// A bad body is answered 400 with the reason; the server keeps serving. SIGTERM/SIGINT: stop
+// accepting connections, answer every queued request, then exit 0.
+'use strict';
+const http = require('node:http');
+const dt = require('..');
+
+const MAX_BODY_BYTES = 64 << 20;
+
+class HttpError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+function readBody(req) {
+  return new Promise((resolve, reject) => {
+    const chunks = [];
+    let size = 0;
+    req.on('data', (chunk) => {
+      size += chunk.length;
+      if (size > MAX_BODY_BYTES) {
+        reject(new HttpError(413, `body larger than ${MAX_BODY_BYTES} bytes`));
+        req.destroy();
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
+
+/** The JSON tensor of a request body, checked: {shape: [N, C, H, W], data: number[]}. */
+function tensorFromBody(body, contentType) {
+  if (!/^application\/json\b/.test(contentType || '')) {
+    throw new HttpError(415, `expected Content-Type application/json (a JSON tensor), got '${contentType || 'none'}'`);
+  }
+  let parsed;
+  try {
+    parsed = JSON.parse(body.toString('utf8'));
+  } catch (err) {
+    throw new HttpError(400, `body is not valid JSON: ${err.message}`);
+  }
+  const { shape, data } = parsed || {};
+  if (!Array.isArray(shape) || shape.length !== 4 || !shape.every((d) => Number.isInteger(d) && d > 0)) {
+    throw new HttpError(400, 'expected "shape" to be [N, C, H, W] with positive integers');
+  }
+  const count = shape.reduce((a, b) => a * b, 1);
+  if (!Array.isArray(data) || data.length !== count || !data.every((v) => typeof v === 'number' && Number.isFinite(v))) {
+    throw new HttpError(400, `expected "data" to hold ${count} finite numbers (the product of shape)`);
+  }
+  return dt.tensor(Float32Array.from(data), shape);
+}
+
+/** The `k` most probable classes of each row of `logits` [N, classes] (softmax). */
+function topK(logits, k, classNames) {
+  const [n, classes] = logits.shape;
+  const values = logits.toArray();
+  const out = [];
+  for (let i = 0; i < n; i++) {
+    const row = values.subarray(i * classes, (i + 1) * classes);
+    const max = Math.max(...row);
+    const exp = Array.from(row, (v) => Math.exp(v - max));
+    const sum = exp.reduce((a, b) => a + b, 0);
+    const top = exp.map((e, label) => ({ label, className: classNames ? classNames[label] ?? null : null, probability: e / sum }))
+      .sort((a, b) => b.probability - a.probability).slice(0, k);
+    out.push({ top });
+  }
+  return out;
+}
+
+function send(res, status, body) {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+/**
+ * An http.Server answering /predict and /healthz with `model` in eval mode through a dynamic
+ * batcher. `close()` on the returned object stops accepting connections and resolves once every
+ * queued request was answered.
+ */
+function createServer(model, { maxBatch = 32, maxDelayMs = 5, maxQueue = 1024, topk = 5, classNames } = {}) {
+  model.eval();
+  const predictor = model.serve({ maxBatch, maxDelayMs, maxQueue });
+  const server = http.createServer(async (req, res) => {
+    try {
+      if (req.method === 'GET' && req.url === '/healthz') {
+        send(res, 200, { status: 'ok', stats: predictor.stats() });
+        return;
+      }
+      if (req.url !== '/predict') throw new HttpError(404, `no route ${req.method} ${req.url}: use POST /predict or GET /healthz`);
+      if (req.method !== 'POST') throw new HttpError(405, 'use POST for /predict');
+      const x = tensorFromBody(await readBody(req), req.headers['content-type']);
+      let logits;
+      try {
+        logits = await predictor.predict(x);
+      } catch (err) {
+        if (err instanceof TypeError || err instanceof RangeError || /must have shape|too small|channels/.test(err.message)) throw new HttpError(400, err.message);
+        if (err instanceof dt.QueueFullError) throw new HttpError(503, err.message);
+        throw err;
+      } finally {
+        x.dispose();
+      }
+      const predictions = topK(logits, Math.min(topk, model.config.numClasses), classNames);
+      logits.dispose();
+      send(res, 200, { predictions });
+    } catch (err) {
+      const status = err instanceof HttpError ? err.status : 500;
+      if (!res.headersSent) send(res, status, { error: err.message });
+    }
+  });
+  const closeServer = () => new Promise((resolve) => server.close(() => resolve()));
+  return {
+    server,
+    predictor,
+    /** Stops accepting connections; resolves when every queued request is answered. */
+    async close() {
+      const closed = closeServer();
+      await predictor.close();
+      server.closeIdleConnections?.();
+      await closed;
+    },
+  };
+}
+
+/** Starts a server on `port` (0: any free port); resolves to { close, port, ... } once listening. */
+async function start(modelFile, { port = 8080, host = '127.0.0.1', ...options } = {}) {
+  const model = await dt.load(modelFile);
+  const running = createServer(model, options);
+  await new Promise((resolve, reject) => {
+    running.server.once('error', reject);
+    running.server.listen(port, host, resolve);
+  });
+  return { ...running, port: running.server.address().port, host };
+}
+
+async function main(argv = process.argv.slice(2)) {
+  const file = argv.find((a) => !a.startsWith('--'));
+  const flag = (name, fallback) => {
+    const i = argv.indexOf(`--${name}`);
+    return i >= 0 ? argv[i + 1] : fallback;
+  };
+  if (!file) {
+    console.error('usage: node examples/serve.js MODEL.safetensors [--port 8080] [--host 127.0.0.1] [--max-batch 32] [--max-delay-ms 5]');
+    return 2;
+  }
+  const running = await start(file, {
+    port: Number(flag('port', 8080)), host: flag('host', '127.0.0.1'),
+    maxBatch: Number(flag('max-batch', 32)), maxDelayMs: Number(flag('max-delay-ms', 5)),
+  });
+  console.log(`densetorch: serving ${file} on http://${running.host}:${running.port} (POST /predict, GET /healthz)`);
+  await new Promise((resolve) => {
+    const stop = (signal) => {
+      console.log(`densetorch: ${signal}: finishing ${running.predictor.stats().queueDepth} queued request(s), then exiting`);
+      running.close().then(resolve);
+    };
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  });
+  const s = running.predictor.stats();
+  console.log(`densetorch: answered ${s.requests} request(s) in ${s.batches} batch(es); stopped`);
+  return 0;
+}
+
+module.exports = { createServer, start, main };
+
+if (require.main === module) {
+  main().then((code) => {
+    process.exitCode = code;
+  }, (err) => {
+    console.error(`error: ${err.message}`);
+    process.exitCode = 1;
+  });
+}

@@ -1,0 +1,132 @@
+'use strict';
+// The example HTTP server (examples/serve.js, also `densetorch serve`), run as a child process.
+const assert = require('node:assert/strict');
+const { spawn } = require('node:child_process');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { ROOT } = require('./helpers');
+const dt = require('..');
+
+const NUM_CLASSES = 7;
+
+async function savedModel(dir) {
+  dt.manualSeed(11);
+  const model = new dt.DenseNet({
+    growthRate: 4, blockConfig: [2, 2], numInitFeatures: 8, bnSize: 2, compression: 0.5, dropRate: 0,
+    numClasses: NUM_CLASSES, inChannels: 3, stem: 'cifar', memoryEfficient: false,
+  });
+  const file = path.join(dir, 'model.safetensors');
+  await model.save(file);
+  return file;
+}
+
+/** Starts `densetorch serve` on a free port; resolves with the child, its URL and its output so far. */
+function startServer(file, extra = []) {
+  const child = spawn(process.execPath, [path.join(ROOT, 'dist', 'cli.js'), 'serve', file, '--port', '0', ...extra], {
+    cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const output = { text: '' };
+  child.stdout.on('data', (d) => { output.text += d; });
+  child.stderr.on('data', (d) => { output.text += d; });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server did not start:\n${output.text}`)), 60000);
+    child.stdout.on('data', () => {
+      const match = /serving .* on (http:\/\/[\d.]+:\d+)/.exec(output.text);
+      if (match) {
+        clearTimeout(timer);
+        resolve({ child, url: match[1], output });
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`server exited with ${code}:\n${output.text}`)));
+  });
+}
+
+function jsonTensor(seed, n = 1) {
+  const data = Array.from({ length: n * 3 * 8 * 8 }, (_, i) => Math.sin(seed * 31 + i) * 0.5);
+  return JSON.stringify({ shape: [n, 3, 8, 8], data });
+}
+
+async function post(url, body, contentType = 'application/json') {
+  const res = await fetch(`${url}/predict`, { method: 'POST', body, headers: { 'Content-Type': contentType } });
+  return { status: res.status, body: await res.json() };
+}
+
+function exited(child) {
+  return new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+}
+
+describe('HTTP server (densetorch serve / examples/serve.js)', () => {
+  let dir;
+  before(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'densetorch-serve-'));
+  });
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it('answers 200 requests from 16 concurrent clients with the top-5 classes; bad bodies get 400 and it keeps serving', async function () {
+    this.timeout(120000);
+    const file = await savedModel(dir);
+    const { child, url } = await startServer(file, ['--max-batch', '16', '--max-delay-ms', '5']);
+    try {
+      const health = await (await fetch(`${url}/healthz`)).json();
+      assert.equal(health.status, 'ok');
+
+      let next = 0;
+      const answers = [];
+      const client = async () => {
+        while (next < 200) {
+          const i = next++;
+          answers[i] = await post(url, jsonTensor(i));
+        }
+      };
+      await Promise.all(Array.from({ length: 16 }, client));
+      assert.equal(answers.length, 200);
+      for (const a of answers) {
+        assert.equal(a.status, 200, JSON.stringify(a.body));
+        assert.equal(a.body.predictions.length, 1);
+        const top = a.body.predictions[0].top;
+        assert.equal(top.length, 5);
+        for (let k = 1; k < top.length; k++) assert.ok(top[k - 1].probability >= top[k].probability);
+        assert.ok(top.every((t) => Number.isInteger(t.label) && t.label >= 0 && t.label < NUM_CLASSES));
+      }
+      // The same input gives the same answer wherever it was batched.
+      assert.deepEqual(answers[0].body, (await post(url, jsonTensor(0))).body);
+
+      const bad = [
+        [await post(url, '{"shape": [1, 3, 8'), /body is not valid JSON/],
+        [await post(url, JSON.stringify({ shape: [1, 3, 8, 8], data: [1, 2] })), /expected "data" to hold 192 finite numbers/],
+        [await post(url, JSON.stringify({ shape: [1, 2, 8, 8], data: new Array(128).fill(0) })), /channels/],
+        [await post(url, JSON.stringify({ shape: [3, 8, 8] })), /expected "shape" to be \[N, C, H, W\]/],
+      ];
+      for (const [answer, reason] of bad) {
+        assert.equal(answer.status, 400, JSON.stringify(answer.body));
+        assert.match(answer.body.error, reason);
+      }
+      const wrongType = await post(url, 'pixels', 'text/plain');
+      assert.equal(wrongType.status, 415);
+      assert.equal((await post(url, jsonTensor(1, 2))).body.predictions.length, 2, 'still serving, several images per request');
+      const stats = (await (await fetch(`${url}/healthz`)).json()).stats;
+      console.log(`      ${stats.requests} requests in ${stats.batches} batches (mean ${stats.meanBatchSize.toFixed(2)}), p50 ${stats.p50Ms.toFixed(1)} ms, p99 ${stats.p99Ms.toFixed(1)} ms`);
+      assert.ok(stats.meanBatchSize > 1, `16 concurrent clients were batched (mean ${stats.meanBatchSize})`);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+
+  it('on SIGTERM answers the requests it has accepted, then exits 0', async function () {
+    this.timeout(120000);
+    const file = await savedModel(dir);
+    // A long batching delay keeps the requests queued when SIGTERM arrives.
+    const { child, url, output } = await startServer(file, ['--max-batch', '64', '--max-delay-ms', '2000']);
+    const done = exited(child);
+    const requests = Array.from({ length: 8 }, (_, i) => post(url, jsonTensor(i)));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    child.kill('SIGTERM');
+    const answers = await Promise.all(requests);
+    assert.deepEqual(answers.map((a) => a.status), new Array(8).fill(200));
+    const { code } = await done;
+    assert.equal(code, 0, output.text);
+    assert.match(output.text, /SIGTERM: finishing 8 queued request\(s\), then exiting/);
+    assert.match(output.text, /answered 8 request\(s\)/);
+  });
+});
