@@ -216,3 +216,6 @@ export function cifar10(dir: string, options: Cifar10Options = {}): Dataset {
   const augment = options.augment ?? (split === 'train' ? 'cifar' : 'none');
   return new Dataset(tensor(images, [total, 3, 32, 32]), tensor(labels, [total]), CIFAR10_NORMALIZE, augment);
 }
+
+export { fromAsyncIterable, StreamDataset } from './data/stream';
+export type { Batch, BatchSourceInput, AsyncIterableOptions, EpochRequest } from './data/stream';

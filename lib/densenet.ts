@@ -6,8 +6,7 @@ import { describe, native, nativeAsync, WeightsError } from './errors';
 import { boolean, nonNegativeInt, numberIn, optionsObject, positiveInt } from './validate';
 import { addon, NativeModelConfig, NativeModelHandle } from './native';
 import { checkDevice, Device, Tensor } from './tensor';
-import { Dataset } from './datasets';
-import { AbortError, BatchLogs, checkPrecision, EpochLogs, EvaluateOptions, FitOptions, History, Precision, resolveFitOptions, toHistory } from './training';
+import { AbortError, AnyDataset, BatchLogs, checkDataset, checkPrecision, EpochLogs, EvaluateOptions, FitOptions, History, openDataset, Precision, resolveFitOptions, toHistory } from './training';
 import { BusyError } from './errors';
 import { checkSignal, DEFAULT_MAX_QUEUE, InferenceQueue, Predictor, ServeOptions } from './serve';
 
@@ -385,8 +384,8 @@ export class DenseNet {
    * NaN (naming the epoch and batch), with an AbortError when `signal` aborts (the model stays
    * usable), and with a BusyError if the model is already training.
    */
-  async fit(data: Dataset, options: FitOptions = {}): Promise<History> {
-    if (!(data instanceof Dataset)) throw new TypeError(`Expected data to be a Dataset (see dt.datasets) but received ${describe(data)}`);
+  async fit(data: AnyDataset, options: FitOptions = {}): Promise<History> {
+    checkDataset(data, 'data');
     const o = resolveFitOptions(options);
     const epochs: EpochLogs[] = [];
     const onEvent = (kind: 'batch' | 'epoch', logs: never): void => {
@@ -401,7 +400,19 @@ export class DenseNet {
     if (this.#queue.depth > 0) {
       throw new BusyError(`fit() refused: ${this.#queue.depth} predict/evaluate/save call(s) are queued or running on this model; await them first`);
     }
-    const running = native(() => this.#native.fit(data.toNative(), o.native, onEvent, o.onBatchEnd !== undefined));
+    const train = openDataset(data, o.native.batchSize, o.native.shuffle, o.native.seed);
+    const validation = o.validation && openDataset(o.validation, o.native.batchSize, false, o.native.seed);
+    const closeData = (): void => {
+      train.close();
+      validation?.close();
+    };
+    let running: ReturnType<NativeModelHandle['fit']>;
+    try {
+      running = native(() => this.#native.fit(train.native, { ...o.native, validationData: validation?.native }, onEvent, o.onBatchEnd !== undefined));
+    } catch (err) {
+      closeData();
+      throw err;
+    }
     this.#fitting = true;
     const stop = (): void => this.#native.stopFit();
     o.signal?.addEventListener('abort', stop, { once: true });
@@ -411,18 +422,26 @@ export class DenseNet {
       return toHistory(epochs);
     } finally {
       this.#fitting = false;
+      closeData();
       o.signal?.removeEventListener('abort', stop);
     }
   }
 
   /** Mean cross-entropy loss and accuracy on `data`, in eval mode, off the main thread. */
-  async evaluate(data: Dataset, options: EvaluateOptions = {}): Promise<{ loss: number; accuracy: number }> {
-    if (!(data instanceof Dataset)) throw new TypeError(`Expected data to be a Dataset (see dt.datasets) but received ${describe(data)}`);
+  async evaluate(data: AnyDataset, options: EvaluateOptions = {}): Promise<{ loss: number; accuracy: number }> {
+    checkDataset(data, 'data');
     const o = optionsObject<EvaluateOptions>(options, 'options');
     const batchSize = positiveInt(o.batchSize ?? 256, 'options.batchSize');
     const precision = checkPrecision(o.precision, 'options.precision');
     this.#refuseWhileFitting('evaluate()');
-    const r = await this.#queue.submit(() => nativeAsync(() => this.#native.evaluate(data.toNative(), batchSize, precision)), 'evaluate()', { maxQueue: DEFAULT_MAX_QUEUE });
+    const r = await this.#queue.submit(async () => {
+      const source = openDataset(data, batchSize, false, 0);
+      try {
+        return await nativeAsync(() => this.#native.evaluate(source.native, batchSize, precision));
+      } finally {
+        source.close();
+      }
+    }, 'evaluate()', { maxQueue: DEFAULT_MAX_QUEUE });
     return { loss: r.loss, accuracy: r.accuracy };
   }
 

@@ -29,6 +29,9 @@ export class BusyError extends DensetorchError {}
 /** Training failed: the loss became NaN or infinite, or a checkpoint could not be read. */
 export class TrainingError extends DensetorchError {}
 
+/** A batch could not be made: an unreadable image file, a data source that failed, labels out of range. */
+export class DataError extends DensetorchError {}
+
 /** A native operation failed: inside LibTorch (the message is its first line) or a file system call such as a save. */
 export class NativeError extends DensetorchError {}
 
@@ -66,7 +69,7 @@ export function rethrowNative(err: unknown): Error {
   if (err instanceof TypeError || err instanceof RangeError || err instanceof DensetorchError) return err;
   if (err instanceof Error) {
     const code = (err as Error & { code?: string }).code;
-    const kinds: Record<string, typeof DensetorchError> = { DENSETORCH_WEIGHTS: WeightsError, DENSETORCH_BUSY: BusyError, DENSETORCH_TRAINING: TrainingError };
+    const kinds: Record<string, typeof DensetorchError> = { DENSETORCH_WEIGHTS: WeightsError, DENSETORCH_BUSY: BusyError, DENSETORCH_TRAINING: TrainingError, DENSETORCH_DATA: DataError };
     const Kind = (code && kinds[code]) || NativeError;
     const wrapped = new Kind(err.message);
     if (err.stack) wrapped.stack = `${Kind.name}: ${err.message}\n${err.stack.split('\n').slice(1).join('\n')}`;

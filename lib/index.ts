@@ -25,12 +25,13 @@ export {
 } from './densenet';
 export type { DenseNetArgs, DenseNetConfig, PresetArgs, PresetName, CifarArgs, PredictOptions, LoadOptions, Stem } from './densenet';
 export * as datasets from './datasets';
-export type { Dataset, DatasetOptions, Normalize, Augment } from './datasets';
+export type { Dataset, DatasetOptions, Normalize, Augment, StreamDataset, Batch } from './datasets';
 export { AbortError } from './training';
 export { Predictor, QueueFullError, RequestAbortedError } from './serve';
 export type { ServeOptions, ServePredictOptions, ServeStats } from './serve';
-export type { Precision, FitOptions, History, BatchLogs, EpochLogs, EvaluateOptions, SgdOptions, AdamOptions, Schedule } from './training';
+export type { AnyDataset, Precision, FitOptions, History, BatchLogs, EpochLogs, EvaluateOptions, SgdOptions, AdamOptions, Schedule } from './training';
 export {
+  DataError,
   TrainingError,
   DensetorchError,
   WeightsError,

@@ -55,6 +55,13 @@ export interface NativeModelHandle {
   lossAndGrads(x: NativeTensorHandle, labels: NativeTensorHandle): { loss: number; output: NativeTensorHandle; grads: Record<string, NativeTensorHandle> };
 }
 
+/** The JS end of a native batch queue (internal; see lib/data/stream.ts). */
+export interface NativeFeederHandle {
+  push(generation: number, images: NativeTensorHandle, labels: NativeTensorHandle): boolean;
+  end(generation: number): void;
+  fail(generation: number, message: string): void;
+}
+
 /** A weight file as read by the addon (internal). */
 export interface NativeWeightFile {
   tensors: Record<string, NativeTensorHandle>;
@@ -64,6 +71,8 @@ export interface NativeWeightFile {
 /** The addon's exports (internal). */
 export interface Addon {
   NativeModel: new (config: NativeModelConfig) => NativeModelHandle;
+  NativeFeeder: new (size: number, batches: number, capacity: number,
+    onRequest: (generation: number, epoch: number, train: boolean, start: boolean) => void) => NativeFeederHandle;
   readWeights(path: string): Promise<NativeWeightFile>;
   NativeTensor: {
     fromData(data: ArrayBufferView, shape: number[], source: string, target: string, device: string): NativeTensorHandle;

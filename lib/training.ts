@@ -6,6 +6,22 @@ import * as path from 'node:path';
 import { describe, DensetorchError, TrainingError } from './errors';
 import { boolean, numberIn, optionalFunction, optionsObject, positiveInt } from './validate';
 import { Dataset } from './datasets';
+import { StreamDataset } from './data/stream';
+
+/** What fit, evaluate and validationData take: data in memory or a streamed data set. */
+export type AnyDataset = Dataset | StreamDataset;
+
+/** Throws a TypeError unless `value` is a data set; returns it. */
+export function checkDataset(value: unknown, what: string): AnyDataset {
+  if (value instanceof Dataset || value instanceof StreamDataset) return value;
+  throw new TypeError(`Expected ${what} to be a Dataset (see dt.datasets) but received ${describe(value)}`);
+}
+
+/** Connects a data set to the addon for one call; `close()` after the call settles. */
+export function openDataset(data: AnyDataset, batchSize: number, shuffle: boolean, seed: number): { native: unknown; close(): void } {
+  if (data instanceof StreamDataset) return data.open(batchSize, shuffle, seed);
+  return { native: data.toNative(), close: () => undefined };
+}
 
 /** SGD with momentum (the paper's optimizer: lr 0.1, momentum 0.9, Nesterov, weight decay 1e-4). */
 export interface SgdOptions {
@@ -74,8 +90,8 @@ export interface FitOptions {
   shuffle?: boolean;
   /** Seeds shuffling, augmentation and dropout. Default 0. */
   seed?: number;
-  /** Evaluated after every epoch. */
-  validationData?: Dataset;
+  /** Evaluated after every epoch: data in memory or streamed (e.g. an image folder with the 'eval' transform). */
+  validationData?: AnyDataset;
   /** Called after every batch (on the main thread). */
   onBatchEnd?: (logs: BatchLogs) => void;
   /** Called after every epoch (on the main thread). */
@@ -145,7 +161,7 @@ export interface NativeFitOptions {
   schedule: { type: 'constant' | 'multistep' | 'cosine'; milestones: number[]; gamma: number };
   shuffle: boolean;
   seed: number;
-  validationData?: ReturnType<Dataset['toNative']>;
+  validationData?: unknown;
   checkpointPath?: string;
   checkpointEvery: number;
   resumeFrom?: string;
@@ -164,6 +180,7 @@ export function resolveFitOptions(options: FitOptions | undefined): {
   onBatchEnd?: (logs: BatchLogs) => void;
   onEpochEnd?: (logs: EpochLogs) => void;
   signal?: AbortSignal;
+  validation?: AnyDataset;
 } {
   options = optionsObject<FitOptions>(options, 'options');
   for (const key of Object.keys(options)) {
@@ -216,7 +233,7 @@ export function resolveFitOptions(options: FitOptions | undefined): {
   }
   const seed = o.seed ?? 0;
   if (typeof seed !== 'number' || !Number.isSafeInteger(seed) || seed < 0) throw new TypeError(`Expected seed to be a non-negative safe integer but received ${describe(seed)}`);
-  if (o.validationData !== undefined && !(o.validationData instanceof Dataset)) throw new TypeError(`Expected validationData to be a Dataset but received ${describe(o.validationData)}`);
+  const validation = o.validationData === undefined ? undefined : checkDataset(o.validationData, 'validationData');
   if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw new TypeError(`Expected signal to be an AbortSignal but received ${describe(o.signal)}`);
   let checkpointPath: string | undefined;
   let checkpointEvery = 1;
@@ -236,7 +253,7 @@ export function resolveFitOptions(options: FitOptions | undefined): {
       schedule: nativeSchedule,
       shuffle: boolean(o.shuffle ?? true, 'shuffle'),
       seed,
-      validationData: o.validationData?.toNative(),
+      validationData: undefined,
       checkpointPath,
       checkpointEvery,
       resumeFrom: o.resumeFrom === undefined ? undefined : path.resolve(o.resumeFrom),
@@ -245,6 +262,7 @@ export function resolveFitOptions(options: FitOptions | undefined): {
     onBatchEnd: optionalFunction(o.onBatchEnd, 'onBatchEnd'),
     onEpochEnd: optionalFunction(o.onEpochEnd, 'onEpochEnd'),
     signal: o.signal,
+    validation,
   };
 }
 

@@ -4,6 +4,7 @@
 #include "../core/allocator.h"
 #include "../core/tensor_ops.h"
 #include "addon_data.h"
+#include "data_source.h"
 #include "errors.h"
 #include "model.h"
 #include "tensor.h"
@@ -50,6 +51,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData(new AddonData());  // owned and deleted by the environment
   exports.Set("NativeTensor", NativeTensor::Init(env));
   exports.Set("NativeModel", NativeModel::Init(env));
+  exports.Set("NativeFeeder", NativeFeeder::Init(env));
   exports.Set("readWeights", Napi::Function::New<ReadWeights>(env, "readWeights"));
   exports.Set("versions", Napi::Function::New<Versions>(env, "versions"));
   exports.Set("setNumThreads", Napi::Function::New<SetNumThreads>(env, "setNumThreads"));

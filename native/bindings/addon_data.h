@@ -7,6 +7,7 @@ namespace densetorch::bindings {
 
 struct AddonData {
   Napi::FunctionReference tensor_constructor;
+  Napi::FunctionReference feeder_constructor;
 };
 
 inline AddonData& addon_data(Napi::Env env) { return *env.GetInstanceData<AddonData>(); }

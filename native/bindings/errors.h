@@ -23,7 +23,7 @@ inline std::string first_line(const std::string& message) {
 }
 
 // The JS error class for a C++ exception: c10's typed errors map to TypeError/RangeError.
-enum class ErrorKind { kError, kTypeError, kRangeError, kWeights, kBusy, kTraining };
+enum class ErrorKind { kError, kTypeError, kRangeError, kWeights, kBusy, kTraining, kData };
 
 struct Failure {
   ErrorKind kind = ErrorKind::kError;
@@ -40,6 +40,8 @@ inline Failure describe_current_exception() {
     return {ErrorKind::kBusy, first_line(e.what())};
   } catch (const TrainingError& e) {
     return {ErrorKind::kTraining, first_line(e.what())};
+  } catch (const DataError& e) {
+    return {ErrorKind::kData, first_line(e.what())};
   } catch (const c10::TypeError& e) {
     return {ErrorKind::kTypeError, first_line(e.what_without_backtrace())};
   } catch (const c10::IndexError& e) {
@@ -65,12 +67,14 @@ inline Napi::Error to_js_error(Napi::Env env, const Failure& failure) {
     case ErrorKind::kRangeError: return Napi::RangeError::New(env, failure.message);
     case ErrorKind::kWeights:
     case ErrorKind::kBusy:
-    case ErrorKind::kTraining: {
-      // lib/errors.ts maps the code to WeightsError / BusyError / TrainingError.
+    case ErrorKind::kTraining:
+    case ErrorKind::kData: {
+      // lib/errors.ts maps the code to WeightsError / BusyError / TrainingError / DataError.
       Napi::Error error = Napi::Error::New(env, failure.message);
-      error.Set("code", failure.kind == ErrorKind::kWeights ? "DENSETORCH_WEIGHTS"
-                        : failure.kind == ErrorKind::kBusy  ? "DENSETORCH_BUSY"
-                                                            : "DENSETORCH_TRAINING");
+      error.Set("code", failure.kind == ErrorKind::kWeights    ? "DENSETORCH_WEIGHTS"
+                        : failure.kind == ErrorKind::kBusy     ? "DENSETORCH_BUSY"
+                        : failure.kind == ErrorKind::kTraining ? "DENSETORCH_TRAINING"
+                                                               : "DENSETORCH_DATA");
       return error;
     }
     default: return Napi::Error::New(env, failure.message);

@@ -3,6 +3,7 @@
 // finalizer, after every report has been delivered.
 #include "../core/errors.h"
 #include "../core/trainer.h"
+#include "data_source.h"
 #include "errors.h"
 #include "model.h"
 #include "tensor.h"
@@ -17,25 +18,6 @@ namespace densetorch::bindings {
 namespace {
 
 double number(const Napi::Object& o, const char* key) { return o.Get(key).As<Napi::Number>().DoubleValue(); }
-
-// The JS data set object (lib/datasets.ts) -> core Dataset (tensor references, no copies).
-Dataset dataset_from(const Napi::Value& value) {
-  auto o = value.As<Napi::Object>();
-  Dataset d;
-  d.images = NativeTensor::FromValue(o.Get("images"), "images");
-  d.labels = NativeTensor::FromValue(o.Get("labels"), "labels");
-  if (o.Get("mean").IsArray()) {
-    auto to_vector = [](const Napi::Array& a) {
-      std::vector<double> v;
-      for (uint32_t i = 0; i < a.Length(); ++i) v.push_back(a.Get(i).As<Napi::Number>().DoubleValue());
-      return v;
-    };
-    d.mean = to_vector(o.Get("mean").As<Napi::Array>());
-    d.std = to_vector(o.Get("std").As<Napi::Array>());
-  }
-  d.augment = o.Get("augment").As<Napi::String>().Utf8Value() == "cifar" ? Augment::kCifar : Augment::kNone;
-  return d;
-}
 
 // The validated JS options (lib/training.ts) -> FitOptions.
 FitOptions options_from(const Napi::Object& o) {
@@ -68,7 +50,6 @@ FitOptions options_from(const Napi::Object& o) {
   } else if (stype == "cosine") {
     f.schedule.type = ScheduleOptions::Type::kCosine;
   }
-  if (o.Get("validationData").IsObject()) f.validation = dataset_from(o.Get("validationData"));
   if (o.Get("checkpointPath").IsString()) {
     f.checkpoint_path = o.Get("checkpointPath").As<Napi::String>().Utf8Value();
     f.checkpoint_every = static_cast<int64_t>(number(o, "checkpointEvery"));
@@ -88,6 +69,7 @@ Napi::Object epoch_to_js(Napi::Env env, const EpochReport& r) {
   o.Set("lr", r.lr);
   o.Set("seconds", r.seconds);
   o.Set("imagesPerSecond", r.images_per_second);
+  o.Set("dataWaitShare", r.data_wait_share);
   return o;
 }
 
@@ -108,7 +90,7 @@ using Event = std::variant<BatchReport, EpochReport>;
 // Everything the training thread owns; the finalizer reads the outcome on the main thread.
 struct FitJob {
   DenseNet model{nullptr};
-  Dataset train;
+  std::shared_ptr<BatchSource> train, validation;
   FitOptions options;
   std::shared_ptr<std::atomic<bool>> stop;
   bool report_batches = false;
@@ -156,8 +138,11 @@ Napi::Value NativeModel::Fit(const Napi::CallbackInfo& info) {
   return guarded(env, [&]() -> Napi::Value {
     auto job = std::make_unique<FitJob>(env);
     job->model = model_;
-    job->train = dataset_from(info[0]);
-    job->options = options_from(info[1].As<Napi::Object>());
+    auto js_options = info[1].As<Napi::Object>();
+    job->options = options_from(js_options);
+    job->train = source_from(info[0], job->options.batch_size, job->options.shuffle);
+    if (js_options.Get("validationData").IsObject())
+      job->validation = source_from(js_options.Get("validationData"), job->options.batch_size, /*shuffle=*/false);
     job->report_batches = info[3].As<Napi::Boolean>().Value();  // the data sets are validated by fit() itself
     job->done = hold(env);
     stop_->store(false);
@@ -173,7 +158,7 @@ Napi::Value NativeModel::Fit(const Napi::CallbackInfo& info) {
       if (raw->report_batches) cb.on_batch = [&](const BatchReport& r) { reporter.BlockingCall(new Event(r)); };
       cb.on_epoch = [&](const EpochReport& r) { reporter.BlockingCall(new Event(r)); };
       try {
-        raw->history = fit(raw->model, raw->train, raw->options, cb);
+        raw->history = fit(raw->model, *raw->train, raw->validation.get(), raw->options, cb);
       } catch (...) {
         raw->failure = describe_current_exception();
       }
@@ -192,12 +177,13 @@ Napi::Value NativeModel::StopFit(const Napi::CallbackInfo& info) {
 Napi::Value NativeModel::Evaluate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
-    Dataset data = dataset_from(info[0]);
     const auto batch = static_cast<int64_t>(info[1].As<Napi::Number>().Int64Value());
+    std::shared_ptr<BatchSource> data = source_from(info[0], batch, /*shuffle=*/false);
     const Precision precision = parse_precision(info[2].As<Napi::String>().Utf8Value());
     auto done = hold(env);
     return PromiseWorker<Evaluation>::Start(
-        env, [model = model_, data, batch, precision]() mutable { return evaluate(model, data, batch, precision); },
+        env,
+        [model = model_, data, precision]() mutable { return evaluate(model, *data, precision); },
         [](Napi::Env e, Evaluation& r) -> Napi::Value {
           Napi::Object o = Napi::Object::New(e);
           o.Set("loss", r.loss);

@@ -1,5 +1,7 @@
 #include "data.h"
 
+#include "errors.h"
+
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <stdexcept>
@@ -25,6 +27,11 @@ void validate(const Dataset& d, int64_t num_classes) {
   for (const auto* stats : {&d.mean, &d.std})
     if (stats->has_value() && static_cast<int64_t>((*stats)->size()) != d.images.size(1))
       throw std::invalid_argument("normalize mean and std need one value per channel (" + std::to_string(d.images.size(1)) + ")");
+}
+
+void validate(const Dataset& data, const DenseNetImpl& model) {
+  validate(data, model.config().num_classes);
+  model.check_image_sizes(data.images.sizes(), "images");
 }
 
 at::Tensor epoch_order(int64_t n, bool shuffle, at::Generator& gen) {
@@ -63,6 +70,126 @@ std::pair<at::Tensor, at::Tensor> make_batch(const Dataset& d, const at::Tensor&
   }
   if (train && d.augment == Augment::kCifar) x = crop_and_flip(x, gen);
   return {x, d.labels.index_select(0, indices)};
+}
+
+TensorSource::TensorSource(Dataset data, int64_t batch_size, bool shuffle)
+    : data_(std::move(data)), batch_size_(batch_size), shuffle_(shuffle) {}
+
+void TensorSource::start_epoch(int64_t, bool train, at::Generator& gen) {
+  train_ = train;
+  order_ = train ? epoch_order(data_.size(), shuffle_, gen) : at::arange(data_.size(), at::kLong);
+  position_ = 0;
+}
+
+std::optional<Batch> TensorSource::next(at::Generator& gen, const std::atomic<bool>*) {
+  const int64_t n = data_.size();
+  if (position_ >= n) return std::nullopt;
+  const int64_t count = std::min(batch_size_, n - position_);
+  auto batch = make_batch(data_, order_.narrow(0, position_, count), train_, gen);
+  position_ += count;
+  return batch;
+}
+
+void TensorSource::check(const DenseNetImpl& model) { validate(data_, model); }
+
+QueueSource::QueueSource(int64_t size, int64_t batches, int64_t capacity)
+    : size_(size), batches_(batches), capacity_(capacity) {
+  if (size < 0 || batches < 0 || capacity < 1)
+    throw std::out_of_range("a streamed data set needs sizes >= 0 and at least one queue slot");
+}
+
+void QueueSource::start_epoch(int64_t epoch, bool train, at::Generator&) {
+  int64_t generation = 0;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    generation = ++generation_;
+    epoch_ = epoch;
+    train_ = train;
+    ended_ = false;
+    error_.reset();
+    queue_.clear();
+  }
+  if (on_request_) on_request_({generation, epoch, train, true});
+}
+
+std::optional<Batch> QueueSource::next(at::Generator&, const std::atomic<bool>* stop) {
+  std::optional<Batch> batch;
+  int64_t generation = 0, epoch = 0;
+  bool train = false;
+  {
+    std::unique_lock<std::mutex> lock(mutex_);
+    const auto started = std::chrono::steady_clock::now();
+    // Wakes up now and then to see the stop flag: fit's abort must not wait for a slow loader.
+    while (queue_.empty() && !ended_ && !error_ && !(stop && stop->load())) {
+      ready_.wait_for(lock, std::chrono::milliseconds(50));
+    }
+    wait_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    if (!queue_.empty()) {
+      batch = std::move(queue_.front());
+      queue_.pop_front();
+    } else if (error_) {
+      throw DataError(*error_);
+    } else {
+      return std::nullopt;  // the epoch ended, or stop was set
+    }
+    generation = generation_;
+    epoch = epoch_;
+    train = train_;
+  }
+  const auto& [images, labels] = *batch;
+  if (num_classes_ > 0) {
+    if (images.dim() != 4 || images.size(1) != channels_)
+      throw DataError("a streamed batch has images of shape " + c10::str(images.sizes()) + ", expected [B, " +
+                      std::to_string(channels_) + ", H, W]");
+    const int64_t lo = labels.min().item<int64_t>(), hi = labels.max().item<int64_t>();
+    if (lo < 0 || hi >= num_classes_)
+      throw DataError("labels must be in [0, " + std::to_string(num_classes_ - 1) + "] for a model with " +
+                      std::to_string(num_classes_) + " classes, got a batch with labels from " + std::to_string(lo) +
+                      " to " + std::to_string(hi));
+  }
+  if (on_request_) on_request_({generation, epoch, train, false});
+  return batch;
+}
+
+double QueueSource::take_wait_seconds() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const double s = wait_seconds_;
+  wait_seconds_ = 0;
+  return s;
+}
+
+void QueueSource::check(const DenseNetImpl& model) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  num_classes_ = model.config().num_classes;
+  channels_ = model.config().in_channels;
+}
+
+bool QueueSource::push(int64_t generation, Batch batch) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (generation != generation_ || ended_) return false;
+    queue_.push_back(std::move(batch));
+  }
+  ready_.notify_all();
+  return true;
+}
+
+void QueueSource::end(int64_t generation) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (generation != generation_) return;
+    ended_ = true;
+  }
+  ready_.notify_all();
+}
+
+void QueueSource::fail(int64_t generation, const std::string& message) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (generation != generation_) return;
+    error_ = message;
+  }
+  ready_.notify_all();
 }
 
 }  // namespace densetorch

@@ -24,4 +24,9 @@ struct TrainingError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// The data source failed: a batch could not be made (an unreadable image file, bad labels).
+struct DataError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 }  // namespace densetorch

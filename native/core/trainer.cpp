@@ -112,13 +112,13 @@ double scheduled_lr(const FitOptions& o, int64_t epoch) {
   return lr;
 }
 
-void validate(const Dataset& data, const DenseNetImpl& model) {
-  validate(data, model.config().num_classes);
-  model.check_image_sizes(data.images.sizes(), "images");
+Evaluation evaluate(DenseNet& model, const Dataset& data, int64_t batch_size, Precision precision) {
+  TensorSource source(data, batch_size, /*shuffle=*/false);
+  return evaluate(model, source, precision);
 }
 
-Evaluation evaluate(DenseNet& model, const Dataset& data, int64_t batch_size, Precision precision) {
-  validate(data, *model);
+Evaluation evaluate(DenseNet& model, BatchSource& data, Precision precision, const std::atomic<bool>* stop) {
+  data.check(*model);
   ModeGuard mode(model);
   model->eval();
   torch::NoGradGuard no_grad;
@@ -126,16 +126,19 @@ Evaluation evaluate(DenseNet& model, const Dataset& data, int64_t batch_size, Pr
   PrecisionScope scope(precision, device);
   at::Generator unused = at::detail::createCPUGenerator(0);
   double loss_sum = 0;
-  int64_t correct = 0;
-  const int64_t n = data.size();
-  for (int64_t start = 0; start < n; start += batch_size) {
-    at::Tensor idx = at::arange(start, std::min(n, start + batch_size), at::kLong);
-    auto [x, y] = make_batch(data, idx, /*train=*/false, unused);
-    x = x.to(device);
-    y = y.to(device);
+  int64_t correct = 0, n = 0;
+  data.start_epoch(0, /*train=*/false, unused);
+  while (auto batch = data.next(unused, stop)) {
+    at::Tensor x = batch->first.to(device);
+    at::Tensor y = batch->second.to(device);
     at::Tensor out = model->forward(x).to(at::kFloat);
     loss_sum += torch::nn::functional::cross_entropy(out, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum)).item<double>();
     correct += out.argmax(1).eq(y).sum().item<int64_t>();
+    n += x.size(0);
+  }
+  if (n == 0) {
+    if (stop && stop->load()) return {0, 0, 0};
+    throw DataError("the evaluation data delivered no batch");
   }
   return {loss_sum / static_cast<double>(n), static_cast<double>(correct) / static_cast<double>(n), n};
 }
@@ -177,8 +180,15 @@ LossAndGrads loss_and_grads(DenseNet& model, const at::Tensor& x, const at::Tens
 }
 
 History fit(DenseNet& model, const Dataset& train, const FitOptions& o, const Callbacks& cb) {
-  validate(train, *model);
-  if (o.validation) validate(*o.validation, *model);
+  TensorSource source(train, o.batch_size, o.shuffle);
+  std::optional<TensorSource> validation;
+  if (o.validation) validation.emplace(*o.validation, o.batch_size, /*shuffle=*/false);
+  return fit(model, source, validation ? &*validation : nullptr, o, cb);
+}
+
+History fit(DenseNet& model, BatchSource& train, BatchSource* validation, const FitOptions& o, const Callbacks& cb) {
+  train.check(*model);
+  if (validation) validation->check(*model);
   ModeGuard mode(model);
   const auto device = model->parameters().front().device();
   auto optimizer = make_optimizer(model, o.optimizer);
@@ -189,24 +199,29 @@ History fit(DenseNet& model, const Dataset& train, const FitOptions& o, const Ca
   if (!o.resume_from.empty()) first_epoch = load_checkpoint(o.resume_from, model, *optimizer, gen);
 
   History history;
-  const int64_t n = train.size();
-  const int64_t batches = (n + o.batch_size - 1) / o.batch_size;
+  const int64_t batches = train.batches();
   for (int64_t epoch = first_epoch; epoch < o.epochs; ++epoch) {
     const double lr = scheduled_lr(o, epoch);
     set_lr(*optimizer, lr);
     model->train();
     const auto epoch_start = Clock::now();
-    const at::Tensor order = epoch_order(n, o.shuffle, gen);
-    double loss_sum = 0;
+    train.start_epoch(epoch, /*train=*/true, gen);
+    train.take_wait_seconds();
+    double loss_sum = 0, wait_seconds = 0;
     int64_t correct = 0, seen = 0;
-    for (int64_t b = 0; b < batches; ++b) {
+    for (int64_t b = 0;; ++b) {
       if (cb.stop && cb.stop->load()) {
         history.stopped = true;
         return history;
       }
       const auto batch_start = Clock::now();
-      const int64_t start = b * o.batch_size;
-      auto [x, y] = make_batch(train, order.narrow(0, start, std::min(o.batch_size, n - start)), /*train=*/true, gen);
+      auto batch = train.next(gen, cb.stop);
+      wait_seconds += train.take_wait_seconds();
+      if (!batch) {
+        if (cb.stop && cb.stop->load()) continue;  // stopped while waiting for data
+        break;
+      }
+      auto [x, y] = std::move(*batch);
       x = x.to(device);
       y = y.to(device);
       optimizer->zero_grad();
@@ -233,12 +248,14 @@ History fit(DenseNet& model, const Dataset& train, const FitOptions& o, const Ca
                      static_cast<double>(count) / seconds_since(batch_start)});
       }
     }
+    if (seen == 0) throw DataError("the training data delivered no batch in epoch " + std::to_string(epoch + 1));
     EpochReport report{epoch + 1, loss_sum / static_cast<double>(seen), static_cast<double>(correct) / static_cast<double>(seen),
                        std::nullopt, std::nullopt, lr, 0, 0};
     report.seconds = seconds_since(epoch_start);
     report.images_per_second = static_cast<double>(seen) / report.seconds;
-    if (o.validation) {
-      const Evaluation v = evaluate(model, *o.validation, o.batch_size, o.precision);
+    report.data_wait_share = wait_seconds / report.seconds;
+    if (validation) {
+      const Evaluation v = evaluate(model, *validation, o.precision, cb.stop);
       report.val_loss = v.loss;
       report.val_accuracy = v.accuracy;
     }

@@ -54,6 +54,7 @@ struct EpochReport {
   double loss, accuracy;
   std::optional<double> val_loss, val_accuracy;
   double lr, seconds, images_per_second;
+  double data_wait_share = 0;  // fraction of the epoch's training time spent waiting for batches
 };
 
 struct History {
@@ -70,10 +71,13 @@ struct Callbacks {
 // Learning rate of `epoch` (0-based) of `epochs` under the schedule.
 double scheduled_lr(const FitOptions& options, int64_t epoch);
 
-// validate(data, num_classes) plus: the images fit the model (channels, at least its smallest size).
-void validate(const Dataset& data, const DenseNetImpl& model);
 
 History fit(DenseNet& model, const Dataset& train, const FitOptions& options, const Callbacks& callbacks);
+
+// fit on batches from `train` (and, after each epoch, evaluation on `validation` when given);
+// options.validation, batch_size and shuffle are the sources' business here.
+History fit(DenseNet& model, BatchSource& train, BatchSource* validation, const FitOptions& options,
+            const Callbacks& callbacks);
 
 struct Evaluation {
   double loss, accuracy;
@@ -83,6 +87,8 @@ struct Evaluation {
 // Mean cross-entropy and accuracy in eval mode without autograd; restores the model's mode.
 // Checks the data against the model first (validate above).
 Evaluation evaluate(DenseNet& model, const Dataset& data, int64_t batch_size, Precision precision = Precision::kFp32);
+Evaluation evaluate(DenseNet& model, BatchSource& data, Precision precision = Precision::kFp32,
+                    const std::atomic<bool>* stop = nullptr);
 
 // Logits of each input ([N_i, C, H, W], each checked with check_input), computed as one batch:
 // the inputs are concatenated, run in eval mode without autograd in slices of `batch_size`
