@@ -219,3 +219,5 @@ export function cifar10(dir: string, options: Cifar10Options = {}): Dataset {
 
 export { fromAsyncIterable, StreamDataset } from './data/stream';
 export type { Batch, BatchSourceInput, AsyncIterableOptions, EpochRequest } from './data/stream';
+export { imageFolder, ImageFolderDataset, IMAGE_EXTENSIONS } from './data/image-folder';
+export type { ImageFolderOptions, ImageSample } from './data/image-folder';

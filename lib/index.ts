@@ -25,7 +25,10 @@ export {
 } from './densenet';
 export type { DenseNetArgs, DenseNetConfig, PresetArgs, PresetName, CifarArgs, PredictOptions, LoadOptions, Stem } from './densenet';
 export * as datasets from './datasets';
-export type { Dataset, DatasetOptions, Normalize, Augment, StreamDataset, Batch } from './datasets';
+export * as image from './image';
+export type { Dataset, DatasetOptions, Normalize, Augment, StreamDataset, Batch, ImageFolderDataset, ImageFolderOptions } from './datasets';
+export type { ReadOptions } from './image';
+export type { Transform, TransformName, CustomTransform, RawImage, Box } from './data/transforms';
 export { AbortError } from './training';
 export { Predictor, QueueFullError, RequestAbortedError } from './serve';
 export type { ServeOptions, ServePredictOptions, ServeStats } from './serve';

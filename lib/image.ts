@@ -1,0 +1,157 @@
+/**
+ * Reading image files into tensors: decoding, cropping and resizing by sharp (libvips), then
+ * scaling to [0, 1] and per-channel normalisation, in the CHW layout models take.
+ */
+import * as fs from 'node:fs';
+import { describe, DataError } from './errors';
+import { tensor, Tensor } from './tensor';
+import { optionsObject, positiveInt } from './validate';
+import { checkTransform, CustomTransform, planFor, Plan, Random, sampleRandom, Transform } from './data/transforms';
+import type { Normalize } from './datasets';
+
+/** ImageNet's per-channel mean and std (RGB), torchvision's normalisation for its pretrained models. */
+export const IMAGENET_NORMALIZE: Normalize = Object.freeze({ mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] });
+
+type SharpModule = typeof import('sharp').default;
+let sharpModule: SharpModule | undefined;
+
+/** sharp, loaded on first use (only the image features need it). */
+function sharp(): SharpModule {
+  if (!sharpModule) {
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      sharpModule = require('sharp') as SharpModule;
+    } catch (err) {
+      throw new DataError(`reading images needs the npm package 'sharp' (npm install sharp): ${(err as Error).message}`);
+    }
+  }
+  return sharpModule;
+}
+
+/** Options of {@link read}. */
+export interface ReadOptions {
+  /** Output height and width in pixels. Default 224. */
+  size?: number;
+  /** Default 'eval' (Resize(size·256/224) + CenterCrop(size)). */
+  transform?: Transform;
+  /** Per-channel normalisation after scaling to [0, 1]; `false` for none. Default ImageNet's. */
+  normalize?: Normalize | false;
+}
+
+/** Validates a normalize option; undefined is ImageNet's. */
+export function checkNormalizeOption(value: unknown, what: string): Normalize | false {
+  if (value === undefined) return IMAGENET_NORMALIZE;
+  if (value === false) return false;
+  const n = value as Partial<Normalize> | null;
+  const ok = (arr: unknown): arr is number[] => Array.isArray(arr) && arr.length === 3 && arr.every((x) => typeof x === 'number' && Number.isFinite(x));
+  if (typeof n !== 'object' || n === null || !ok(n.mean) || !ok(n.std)) {
+    throw new TypeError(`Expected ${what} to be { mean: [r, g, b], std: [r, g, b] } or false but received ${describe(value)}`);
+  }
+  if (n.std.some((x) => x <= 0)) throw new RangeError(`Expected ${what}.std to be positive but received [${n.std.join(', ')}]`);
+  return { mean: [...n.mean], std: [...n.std] };
+}
+
+/** Where an image comes from, for messages. */
+function nameOf(source: string | Buffer): string {
+  return typeof source === 'string' ? `'${source}'` : `a buffer of ${source.length} bytes`;
+}
+
+/**
+ * Decodes one image and applies a transform; returns RGB pixels, size x size x 3, uint8.
+ * @throws {DataError} naming the file when it cannot be read or decoded
+ */
+export async function decodeImage(source: string | Buffer, size: number, transform: Transform, random: Random): Promise<Uint8Array> {
+  const lib = sharp();
+  let input: Buffer;
+  try {
+    input = typeof source === 'string' ? await fs.promises.readFile(source) : source;
+  } catch (err) {
+    throw new DataError(`cannot read image ${nameOf(source)}: ${(err as Error).message}`);
+  }
+  try {
+    if (typeof transform === 'function') return await custom(lib, input, size, transform, random);
+    const { width, height } = await lib(input).metadata();
+    if (!width || !height) throw new Error('no image dimensions');
+    const plan = planFor(transform, width, height, size, random);
+    return await apply(lib, input, plan);
+  } catch (err) {
+    if (err instanceof DataError) throw err;
+    throw new DataError(`cannot decode image ${nameOf(source)}: ${(err as Error).message}`);
+  }
+}
+
+async function apply(lib: SharpModule, input: Buffer, plan: Plan): Promise<Uint8Array> {
+  let image = lib(input);
+  if (plan.crop) image = image.extract(plan.crop);
+  image = image.resize(plan.resize.width, plan.resize.height, { fit: 'fill', kernel: 'linear' });
+  if (plan.cropAfter) {
+    // sharp applies one extract before and one after the resize; padding needs its own pass.
+    if (plan.pad) {
+      const resized = await image.removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
+      image = lib(resized.data, { raw: { width: resized.info.width, height: resized.info.height, channels: 3 } })
+        .extend({ top: plan.pad, bottom: plan.pad, left: plan.pad, right: plan.pad, background: { r: 0, g: 0, b: 0 } });
+      const padded = await image.raw().toBuffer({ resolveWithObject: true });
+      image = lib(padded.data, { raw: { width: padded.info.width, height: padded.info.height, channels: 3 } });
+    }
+    image = image.extract(plan.cropAfter);
+    if (plan.flip && !plan.pad) {
+      // sharp mirrors before a post-resize extract; torchvision crops first, then flips.
+      const cropped = await image.removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
+      image = lib(cropped.data, { raw: { width: cropped.info.width, height: cropped.info.height, channels: 3 } });
+    }
+  }
+  if (plan.flip) image = image.flop();
+  const { data, info } = await image.removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
+  if (info.channels !== 3) throw new Error(`decoded to ${info.channels} channels, expected 3`);
+  return new Uint8Array(data.buffer, data.byteOffset, data.length);
+}
+
+async function custom(lib: SharpModule, input: Buffer, size: number, transform: CustomTransform, random: Random): Promise<Uint8Array> {
+  const { data, info } = await lib(input).removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
+  const out = await transform({ data: new Uint8Array(data.buffer, data.byteOffset, data.length), width: info.width, height: info.height }, random);
+  if (!out || out.width !== size || out.height !== size || !(out.data instanceof Uint8Array) || out.data.length !== size * size * 3) {
+    throw new Error(`the custom transform must return { data: Uint8Array(${size * size * 3}), width: ${size}, height: ${size} } (RGB)`);
+  }
+  return out.data;
+}
+
+/** Writes RGB pixels (HWC uint8) into `out` at image `index` as normalised CHW float32. */
+export function toChw(pixels: Uint8Array, size: number, normalize: Normalize | false, out: Float32Array, index: number): void {
+  const plane = size * size;
+  const base = index * 3 * plane;
+  for (let c = 0; c < 3; c++) {
+    const scale = normalize ? 1 / (255 * normalize.std[c]) : 1 / 255;
+    const shift = normalize ? normalize.mean[c] / normalize.std[c] : 0;
+    const target = base + c * plane;
+    for (let p = 0; p < plane; p++) out[target + p] = pixels[p * 3 + c] * scale - shift;
+  }
+}
+
+/**
+ * One image file (or encoded image in a Buffer) as a float32 tensor [1, 3, size, size]: decoded
+ * by sharp (JPEG, PNG, WebP, TIFF, GIF, AVIF), transformed (default 'eval': Resize(size·256/224)
+ * + CenterCrop(size)), scaled to [0, 1] and normalised (default ImageNet's mean and std).
+ * @param source - a file path or the bytes of an encoded image
+ * @param options - `size` (default 224), `transform` (default 'eval'), `normalize`
+ * @returns a tensor [1, 3, size, size]
+ * @throws {DataError} when the image cannot be read or decoded (the message names the file)
+ * @example
+ * ```js
+ * const x = await dt.image.read('photo.jpg', { size: 224 });
+ * const logits = await model.predict(x);
+ * ```
+ */
+export async function read(source: string | Buffer, options: ReadOptions = {}): Promise<Tensor> {
+  if (typeof source !== 'string' && !Buffer.isBuffer(source)) throw new TypeError(`Expected source to be a file path or a Buffer but received ${describe(source)}`);
+  const o = optionsObject<ReadOptions>(options, 'options');
+  for (const key of Object.keys(o)) {
+    if (!['size', 'transform', 'normalize'].includes(key)) throw new TypeError(`Unknown option '${key}' of image.read(): expected size, transform or normalize`);
+  }
+  const size = positiveInt(o.size ?? 224, 'options.size');
+  const transform = checkTransform(o.transform ?? 'eval', 'options.transform');
+  const normalize = checkNormalizeOption(o.normalize, 'options.normalize');
+  const pixels = await decodeImage(source, size, transform, sampleRandom(0, 0, 0));
+  const out = new Float32Array(3 * size * size);
+  toChw(pixels, size, normalize, out, 0);
+  return tensor(out, [1, 3, size, size]);
+}
