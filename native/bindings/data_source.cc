@@ -4,6 +4,7 @@
 #include "errors.h"
 #include "tensor.h"
 
+#include <mutex>
 #include <string>
 #include <utility>
 
@@ -22,15 +23,39 @@ void call_request(Napi::Env env, Napi::Function callback, std::nullptr_t*, Queue
 
 using RequestFn = Napi::TypedThreadSafeFunction<std::nullptr_t, QueueSource::Request, call_request>;
 
-// Owns the thread-safe function: released (from whichever thread drops the last reference)
-// when the queue source that calls it is destroyed.
+// The thread-safe function that carries requests to JS, and whether it may still be used: it is
+// released when the queue source that calls it goes away, or finalized by Node first when the
+// environment shuts down (then calling or releasing it would touch freed memory).
 struct RequestChannel {
+  std::mutex mutex;
   RequestFn fn;
-  explicit RequestChannel(RequestFn f) : fn(std::move(f)) {}
-  ~RequestChannel() { fn.Release(); }
-  RequestChannel(const RequestChannel&) = delete;
-  RequestChannel& operator=(const RequestChannel&) = delete;
+  bool usable = true;
+
+  void call(const QueueSource::Request& r) {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (usable) fn.NonBlockingCall(new QueueSource::Request(r));
+  }
+  void release() {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (usable) fn.Release();
+    usable = false;
+  }
 };
+
+// Owned by the queue source's request handler; releases the channel when the handler goes.
+struct ChannelOwner {
+  std::shared_ptr<RequestChannel> channel;
+  explicit ChannelOwner(std::shared_ptr<RequestChannel> c) : channel(std::move(c)) {}
+  ~ChannelOwner() { channel->release(); }
+  ChannelOwner(const ChannelOwner&) = delete;
+  ChannelOwner& operator=(const ChannelOwner&) = delete;
+};
+
+void channel_finalized(Napi::Env, std::shared_ptr<RequestChannel>* channel, std::nullptr_t*) {
+  std::unique_ptr<std::shared_ptr<RequestChannel>> owned(channel);
+  std::lock_guard<std::mutex> lock((*owned)->mutex);
+  (*owned)->usable = false;
+}
 
 std::vector<double> numbers(const Napi::Array& a) {
   std::vector<double> v;
@@ -58,13 +83,13 @@ NativeFeeder::NativeFeeder(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Na
     const int64_t batches = info[1].As<Napi::Number>().Int64Value();
     const int64_t capacity = info[2].As<Napi::Number>().Int64Value();
     source_ = std::make_shared<QueueSource>(size, batches, capacity);
+    auto channel = std::make_shared<RequestChannel>();
     // Unbounded TSFN queue: the consumer never blocks on it (requests are tiny and few).
-    RequestFn fn = RequestFn::New(env, info[3].As<Napi::Function>(), "densetorch.data", 0, 1);
-    fn.Unref(env);  // an idle feeder must not keep the process alive
-    auto channel = std::make_shared<RequestChannel>(std::move(fn));
-    source_->set_request_handler([channel](const QueueSource::Request& r) {
-      channel->fn.NonBlockingCall(new QueueSource::Request(r));  // fails only while the environment closes
-    });
+    channel->fn = RequestFn::New(env, info[3].As<Napi::Function>(), "densetorch.data", 0, 1, static_cast<std::nullptr_t*>(nullptr),
+                                 channel_finalized, new std::shared_ptr<RequestChannel>(channel));
+    channel->fn.Unref(env);  // an idle feeder must not keep the process alive
+    auto owner = std::make_shared<ChannelOwner>(channel);
+    source_->set_request_handler([owner](const QueueSource::Request& r) { owner->channel->call(r); });
   });
 }
 
