@@ -3,6 +3,7 @@
 //   node examples/serve.js densenet.safetensors --port 8080      (or: npx densetorch serve ...)
 //   POST /predict   body: JSON {"shape": [N, C, H, W], "data": [...N*C*H*W numbers]}
 //                   answer: {"predictions": [{"top": [{"label", "className", "probability"}, ...5]}, ...N]}
+//                   (className: the model's class names, saved with it, or null)
 //   GET  /healthz   answer: {"status": "ok", "stats": {batches, requests, meanBatchSize, queueDepth, p50Ms, p99Ms}}
 // A bad body is answered 400 with the reason; the server keeps serving. SIGTERM/SIGINT: stop
 // accepting connections, answer every queued request, then exit 0.
@@ -59,23 +60,6 @@ function tensorFromBody(body, contentType) {
   return dt.tensor(Float32Array.from(data), shape);
 }
 
-/** The `k` most probable classes of each row of `logits` [N, classes] (softmax). */
-function topK(logits, k, classNames) {
-  const [n, classes] = logits.shape;
-  const values = logits.toArray();
-  const out = [];
-  for (let i = 0; i < n; i++) {
-    const row = values.subarray(i * classes, (i + 1) * classes);
-    const max = Math.max(...row);
-    const exp = Array.from(row, (v) => Math.exp(v - max));
-    const sum = exp.reduce((a, b) => a + b, 0);
-    const top = exp.map((e, label) => ({ label, className: classNames ? classNames[label] ?? null : null, probability: e / sum }))
-      .sort((a, b) => b.probability - a.probability).slice(0, k);
-    out.push({ top });
-  }
-  return out;
-}
-
 function send(res, status, body) {
   const text = JSON.stringify(body);
   res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
@@ -87,7 +71,7 @@ function send(res, status, body) {
  * batcher. `close()` on the returned object stops accepting connections and resolves once every
  * queued request was answered.
  */
-function createServer(model, { maxBatch = 32, maxDelayMs = 5, maxQueue = 1024, topk = 5, classNames } = {}) {
+function createServer(model, { maxBatch = 32, maxDelayMs = 5, maxQueue = 1024, topK = 5 } = {}) {
   model.eval();
   const predictor = model.serve({ maxBatch, maxDelayMs, maxQueue });
   const server = http.createServer(async (req, res) => {
@@ -99,9 +83,9 @@ function createServer(model, { maxBatch = 32, maxDelayMs = 5, maxQueue = 1024, t
       if (req.url !== '/predict') throw new HttpError(404, `no route ${req.method} ${req.url}: use POST /predict or GET /healthz`);
       if (req.method !== 'POST') throw new HttpError(405, 'use POST for /predict');
       const x = tensorFromBody(await readBody(req), req.headers['content-type']);
-      let logits;
+      let tops;
       try {
-        logits = await predictor.predict(x);
+        tops = await predictor.classify(x, { topK });
       } catch (err) {
         if (err instanceof TypeError || err instanceof RangeError || /must have shape|too small|channels/.test(err.message)) throw new HttpError(400, err.message);
         if (err instanceof dt.QueueFullError) throw new HttpError(503, err.message);
@@ -109,9 +93,7 @@ function createServer(model, { maxBatch = 32, maxDelayMs = 5, maxQueue = 1024, t
       } finally {
         x.dispose();
       }
-      const predictions = topK(logits, Math.min(topk, model.config.numClasses), classNames);
-      logits.dispose();
-      send(res, 200, { predictions });
+      send(res, 200, { predictions: tops.map((top) => ({ top })) });
     } catch (err) {
       const status = err instanceof HttpError ? err.status : 500;
       if (!res.headersSent) send(res, status, { error: err.message });

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * The densetorch command line: train, evaluate, info, serve, setup, doctor.
+ * The densetorch command line: train, evaluate, info, predict, serve, setup, doctor.
  * Usage errors print the usage and exit with code 2.
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
@@ -190,7 +190,8 @@ async function info(file: string): Promise<void> {
   console.log('config:');
   for (const [k, v] of Object.entries(model.config)) console.log(`  ${k}: ${Array.isArray(v) ? `[${v.join(', ')}]` : String(v)}`);
   console.log('metadata:');
-  for (const [k, v] of Object.entries(header)) if (k !== 'densetorch.config') console.log(`  ${k}: ${v}`);
+  if (model.classes) console.log(`classes (${model.classes.length}): ${model.classes.join(', ')}`);
+  for (const [k, v] of Object.entries(header)) if (k !== 'densetorch.config' && k !== 'densetorch.classes') console.log(`  ${k}: ${v}`);
 }
 
 function readSafetensorsMetadata(file: string): Record<string, string> {
@@ -274,6 +275,25 @@ export function program(): Command {
     .addOption(precisionOption())
     .action((file: string, flags: EvaluateFlags) => evaluate(file, flags));
   cli.command('info <model>').description('config, parameter count and metadata of a saved model').action((file: string) => info(file));
+  cli
+    .command('predict <model> <images...>')
+    .description('classify image files (JPEG, PNG, WebP, TIFF, GIF, AVIF) with a saved model')
+    .addOption(new Option('--top <k>', 'classes per image').default(5).argParser(int('--top')))
+    .addOption(new Option('--size <pixels>', 'image size (default: 224 for ImageNet-stem models, 32 for CIFAR-stem)').argParser(int('--size')))
+    .option('--json', 'print JSON instead of a table')
+    .action(async (file: string, images: string[], flags: { top: number; size?: number; json?: boolean }) => {
+      const dt = load();
+      const model = await dt.load(file);
+      const results = await model.classify(images, { topK: flags.top, size: flags.size });
+      if (flags.json) {
+        console.log(JSON.stringify(results, null, 2));
+        return;
+      }
+      for (const r of results) {
+        console.log(r.file);
+        for (const t of r.top) console.log(`  ${(100 * t.probability).toFixed(2).padStart(6)}%  ${t.className ?? `class ${t.label}`}${t.className ? ` (${t.label})` : ''}`);
+      }
+    });
   cli
     .command('serve <model>')
     .description('HTTP inference server (POST /predict with a JSON tensor, GET /healthz) with dynamic batching')

@@ -35,13 +35,16 @@ export class Dataset {
   readonly normalize: Normalize | undefined;
   /** Augmentation used when training. */
   readonly augment: Augment;
+  /** Class names, label i = entry i, when known (fit hands them to the model). */
+  readonly classes: readonly string[] | undefined;
 
   /** @internal Use {@link fromTensors}, {@link mnist} or {@link cifar10}. */
-  constructor(images: Tensor, labels: Tensor, normalize: Normalize | undefined, augment: Augment) {
+  constructor(images: Tensor, labels: Tensor, normalize: Normalize | undefined, augment: Augment, classes?: readonly string[]) {
     this.images = images;
     this.labels = labels;
     this.normalize = normalize;
     this.augment = augment;
+    this.classes = classes === undefined ? undefined : Object.freeze([...classes]);
   }
 
   /** Number of samples. */
@@ -112,6 +115,12 @@ export function fromTensors(images: Tensor, labels: Tensor, options: DatasetOpti
   return new Dataset(images, int64Labels, normalize, augment);
 }
 
+/** MNIST's class names: the digits. */
+export const DIGITS: readonly string[] = Object.freeze(['0', '1', '2', '3', '4', '5', '6', '7', '8', '9']);
+
+/** CIFAR-10's class names, by label. */
+export const CIFAR10_CLASSES: readonly string[] = Object.freeze(['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck']);
+
 /** The MNIST split: which digits of the `mnist` package go to training and which to test. */
 export type MnistSplit = 'train' | 'test';
 
@@ -165,7 +174,7 @@ export function mnist(options: MnistOptions = {}): Dataset {
       labels[at++] = BigInt(d);
     }
   });
-  return new Dataset(tensor(images, [total, 1, 28, 28]), tensor(labels, [total]), { mean: [0.1307], std: [0.3081] }, 'none');
+  return new Dataset(tensor(images, [total, 1, 28, 28]), tensor(labels, [total]), { mean: [0.1307], std: [0.3081] }, 'none', DIGITS);
 }
 
 /** Raised when a data set's files are missing or malformed. */
@@ -214,7 +223,7 @@ export function cifar10(dir: string, options: Cifar10Options = {}): Dataset {
     }
   }
   const augment = options.augment ?? (split === 'train' ? 'cifar' : 'none');
-  return new Dataset(tensor(images, [total, 3, 32, 32]), tensor(labels, [total]), CIFAR10_NORMALIZE, augment);
+  return new Dataset(tensor(images, [total, 3, 32, 32]), tensor(labels, [total]), CIFAR10_NORMALIZE, augment, CIFAR10_CLASSES);
 }
 
 export { fromAsyncIterable, StreamDataset } from './data/stream';

@@ -9,6 +9,9 @@ import { checkDevice, Device, Tensor } from './tensor';
 import { AbortError, AnyDataset, BatchLogs, checkDataset, checkPrecision, EpochLogs, EvaluateOptions, FitOptions, History, openDataset, Precision, resolveFitOptions, toHistory } from './training';
 import { BusyError } from './errors';
 import { checkSignal, DEFAULT_MAX_QUEUE, InferenceQueue, Predictor, ServeOptions } from './serve';
+import { read as readImage } from './image';
+import { Classification, topClasses } from './classify';
+import type { Normalize } from './datasets';
 
 /** The stem before the first dense block. */
 export type Stem = 'imagenet' | 'cifar';
@@ -195,6 +198,24 @@ const LEGACY_KEY = /^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight
 
 /** Metadata keys densetorch writes into a saved .safetensors file. */
 export const METADATA_CONFIG_KEY = 'densetorch.config';
+/** Metadata key of the class names (a JSON array; label i is entry i). */
+export const METADATA_CLASSES_KEY = 'densetorch.classes';
+
+/** Options of {@link DenseNet.classify}. */
+export interface ClassifyOptions {
+  /** Classes per image. Default 5 (at most numClasses). */
+  topK?: number;
+  /** Image size for files. Default 224 for the ImageNet stem, 32 for the CIFAR stem. */
+  size?: number;
+  /** Normalisation of files after scaling to [0, 1]; `false` for none. Default ImageNet's mean and std. */
+  normalize?: Normalize | false;
+}
+
+function checkClasses(value: unknown, numClasses: number, what: string): readonly string[] {
+  if (!Array.isArray(value) || !value.every((x) => typeof x === 'string')) throw new TypeError(`Expected ${what} to be an array of strings but received ${describe(value)}`);
+  if (value.length !== numClasses) throw new RangeError(`Expected ${what} to name ${numClasses} classes (numClasses) but received ${value.length}`);
+  return Object.freeze([...value]);
+}
 
 /**
  * A DenseNet (Huang et al., 2017) held by LibTorch. State-dict keys are torchvision's.
@@ -205,6 +226,7 @@ export class DenseNet {
   // predict, evaluate and save wait here for one another instead of failing with a BusyError.
   readonly #queue = new InferenceQueue('this model');
   #fitting = false;
+  #classes: readonly string[] | undefined;
 
   /** Builds a DenseNet; every option defaults to DenseNet-121's (see {@link DenseNetArgs}). */
   constructor(args?: DenseNetArgs) {
@@ -218,6 +240,19 @@ export class DenseNet {
   /** The configuration this model was built with. */
   get config(): DenseNetConfig {
     return this.#config;
+  }
+
+  /**
+   * Class names, label i = entry i: set from the data set by the first `fit` on data that knows
+   * them (an image folder's subfolders), saved in the .safetensors metadata by `save`, read back
+   * by `dt.load`; or set here. Undefined when unknown.
+   */
+  get classes(): readonly string[] | undefined {
+    return this.#classes;
+  }
+
+  set classes(names: readonly string[] | undefined) {
+    this.#classes = names === undefined ? undefined : checkClasses(names, this.#config.numClasses, 'classes');
   }
 
   /** The device holding the parameters. */
@@ -294,6 +329,41 @@ export class DenseNet {
   }
 
   /**
+   * The most probable classes of images: files (decoded as `dt.image.read` does, with the 'eval'
+   * transform) or a tensor [N, C, H, W]. Runs in eval mode through the model's queue.
+   * @param input - a path, a list of paths, an encoded image Buffer, or a Tensor
+   * @param options - `topK` (default 5), `size` and `normalize` for files
+   * @returns one entry per image: `{ file?, top: [{ label, className, probability }] }`
+   * @throws {DataError} when a file cannot be decoded (naming it)
+   * @example
+   * ```js
+   * const [result] = await model.classify('cat.jpg', { topK: 3 });
+   * result.top[0]; // { label: 281, className: 'tabby', probability: 0.83 }
+   * ```
+   */
+  async classify(input: string | readonly string[] | Buffer | Tensor, options: ClassifyOptions = {}): Promise<Classification[]> {
+    const o = optionsObject<ClassifyOptions>(options, 'options');
+    checkKeys(o, ['topK', 'size', 'normalize'], 'classify()');
+    const topK = positiveInt(o.topK ?? 5, 'options.topK');
+    if (input instanceof Tensor) return topClasses(await this.predict(input), topK, this.#classes).map((top) => ({ top }));
+    const files = typeof input === 'string' || Buffer.isBuffer(input) ? [input] : input;
+    if (!Array.isArray(files) || files.length === 0 || !files.every((f) => typeof f === 'string' || Buffer.isBuffer(f))) {
+      throw new TypeError(`Expected input to be a file path, a list of paths, a Buffer or a Tensor but received ${describe(input)}`);
+    }
+    const size = positiveInt(o.size ?? (this.#config.stem === 'cifar' ? 32 : 224), 'options.size');
+    const images = await Promise.all(files.map((f) => readImage(f, { size, normalize: o.normalize })));
+    const results: Classification[] = [];
+    for (let i = 0; i < images.length; i++) {
+      const logits = await this.predict(images[i]);
+      images[i].dispose();
+      const [top] = topClasses(logits, topK, this.#classes);
+      logits.dispose();
+      results.push(typeof files[i] === 'string' ? { file: files[i] as string, top } : { top });
+    }
+    return results;
+  }
+
+  /**
    * A dynamic batcher over this model for serving: concurrent `predict(x)` calls are merged into
    * one forward pass (up to `maxBatch` images or `maxDelayMs` after the first), run in eval mode
    * through the model's queue, and split back.
@@ -311,6 +381,7 @@ export class DenseNet {
         this.#refuseWhileFitting('predict()');
         native(() => this.#native.checkInput(tensorArg(x, 'x').handle('x')));
       },
+      classes: () => this.#classes,
       run: async (inputs, batchSize) => {
         const handles = inputs.map((t, i) => t.handle(`input ${i}`));
         const outs = await this.#queue.submit(() => nativeAsync(() => this.#native.predict(handles, batchSize, 'fp32')), 'predict()', { maxQueue: Infinity });
@@ -353,6 +424,7 @@ export class DenseNet {
       format: 'pt',
       [METADATA_CONFIG_KEY]: JSON.stringify(this.#config),
       'densetorch.version': packageVersion(),
+      ...(this.#classes ? { [METADATA_CLASSES_KEY]: JSON.stringify(this.#classes) } : {}),
     };
     this.#refuseWhileFitting('save()');
     await this.#queue.submit(() => nativeAsync(() => this.#native.save(target, metadata)), 'save()', { maxQueue: Infinity });
@@ -387,6 +459,7 @@ export class DenseNet {
   async fit(data: AnyDataset, options: FitOptions = {}): Promise<History> {
     checkDataset(data, 'data');
     const o = resolveFitOptions(options);
+    if (this.#classes === undefined && data.classes !== undefined && data.classes.length === this.#config.numClasses) this.#classes = Object.freeze([...data.classes]);
     const epochs: EpochLogs[] = [];
     const onEvent = (kind: 'batch' | 'epoch', logs: never): void => {
       if (kind === 'epoch') {
@@ -559,6 +632,14 @@ export async function load(file: string, options: { device?: Device } = {}): Pro
     } catch (err) {
       if (err instanceof WeightsError) throw new WeightsError(`${source}: ${err.message}`);
       throw err;
+    }
+    const classes = weights.metadata[METADATA_CLASSES_KEY];
+    if (classes) {
+      try {
+        model.classes = JSON.parse(classes) as string[];
+      } catch (err) {
+        throw new WeightsError(`${source} has malformed class names in its metadata: ${(err as Error).message}`);
+      }
     }
     if (options.device && options.device !== 'cpu') model.to(options.device);
     return model;

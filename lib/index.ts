@@ -23,7 +23,8 @@ export {
   load,
   PRESETS,
 } from './densenet';
-export type { DenseNetArgs, DenseNetConfig, PresetArgs, PresetName, CifarArgs, PredictOptions, LoadOptions, Stem } from './densenet';
+export type { DenseNetArgs, DenseNetConfig, PresetArgs, PresetName, CifarArgs, PredictOptions, LoadOptions, Stem, ClassifyOptions } from './densenet';
+export type { Classification, ClassScore } from './classify';
 export * as datasets from './datasets';
 export * as image from './image';
 export type { Dataset, DatasetOptions, Normalize, Augment, StreamDataset, Batch, ImageFolderDataset, ImageFolderOptions } from './datasets';

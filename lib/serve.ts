@@ -4,6 +4,7 @@
  */
 import { DensetorchError, describe } from './errors';
 import type { Tensor } from './tensor';
+import { ClassScore, topClasses } from './classify';
 import { optionsObject, positiveInt, numberIn } from './validate';
 
 /** An inference request was refused because the queue already holds its limit of requests. */
@@ -150,6 +151,8 @@ export interface BatchRunner {
   check(x: Tensor): void;
   /** Logits of each input, computed as one batch (in slices of `batchSize` images), in the model's inference queue. */
   run(inputs: Tensor[], batchSize: number): Promise<Tensor[]>;
+  /** The model's class names, if known. */
+  classes(): readonly string[] | undefined;
 }
 
 interface Request {
@@ -247,6 +250,22 @@ export class Predictor {
       });
     } catch (err) {
       return Promise.reject(err);
+    }
+  }
+
+  /**
+   * The `topK` most probable classes of each image of `x`, with the model's class names; merged
+   * into batches as {@link Predictor.predict}.
+   * @returns one list per image, most probable first
+   */
+  async classify(x: Tensor, options: ServePredictOptions & { topK?: number } = {}): Promise<ClassScore[][]> {
+    const { topK, ...rest } = optionsObject<ServePredictOptions & { topK?: number }>(options, 'options');
+    const k = positiveInt(topK ?? 5, 'options.topK');
+    const logits = await this.predict(x, rest);
+    try {
+      return topClasses(logits, k, this.#runner.classes());
+    } finally {
+      logits.dispose();
     }
   }
 

@@ -5,6 +5,8 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const sharp = require('sharp');
+const { spawnSync } = require('node:child_process');
+const { ROOT } = require('./helpers');
 const dt = require('..');
 const transforms = require('../dist/data/transforms.js');
 
@@ -154,6 +156,38 @@ describe('image folders and streamed training', () => {
     assert.deepEqual(a.history.loss, b.history.loss, 'same seed, same draws, same losses');
     const r = await a.model.evaluate(val);
     assert.equal(r.accuracy, a.history.valAccuracy[4]);
+  });
+
+  it('class names travel with the model: fit takes them from the folder, save/load keep them, classify and `densetorch predict` name them', async function () {
+    this.timeout(120000);
+    const train = dt.datasets.imageFolder(path.join(dir, 'train'), { size: 32, transform: 'train' });
+    const model = tinyModel(3);
+    assert.equal(model.classes, undefined);
+    await model.fit(train, { epochs: 5, batchSize: 8, seed: 3, optimizer: { type: 'adam', lr: 0.01 } });
+    assert.deepEqual(model.classes, ['blue', 'green', 'red']);
+    const file = path.join(dir, 'colours.safetensors');
+    await model.save(file);
+    const loaded = await dt.load(file);
+    assert.deepEqual(loaded.classes, ['blue', 'green', 'red']);
+    const files = ['blue', 'green', 'red'].map((c) => path.join(dir, 'val', c, 'img002.jpg'));
+    const results = await loaded.classify(files, { topK: 2 });
+    assert.deepEqual(results.map((r) => r.file), files);
+    assert.deepEqual(results.map((r) => r.top[0].className), ['blue', 'green', 'red']);
+    for (const r of results) {
+      assert.equal(r.top.length, 2);
+      assert.ok(r.top[0].probability >= r.top[1].probability && r.top[0].probability <= 1);
+    }
+    const fromTensor = await loaded.classify(await dt.image.read(files[1], { size: 32 }), { topK: 1 });
+    assert.equal(fromTensor.length, 1);
+    assert.equal(fromTensor[0].file, undefined);
+    assert.equal(fromTensor[0].top[0].className, 'green');
+    assert.ok(Math.abs(fromTensor[0].top[0].probability - results[1].top[0].probability) < 1e-6);
+    assert.throws(() => { loaded.classes = ['a', 'b']; }, { name: 'RangeError', message: /name 3 classes/ });
+    const cli = spawnSync(process.execPath, [path.join(ROOT, 'dist', 'cli.js'), 'predict', file, ...files, '--top', '1', '--json'], { encoding: 'utf8' });
+    assert.equal(cli.status, 0, cli.stderr);
+    assert.deepEqual(JSON.parse(cli.stdout).map((r) => r.top[0].className), ['blue', 'green', 'red']);
+    const info = spawnSync(process.execPath, [path.join(ROOT, 'dist', 'cli.js'), 'info', file], { encoding: 'utf8' });
+    assert.match(info.stdout, /classes \(3\): blue, green, red/);
   });
 
   it('a corrupt file is a DataError naming it, or with onBadImage: skip is left out and counted', async function () {
