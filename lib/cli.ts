@@ -42,8 +42,13 @@ function precisionOption(): Option {
   return new Option('--precision <p>', 'compute precision: fp32, bf16 (CPUs with AVX-512 BF16/AMX, CUDA) or fp16 (CUDA)').choices(['fp32', 'bf16', 'fp16']).default('fp32');
 }
 
+/** The data sets the CLI trains and evaluates on. */
+const DATASETS = ['mnist', 'fashion-mnist', 'cifar10', 'folder'] as const;
+type DatasetName = (typeof DATASETS)[number];
+
 interface TrainFlags {
-  dataset: 'mnist' | 'cifar10';
+  dataset: DatasetName;
+  imageSize?: number;
   precision: Precision;
   dataDir?: string;
   limit?: number;
@@ -66,9 +71,20 @@ interface TrainFlags {
   plot?: string;
 }
 
-function datasetsFor(dt: Densetorch, name: string, dir: string | undefined, split: 'train' | 'test', limit?: number) {
+/**
+ * The data of one split. 'folder': an image folder per split under --data-dir (train/, and val/
+ * or test/), streamed with the 'train' transform for training and 'eval' otherwise.
+ */
+function datasetsFor(dt: Densetorch, name: DatasetName, dir: string | undefined, split: 'train' | 'test', limit?: number, imageSize = 224) {
   if (name === 'mnist') return dt.datasets.mnist({ split, limit });
-  if (limit !== undefined) throw new UsageError('--limit works with --dataset mnist only');
+  if (name === 'fashion-mnist') return dt.datasets.fashionMnist({ split, limit, dir });
+  if (name === 'folder') {
+    if (!dir) throw new UsageError('--data-dir is required with --dataset folder (a folder with train/ and val/ subfolders, one subfolder per class in each)');
+    const sub = split === 'train' ? 'train' : ['val', 'test'].find((d) => fs.existsSync(path.join(dir, d)));
+    if (!sub) throw new UsageError(`--dataset folder needs ${path.join(dir, 'val')} or ${path.join(dir, 'test')} for evaluation`);
+    return dt.datasets.imageFolder(path.join(dir, sub), { size: imageSize, transform: split === 'train' ? 'train' : 'eval', limit });
+  }
+  if (limit !== undefined) throw new UsageError('--limit works with --dataset mnist, fashion-mnist and folder only');
   if (!dir) throw new UsageError('--data-dir is required with --dataset cifar10 (the folder of data_batch_1.bin ... test_batch.bin)');
   return dt.datasets.cifar10(dir, { split });
 }
@@ -86,11 +102,12 @@ function table(rows: string[][]): string {
 async function train(flags: TrainFlags): Promise<void> {
   const dt = load();
   if (flags.threads) dt.setNumThreads(flags.threads);
-  const trainData = datasetsFor(dt, flags.dataset, flags.dataDir, 'train', flags.limit);
-  const testData = datasetsFor(dt, flags.dataset, flags.dataDir, 'test', flags.limit);
-  const [channels] = trainData.imageShape;
+  const imageSize = flags.imageSize ?? (flags.model === 'cifar' ? 32 : 224);
+  const trainData = datasetsFor(dt, flags.dataset, flags.dataDir, 'train', flags.limit, imageSize);
+  const testData = datasetsFor(dt, flags.dataset, flags.dataDir, 'test', flags.limit, imageSize);
+  const channels = trainData instanceof dt.datasets.StreamDataset ? 3 : trainData.imageShape[0];
   dt.manualSeed(flags.seed);
-  const common = { numClasses: 10, inChannels: channels, memoryEfficient: flags.memoryEfficient };
+  const common = { numClasses: trainData.classes?.length ?? 10, inChannels: channels, memoryEfficient: flags.memoryEfficient };
   let model;
   if (flags.model === 'cifar') {
     model = dt.densenetCifar({ depth: flags.depth, growthRate: flags.growthRate, bottleneck: flags.bottleneck, compression: flags.compression, ...common });
@@ -164,7 +181,8 @@ async function train(flags: TrainFlags): Promise<void> {
 }
 
 interface EvaluateFlags {
-  dataset: 'mnist' | 'cifar10';
+  dataset: DatasetName;
+  imageSize?: number;
   precision: Precision;
   dataDir?: string;
   split: 'train' | 'test';
@@ -175,7 +193,8 @@ interface EvaluateFlags {
 async function evaluate(file: string, flags: EvaluateFlags): Promise<void> {
   const dt = load();
   const model = await dt.load(file);
-  const data = datasetsFor(dt, flags.dataset, flags.dataDir, flags.split, flags.limit);
+  const size = flags.imageSize ?? (model.config.stem === 'cifar' ? 32 : 224);
+  const data = datasetsFor(dt, flags.dataset, flags.dataDir, flags.split, flags.limit, size);
   const started = Date.now();
   const r = await model.evaluate(data, { batchSize: flags.batchSize, precision: flags.precision });
   console.log(`${flags.dataset} ${flags.split} (${data.length} images): loss ${r.loss.toFixed(4)}, accuracy ${r.accuracy.toFixed(4)} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
@@ -242,9 +261,10 @@ export function program(): Command {
   cli
     .command('train')
     .description('train a DenseNet and save it as .safetensors')
-    .addOption(new Option('--dataset <name>', 'data set').choices(['mnist', 'cifar10']).default('mnist'))
-    .option('--data-dir <dir>', 'CIFAR-10 binary folder (data_batch_1.bin ... test_batch.bin)')
-    .option('--limit <n>', 'use at most n MNIST images per split (balanced over digits), for quick runs', int('--limit', 10))
+    .addOption(new Option('--dataset <name>', "data set: mnist (ships with the package), fashion-mnist (Debian's dataset-fashion-mnist or --data-dir), cifar10 (--data-dir), folder (--data-dir with train/ and val/ image folders)").choices(DATASETS).default('mnist'))
+    .option('--data-dir <dir>', 'folder of the data set: CIFAR-10 binaries, Fashion-MNIST IDX files, or train/ and val/ image folders')
+    .option('--limit <n>', 'use at most n images per split, for quick runs (mnist, fashion-mnist, folder)', int('--limit', 10))
+    .addOption(new Option('--image-size <pixels>', 'image size for --dataset folder (default: 224 for presets, 32 for cifar models)').argParser(int('--image-size')))
     .option('--model <name>', "'cifar' (set by --depth/--growth-rate) or a preset: densenet121, densenet161, densenet169, densenet201, densenet264", 'cifar')
     .option('--depth <L>', 'CIFAR DenseNet depth (6n+4 with bottleneck, 3n+4 without)', int('--depth'), 28)
     .option('--growth-rate <k>', 'growth rate k', int('--growth-rate'), 12)
@@ -267,8 +287,9 @@ export function program(): Command {
   cli
     .command('evaluate <model>')
     .description('loss and accuracy of a saved model on a data set')
-    .addOption(new Option('--dataset <name>', 'data set').choices(['mnist', 'cifar10']).default('mnist'))
-    .option('--data-dir <dir>', 'CIFAR-10 binary folder')
+    .addOption(new Option('--dataset <name>', 'data set (as for train)').choices(DATASETS).default('mnist'))
+    .option('--data-dir <dir>', 'folder of the data set (as for train)')
+    .addOption(new Option('--image-size <pixels>', 'image size for --dataset folder').argParser(int('--image-size')))
     .addOption(new Option('--split <split>', 'which part').choices(['train', 'test']).default('test'))
     .option('--batch-size <n>', 'batch size', int('--batch-size'), 256)
     .option('--limit <n>', 'use at most n MNIST images (balanced over digits)', int('--limit', 10))

@@ -23,6 +23,8 @@ export interface DatasetOptions {
   normalize?: Normalize;
   /** Applied in training only. Default 'none'. */
   augment?: Augment;
+  /** Class names, label i = entry i (fit hands them to the model). */
+  classes?: readonly string[];
 }
 
 /** A data set of images [N, C, H, W] (uint8 or float32) and integer labels [N]. */
@@ -112,7 +114,11 @@ export function fromTensors(images: Tensor, labels: Tensor, options: DatasetOpti
   for (let i = 0; i < values.length; i++) {
     if (values[i] < 0n) throw new RangeError(`Expected labels to be non-negative class indices but labels[${i}] is ${values[i]}`);
   }
-  return new Dataset(images, int64Labels, normalize, augment);
+  const classes = options.classes;
+  if (classes !== undefined && (!Array.isArray(classes) || !classes.every((c) => typeof c === 'string'))) {
+    throw new TypeError(`Expected options.classes to be an array of strings but received ${describe(classes)}`);
+  }
+  return new Dataset(images, int64Labels, normalize, augment, classes);
 }
 
 /** MNIST's class names: the digits. */
@@ -230,3 +236,5 @@ export { fromAsyncIterable, StreamDataset } from './data/stream';
 export type { Batch, BatchSourceInput, AsyncIterableOptions, EpochRequest } from './data/stream';
 export { imageFolder, ImageFolderDataset, IMAGE_EXTENSIONS } from './data/image-folder';
 export type { ImageFolderOptions, ImageSample } from './data/image-folder';
+export { idx, readIdx, fashionMnist, FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, FASHION_MNIST_NORMALIZE } from './data/idx';
+export type { IdxOptions, IdxArray, FashionMnistOptions } from './data/idx';
