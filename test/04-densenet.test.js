@@ -1,15 +1,8 @@
 'use strict';
 const assert = require('node:assert/strict');
 const dt = require('..');
+const { randomImages } = require('./helpers');
 
-function randomImages(n, c, h, w, seed = 1) {
-  let s = seed;
-  const data = new Float32Array(n * c * h * w).map(() => {
-    s = (s * 1103515245 + 12345) % 2147483648;
-    return s / 2147483648 - 0.5;
-  });
-  return dt.tensor(data, [n, c, h, w]);
-}
 
 describe('DenseNet: presets and parameter counts', () => {
   const torchvision = { densenet121: 7978856, densenet169: 14149480, densenet201: 20013928, densenet161: 28681000 };
@@ -119,6 +112,7 @@ describe('DenseNet: forward and predict', () => {
     const timer = setInterval(() => ticks++, 0);
     const p = await m.predict(x, { batchSize: 2 });
     clearInterval(timer);
+    assert.ok(ticks > 0, 'the event loop ran timers while predict() computed');
     assert.equal(m.training, true, 'predict leaves the mode as it was');
     const f = m.eval().forward(x).toArray();
     const pa = p.toArray();
@@ -183,4 +177,3 @@ describe('DenseNet: forward and predict', () => {
   });
 });
 
-module.exports = { randomImages };

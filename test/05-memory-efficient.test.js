@@ -1,7 +1,7 @@
 'use strict';
 const assert = require('node:assert/strict');
 const dt = require('..');
-const { randomImages } = require('./04-densenet.test.js');
+const { randomImages } = require('./helpers');
 
 /** max |a - b| / max |b| over a tensor (0 when both are zero). */
 function relativeDifference(a, b) {

@@ -5,7 +5,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const dt = require('..');
-const { randomImages } = require('./04-densenet.test.js');
+const { randomImages } = require('./helpers');
 
 const FIXTURES = path.join(__dirname, 'fixtures');
 const tinyConfig = { growthRate: 4, blockConfig: [2, 2], numInitFeatures: 8, bnSize: 2, numClasses: 3 };

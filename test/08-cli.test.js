@@ -17,7 +17,7 @@ describe('CLI', () => {
   const usage = [
     [['train', '--epochs', '0'], /--epochs must be an integer >= 1, got '0'/],
     [['train', '--bogus'], /unknown option '--bogus'/],
-    [['train', '--dataset', 'imagenet'], /argument 'imagenet' is invalid\. Allowed choices are mnist, cifar10/],
+    [['train', '--dataset', 'imagenet'], /argument 'imagenet' is invalid\. Allowed choices are mnist, fashion-mnist, cifar10, folder/],
     [['train', '--lr', '-1'], /--lr must be a positive number, got '-1'/],
     [['frobnicate'], /unknown command 'frobnicate'/],
   ];

@@ -177,7 +177,7 @@ fitCase('a checkpoint without a path', 'TypeError', /Expected checkpoint to be \
 fitCase('checkpoint every 0 epochs', 'RangeError', /Expected checkpoint\.everyEpochs to be a positive integer but received 0/, { checkpoint: { path: 'c.ckpt', everyEpochs: 0 } });
 fitCase('a negative seed', 'TypeError', /Expected seed to be a non-negative safe integer but received -1 of type number/, { seed: -1 });
 fitCase('shuffle as a number', 'TypeError', /Expected shuffle to be a boolean but received 1 of type number/, { shuffle: 1 });
-fitCase('validationData not a Dataset', 'TypeError', /Expected validationData to be a Dataset but received an object of type Object/, { validationData: {} });
+fitCase('validationData not a Dataset', 'TypeError', /Expected validationData to be a Dataset \(see dt.datasets\) but received an object of type Object/, { validationData: {} });
 fitCase('an unknown precision', 'TypeError', /Expected precision to be 'fp32', 'bf16' or 'fp16' but received 'half' of type string/, { precision: 'half' });
 fitCase('fp16 training on the CPU', 'RangeError', /precision 'fp16' needs a CUDA model; use 'bf16' on the CPU/, { precision: 'fp16' });
 fitCase('options as an array', 'TypeError', /Expected options to be an object but received an array of length 0/, []);

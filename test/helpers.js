@@ -16,6 +16,18 @@ function runNode(script, { env = {}, timeout = 120000 } = {}) {
   return { status: result.status, signal: result.signal, stdout: result.stdout, stderr: result.stderr };
 }
 
+/** Deterministic float32 images [n, c, h, w] in [-0.5, 0.5). */
+function randomImages(n, c, h, w, seed = 1) {
+  // Required here, not at the top: helpers is also used by tests that must not load the addon first.
+  const dt = require('..');
+  let s = seed;
+  const data = new Float32Array(n * c * h * w).map(() => {
+    s = (s * 1103515245 + 12345) % 2147483648;
+    return s / 2147483648 - 0.5;
+  });
+  return dt.tensor(data, [n, c, h, w]);
+}
+
 /** Resident set size in MiB. */
 function rssMiB() {
   return process.memoryUsage().rss / (1024 * 1024);
@@ -41,4 +53,4 @@ function assertBoundedGrowth(mib, limit) {
   if (!(mib < limit)) throw new Error(`RSS grew by ${mib.toFixed(1)} MB (bound ${limit} MB)`);
 }
 
-module.exports = { ROOT, runNode, rssMiB, collectGarbage, assertBoundedGrowth, UNDER_SANITIZER };
+module.exports = { randomImages, ROOT, runNode, rssMiB, collectGarbage, assertBoundedGrowth, UNDER_SANITIZER };
