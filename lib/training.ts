@@ -74,6 +74,8 @@ export interface EpochLogs {
   lr: number;
   seconds: number;
   imagesPerSecond: number;
+  /** Fraction of the epoch's training time the training thread waited for batches (near 0 for data in memory). */
+  dataWaitShare: number;
 }
 
 /** Options of `model.fit`. */
