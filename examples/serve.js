@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // An HTTP inference server over one saved model, with dynamic batching (model.serve).
 //   node examples/serve.js densenet.safetensors --port 8080      (or: npx densetorch serve ...)
-//   POST /predict   body: JSON {"shape": [N, C, H, W], "data": [...N*C*H*W numbers]}
+//   POST /predict   body: an image (Content-Type image/*: JPEG, PNG, WebP, TIFF, GIF, AVIF), read as
+//                   dt.image.read does (the 'eval' transform, ImageNet normalisation), or a JSON tensor
+//                   {"shape": [N, C, H, W], "data": [...N*C*H*W numbers]}
 //                   answer: {"predictions": [{"top": [{"label", "className", "probability"}, ...5]}, ...N]}
 //                   (className: the model's class names, saved with it, or null)
 //   GET  /healthz   answer: {"status": "ok", "stats": {batches, requests, meanBatchSize, queueDepth, p50Ms, p99Ms}}
@@ -38,10 +40,17 @@ function readBody(req) {
   });
 }
 
-/** The JSON tensor of a request body, checked: {shape: [N, C, H, W], data: number[]}. */
-function tensorFromBody(body, contentType) {
+/** The input tensor of a request body: an encoded image, or a JSON tensor {shape: [N, C, H, W], data: number[]}. */
+async function tensorFromBody(body, contentType, imageSize) {
+  if (/^image\//.test(contentType || '')) {
+    try {
+      return await dt.image.read(body, { size: imageSize });
+    } catch (err) {
+      throw new HttpError(400, err.message);
+    }
+  }
   if (!/^application\/json\b/.test(contentType || '')) {
-    throw new HttpError(415, `expected Content-Type application/json (a JSON tensor), got '${contentType || 'none'}'`);
+    throw new HttpError(415, `expected Content-Type image/* (an encoded image) or application/json (a JSON tensor), got '${contentType || 'none'}'`);
   }
   let parsed;
   try {
@@ -71,8 +80,9 @@ function send(res, status, body) {
  * batcher. `close()` on the returned object stops accepting connections and resolves once every
  * queued request was answered.
  */
-function createServer(model, { maxBatch = 32, maxDelayMs = 5, maxQueue = 1024, topK = 5 } = {}) {
+function createServer(model, { maxBatch = 32, maxDelayMs = 5, maxQueue = 1024, topK = 5, imageSize } = {}) {
   model.eval();
+  const size = imageSize ?? (model.config.stem === 'cifar' ? 32 : 224);
   const predictor = model.serve({ maxBatch, maxDelayMs, maxQueue });
   const server = http.createServer(async (req, res) => {
     try {
@@ -82,7 +92,7 @@ function createServer(model, { maxBatch = 32, maxDelayMs = 5, maxQueue = 1024, t
       }
       if (req.url !== '/predict') throw new HttpError(404, `no route ${req.method} ${req.url}: use POST /predict or GET /healthz`);
       if (req.method !== 'POST') throw new HttpError(405, 'use POST for /predict');
-      const x = tensorFromBody(await readBody(req), req.headers['content-type']);
+      const x = await tensorFromBody(await readBody(req), req.headers['content-type'], size);
       let tops;
       try {
         tops = await predictor.classify(x, { topK });
@@ -131,12 +141,13 @@ async function main(argv = process.argv.slice(2)) {
     return i >= 0 ? argv[i + 1] : fallback;
   };
   if (!file) {
-    console.error('usage: node examples/serve.js MODEL.safetensors [--port 8080] [--host 127.0.0.1] [--max-batch 32] [--max-delay-ms 5]');
+    console.error('usage: node examples/serve.js MODEL.safetensors [--port 8080] [--host 127.0.0.1] [--max-batch 32] [--max-delay-ms 5] [--image-size S]');
     return 2;
   }
   const running = await start(file, {
     port: Number(flag('port', 8080)), host: flag('host', '127.0.0.1'),
     maxBatch: Number(flag('max-batch', 32)), maxDelayMs: Number(flag('max-delay-ms', 5)),
+    imageSize: flag('image-size') === undefined ? undefined : Number(flag('image-size')),
   });
   console.log(`densetorch: serving ${file} on http://${running.host}:${running.port} (POST /predict, GET /healthz)`);
   await new Promise((resolve) => {

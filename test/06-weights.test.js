@@ -5,22 +5,13 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const dt = require('..');
-const { randomImages } = require('./helpers');
+const { randomImages, maxAbsDiff } = require('./helpers');
 
 const FIXTURES = path.join(__dirname, 'fixtures');
 const tinyConfig = { growthRate: 4, blockConfig: [2, 2], numInitFeatures: 8, bnSize: 2, numClasses: 3 };
 
 function tmpdir() {
   return fs.mkdtempSync(path.join(os.tmpdir(), 'densetorch-weights-'));
-}
-
-function maxAbsDiff(a, b) {
-  const x = a.toArray();
-  const y = b.toArray();
-  assert.equal(x.length, y.length);
-  let d = 0;
-  for (let i = 0; i < x.length; i++) d = Math.max(d, Math.abs(x[i] - y[i]));
-  return d;
 }
 
 function fixtureTensor(file, shape) {

@@ -2,6 +2,7 @@
 // Serving: concurrent inference calls on one model queue instead of failing; the dynamic batcher.
 const assert = require('node:assert/strict');
 const dt = require('..');
+const { maxAbsDiff } = require('./helpers');
 
 function tiny() {
   dt.manualSeed(3);
@@ -19,15 +20,6 @@ function image(seed, n = 1, size = 8) {
     data[i] = s / 2147483648 - 0.5;
   }
   return dt.tensor(data, [n, 3, size, size]);
-}
-
-function maxAbsDiff(a, b) {
-  const x = a.toArray();
-  const y = b.toArray();
-  assert.equal(x.length, y.length);
-  let m = 0;
-  for (let i = 0; i < x.length; i++) m = Math.max(m, Math.abs(x[i] - y[i]));
-  return m;
 }
 
 /** A model whose inference takes a while (so that calls pile up behind it). */

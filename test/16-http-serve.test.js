@@ -6,6 +6,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { ROOT } = require('./helpers');
+const sharp = require('sharp');
 const dt = require('..');
 
 const NUM_CLASSES = 7;
@@ -107,6 +108,13 @@ describe('HTTP server (densetorch serve / examples/serve.js)', () => {
       }
       const wrongType = await post(url, 'pixels', 'text/plain');
       assert.equal(wrongType.status, 415);
+      const png = await sharp({ create: { width: 40, height: 30, channels: 3, background: { r: 200, g: 30, b: 30 } } }).png().toBuffer();
+      const fromImage = await post(url, png, 'image/png');
+      assert.equal(fromImage.status, 200, JSON.stringify(fromImage.body));
+      assert.equal(fromImage.body.predictions[0].top.length, 5);
+      const corrupt = await post(url, Buffer.from('not a png'), 'image/png');
+      assert.equal(corrupt.status, 400);
+      assert.match(corrupt.body.error, /cannot decode image a buffer of 9 bytes/);
       assert.equal((await post(url, jsonTensor(1, 2))).body.predictions.length, 2, 'still serving, several images per request');
       const stats = (await (await fetch(`${url}/healthz`)).json()).stats;
       console.log(`      ${stats.requests} requests in ${stats.batches} batches (mean ${stats.meanBatchSize.toFixed(2)}), p50 ${stats.p50Ms.toFixed(1)} ms, p99 ${stats.p99Ms.toFixed(1)} ms`);

@@ -28,6 +28,16 @@ function randomImages(n, c, h, w, seed = 1) {
   return dt.tensor(data, [n, c, h, w]);
 }
 
+/** The largest absolute difference between two tensors of the same size. */
+function maxAbsDiff(a, b) {
+  const x = a.toArray();
+  const y = b.toArray();
+  if (x.length !== y.length) throw new Error(`sizes differ: ${x.length} vs ${y.length}`);
+  let d = 0;
+  for (let i = 0; i < x.length; i++) d = Math.max(d, Math.abs(Number(x[i]) - Number(y[i])));
+  return d;
+}
+
 /** Resident set size in MiB. */
 function rssMiB() {
   return process.memoryUsage().rss / (1024 * 1024);
@@ -53,4 +63,4 @@ function assertBoundedGrowth(mib, limit) {
   if (!(mib < limit)) throw new Error(`RSS grew by ${mib.toFixed(1)} MB (bound ${limit} MB)`);
 }
 
-module.exports = { randomImages, ROOT, runNode, rssMiB, collectGarbage, assertBoundedGrowth, UNDER_SANITIZER };
+module.exports = { randomImages, maxAbsDiff, ROOT, runNode, rssMiB, collectGarbage, assertBoundedGrowth, UNDER_SANITIZER };
