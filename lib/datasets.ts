@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, DensetorchError } from './errors';
 import { Tensor, tensor } from './tensor';
-import { optionsObject } from './validate';
+import { knownOptions, optionsObject } from './validate';
 
 /** 'cifar': the paper's augmentation (random crop with 4-pixel zero padding, random horizontal flip). */
 export type Augment = 'none' | 'cifar';
@@ -101,7 +101,7 @@ export function fromTensors(images: Tensor, labels: Tensor, options: DatasetOpti
   if (labels.shape.length !== 1) throw new RangeError(`Expected labels to have shape [N] but received shape [${labels.shape.join(', ')}]`);
   if (labels.dtype !== 'int64' && labels.dtype !== 'int32' && labels.dtype !== 'uint8') throw new TypeError(`Expected labels to be integers (int64, int32 or uint8) but received ${labels.dtype}`);
   if (labels.shape[0] !== shape[0]) throw new RangeError(`Expected labels to have one entry per image (${shape[0]}) but received ${labels.shape[0]}`);
-  options = optionsObject<DatasetOptions>(options, 'options');
+  options = knownOptions<DatasetOptions>(options, ['normalize', 'augment', 'classes'], 'fromTensors()');
   const augment = options.augment ?? 'none';
   if (augment !== 'none' && augment !== 'cifar') throw new TypeError(`Expected options.augment to be 'none' or 'cifar' but received ${describe(augment)}`);
   const normalize = checkNormalize(options.normalize, shape[1]);

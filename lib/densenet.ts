@@ -3,7 +3,7 @@
  */
 import * as path from 'node:path';
 import { describe, native, nativeAsync, WeightsError } from './errors';
-import { boolean, nonNegativeInt, numberIn, optionsObject, positiveInt } from './validate';
+import { boolean, knownOptions, nonNegativeInt, numberIn, optionsObject, positiveInt } from './validate';
 import { addon, NativeModelConfig, NativeModelHandle } from './native';
 import { checkDevice, Device, Tensor } from './tensor';
 import { AbortError, AnyDataset, BatchLogs, checkDataset, checkPrecision, EpochLogs, EvaluateOptions, FitOptions, History, openDataset, Precision, resolveFitOptions, toHistory } from './training';
@@ -174,13 +174,6 @@ export interface PredictOptions {
 
 const PREDICT_KEYS = ['batchSize', 'precision', 'signal', 'maxQueue'];
 
-/** Throws a TypeError naming the first key of `o` that is not in `known`. */
-function checkKeys(o: object, known: readonly string[], what: string): void {
-  for (const key of Object.keys(o)) {
-    if (!known.includes(key)) throw new TypeError(`Unknown option '${key}' of ${what}: expected one of ${known.join(', ')}`);
-  }
-}
-
 /** Options of {@link DenseNet.loadStateDict} and {@link DenseNet.loadWeights}. */
 export interface LoadOptions {
   /** Require exactly the model's keys. Default true. Shape mismatches are always errors. */
@@ -316,8 +309,7 @@ export class DenseNet {
    */
   async predict(x: Tensor, options: PredictOptions = {}): Promise<Tensor> {
     const input = tensorArg(x, 'x').handle('x');
-    const o = optionsObject<PredictOptions>(options, 'options');
-    checkKeys(o, PREDICT_KEYS, 'predict()');
+    const o = knownOptions<PredictOptions>(options, PREDICT_KEYS, 'predict()');
     const batchSize = positiveInt(o.batchSize ?? 256, 'options.batchSize');
     const precision = checkPrecision(o.precision, 'options.precision');
     const signal = checkSignal(o.signal, 'options.signal');
@@ -342,8 +334,7 @@ export class DenseNet {
    * ```
    */
   async classify(input: string | readonly string[] | Buffer | Tensor, options: ClassifyOptions = {}): Promise<Classification[]> {
-    const o = optionsObject<ClassifyOptions>(options, 'options');
-    checkKeys(o, ['topK', 'size', 'normalize'], 'classify()');
+    const o = knownOptions<ClassifyOptions>(options, ['topK', 'size', 'normalize'], 'classify()');
     const topK = positiveInt(o.topK ?? 5, 'options.topK');
     if (input instanceof Tensor) return topClasses(await this.predict(input), topK, this.#classes).map((top) => ({ top }));
     const files = typeof input === 'string' || Buffer.isBuffer(input) ? [input] : input;
@@ -570,7 +561,7 @@ export function densenet264(args?: PresetArgs): DenseNet {
 
 /** The configuration of the paper's CIFAR DenseNets for a depth and growth rate. */
 export function cifarConfig(args: CifarArgs): DenseNetArgs {
-  const a = optionsObject<CifarArgs>(args, 'densenetCifar options');
+  const a = knownOptions<CifarArgs>(args, ['depth', 'growthRate', 'bottleneck', 'compression', 'numClasses', 'memoryEfficient', 'dropRate', 'inChannels', 'device'], 'densenetCifar()', 'densenetCifar options');
   const bottleneck = boolean(a.bottleneck ?? true, 'bottleneck');
   const growthRate = positiveInt(a.growthRate, 'growthRate');
   const compression = numberIn(a.compression ?? 0.5, 'compression', (x) => x > 0 && x <= 1, 'in (0, 1]');

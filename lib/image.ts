@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import { describe, DataError } from './errors';
 import { tensor, Tensor } from './tensor';
-import { optionsObject, positiveInt } from './validate';
+import { knownOptions, positiveInt } from './validate';
 import { checkTransform, CustomTransform, planFor, Plan, Random, sampleRandom, Transform } from './data/transforms';
 import type { Normalize } from './datasets';
 
@@ -143,10 +143,7 @@ export function toChw(pixels: Uint8Array, size: number, normalize: Normalize | f
  */
 export async function read(source: string | Buffer, options: ReadOptions = {}): Promise<Tensor> {
   if (typeof source !== 'string' && !Buffer.isBuffer(source)) throw new TypeError(`Expected source to be a file path or a Buffer but received ${describe(source)}`);
-  const o = optionsObject<ReadOptions>(options, 'options');
-  for (const key of Object.keys(o)) {
-    if (!['size', 'transform', 'normalize'].includes(key)) throw new TypeError(`Unknown option '${key}' of image.read(): expected size, transform or normalize`);
-  }
+  const o = knownOptions<ReadOptions>(options, ['size', 'transform', 'normalize'], 'image.read()');
   const size = positiveInt(o.size ?? 224, 'options.size');
   const transform = checkTransform(o.transform ?? 'eval', 'options.transform');
   const normalize = checkNormalizeOption(o.normalize, 'options.normalize');

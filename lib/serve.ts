@@ -5,7 +5,7 @@
 import { DensetorchError, describe } from './errors';
 import type { Tensor } from './tensor';
 import { ClassScore, topClasses } from './classify';
-import { optionsObject, positiveInt, numberIn } from './validate';
+import { knownOptions, optionsObject, positiveInt, numberIn } from './validate';
 
 /** An inference request was refused because the queue already holds its limit of requests. */
 export class QueueFullError extends DensetorchError {
@@ -202,10 +202,7 @@ export class Predictor {
 
   /** @internal Use {@link DenseNet.serve}. */
   constructor(runner: BatchRunner, options: ServeOptions = {}) {
-    const o = optionsObject<ServeOptions>(options, 'options');
-    for (const key of Object.keys(o)) {
-      if (!['maxBatch', 'maxDelayMs', 'maxQueue'].includes(key)) throw new TypeError(`Unknown option '${key}' of serve(): expected maxBatch, maxDelayMs or maxQueue`);
-    }
+    const o = knownOptions<ServeOptions>(options, ['maxBatch', 'maxDelayMs', 'maxQueue'], 'serve()');
     this.#runner = runner;
     this.#maxBatch = positiveInt(o.maxBatch ?? 32, 'options.maxBatch');
     this.#maxDelayMs = numberIn(o.maxDelayMs ?? 5, 'options.maxDelayMs', (x) => x >= 0, '>= 0', true);

@@ -3,7 +3,7 @@
  */
 import { describe, native } from './errors';
 import { addon, NativeTensorHandle } from './native';
-import { optionsObject } from './validate';
+import { knownOptions } from './validate';
 
 /** Element types a tensor can hold when created from JS data. */
 export type DType = 'float32' | 'float64' | 'int32' | 'int64' | 'uint8';
@@ -200,7 +200,7 @@ export class Tensor {
  *   `device` (default 'cpu'). A typed array of another type is converted to `dtype`.
  */
 export function tensor(data: TensorData | readonly number[], shape: readonly number[], options: TensorOptions = {}): Tensor {
-  options = optionsObject<TensorOptions>(options, 'options');
+  options = knownOptions<TensorOptions>(options, ['dtype', 'device'], 'tensor()');
   const dims = checkShape(shape);
   const target = options.dtype === undefined ? undefined : checkDType(options.dtype, 'options.dtype');
   const device = options.device === undefined ? 'cpu' : checkDevice(options.device, 'options.device');

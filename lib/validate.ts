@@ -43,6 +43,18 @@ export function optionsObject<T>(value: unknown, what: string): Partial<T> {
   return value as Partial<T>;
 }
 
+/**
+ * An options object of `fn` (see optionsObject) whose keys are all in `known`; an unknown key
+ * (a typo) is a TypeError naming it, `fn` and the known ones.
+ */
+export function knownOptions<T>(value: unknown, known: readonly string[], fn: string, what = 'options'): Partial<T> {
+  const o = optionsObject<T>(value, what);
+  for (const key of Object.keys(o)) {
+    if (!known.includes(key)) throw new TypeError(`Unknown option '${key}' of ${fn}: expected one of ${known.join(', ')}`);
+  }
+  return o;
+}
+
 /** A function, or undefined. */
 export function optionalFunction<T>(value: unknown, what: string): T | undefined {
   if (value === undefined) return undefined;

@@ -98,6 +98,9 @@ bad('tensor', 'a fractional dimension', 'TypeError', /Expected shape\[0\] to be 
 bad('tensor', 'a dimension that is not a number', 'TypeError', /Expected shape\[0\] to be a non-negative integer but received '2' of type string/, () => dt.tensor([1, 2], ['2']));
 bad('tensor', 'element count differs from the shape', 'RangeError', /Expected data to have 6 elements for shape \[2, 3\] but received 5/, () => dt.tensor(new Float32Array(5), [2, 3]));
 bad('tensor', 'a shape whose product overflows', 'RangeError', /Expected shape to have a product of at most 9007199254740991 elements but \[2147483648, 2147483648, 2147483648\]/, () => dt.tensor([1], [2 ** 31, 2 ** 31, 2 ** 31]));
+bad('tensor', 'an unknown option (a typo)', 'TypeError', /Unknown option 'dtpye' of tensor\(\): expected one of dtype, device/, () => dt.tensor([1], [1], { dtpye: 'int32' }));
+bad('config', 'densenetCifar with an unknown option', 'TypeError', /Unknown option 'growth' of densenetCifar\(\): expected one of depth, growthRate/, () => dt.densenetCifar({ depth: 40, growthRate: 12, growth: 12 }));
+bad('data', 'fromTensors with an unknown option', 'TypeError', /Unknown option 'augmentation' of fromTensors\(\): expected one of normalize, augment, classes/, () => dt.datasets.fromTensors(images([2, 3, 8, 8]), dt.tensor([0, 1], [2], { dtype: 'int64' }), { augmentation: 'cifar' }));
 bad('tensor', 'a huge shape with too little data', 'RangeError', /Expected data to have 4503599627370496 elements for shape \[67108864, 67108864\] but received 1/, () => dt.tensor([1], [2 ** 26, 2 ** 26]));
 bad('tensor', 'an unknown dtype', 'TypeError', /Expected options\.dtype to be one of 'float32', 'float64', 'int32', 'int64', 'uint8' but received 'int8'/, () => dt.tensor([1], [1], { dtype: 'int8' }));
 bad('tensor', 'a dtype that is not a string', 'TypeError', /Expected options\.dtype to be one of .* but received 4 of type number/, () => dt.tensor([1], [1], { dtype: 4 }));

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { describe, DataError } from '../errors';
 import { tensor } from '../tensor';
-import { optionsObject, positiveInt } from '../validate';
+import { knownOptions, positiveInt } from '../validate';
 import { Dataset, fromTensors, Normalize } from '../datasets';
 
 /** A parsed IDX file of unsigned bytes. */
@@ -72,10 +72,7 @@ export function idx(imagesFile: string, labelsFile: string, options: IdxOptions 
   for (const [what, f] of [['imagesFile', imagesFile], ['labelsFile', labelsFile]] as const) {
     if (typeof f !== 'string' || f === '') throw new TypeError(`Expected ${what} to be a file path but received ${describe(f)}`);
   }
-  const o = optionsObject<IdxOptions>(options, 'options');
-  for (const key of Object.keys(o)) {
-    if (!['normalize', 'classes', 'limit'].includes(key)) throw new TypeError(`Unknown option '${key}' of idx(): expected normalize, classes or limit`);
-  }
+  const o = knownOptions<IdxOptions>(options, ['normalize', 'classes', 'limit'], 'idx()');
   const images = readIdx(imagesFile);
   const labels = readIdx(labelsFile);
   if (images.shape.length !== 3) throw new DataError(`'${imagesFile}' has shape [${images.shape.join(', ')}]; images need [N, rows, cols]`);
@@ -119,7 +116,7 @@ export interface FashionMnistOptions {
  * @throws {DataError} when the files are not there, saying how to get them
  */
 export function fashionMnist(options: FashionMnistOptions = {}): Dataset {
-  const o = optionsObject<FashionMnistOptions>(options, 'options');
+  const o = knownOptions<FashionMnistOptions>(options, ['split', 'dir', 'limit'], 'fashionMnist()');
   const split = o.split ?? 'train';
   if (split !== 'train' && split !== 'test') throw new TypeError(`Expected options.split to be 'train' or 'test' but received ${describe(split)}`);
   const dir = o.dir ?? FASHION_MNIST_DIR;

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, DataError } from '../errors';
 import { tensor } from '../tensor';
-import { optionsObject, positiveInt } from '../validate';
+import { knownOptions, positiveInt } from '../validate';
 import { checkNormalizeOption, decodeImage, toChw } from '../image';
 import type { Normalize } from '../datasets';
 import { Batch, DEFAULT_PREFETCH, EpochRequest, StreamDataset } from './stream';
@@ -148,10 +148,7 @@ export class ImageFolderDataset extends StreamDataset {
  */
 export function imageFolder(dir: string, options: ImageFolderOptions = {}): ImageFolderDataset {
   if (typeof dir !== 'string' || dir === '') throw new TypeError(`Expected dir to be a folder path but received ${describe(dir)}`);
-  const o = optionsObject<ImageFolderOptions>(options, 'options');
-  for (const key of Object.keys(o)) {
-    if (!OPTION_KEYS.includes(key)) throw new TypeError(`Unknown option '${key}' of imageFolder(): expected one of ${OPTION_KEYS.join(', ')}`);
-  }
+  const o = knownOptions<ImageFolderOptions>(options, OPTION_KEYS, 'imageFolder()');
   const size = positiveInt(o.size ?? 224, 'options.size');
   const transform = checkTransform(o.transform ?? 'eval', 'options.transform');
   const normalize = checkNormalizeOption(o.normalize, 'options.normalize');

@@ -7,7 +7,7 @@
 import { describe } from '../errors';
 import { addon, NativeFeederHandle } from '../native';
 import { Tensor } from '../tensor';
-import { nonNegativeInt, optionsObject, positiveInt } from '../validate';
+import { knownOptions, nonNegativeInt, positiveInt } from '../validate';
 
 /** One batch: float32 images [B, C, H, W] (already normalised) and integer class labels [B]. */
 export interface Batch {
@@ -206,10 +206,7 @@ export function fromAsyncIterable(source: BatchSourceInput, options: AsyncIterab
   if (typeof source !== 'function' && !isIterable) {
     throw new TypeError(`Expected source to be an async iterable of { images, labels } or a function (epoch) => async iterable but received ${describe(source)}`);
   }
-  const o = optionsObject<AsyncIterableOptions>(options, 'options');
-  for (const key of Object.keys(o)) {
-    if (!['length', 'classes', 'prefetch'].includes(key)) throw new TypeError(`Unknown option '${key}' of fromAsyncIterable(): expected length, classes or prefetch`);
-  }
+  const o = knownOptions<AsyncIterableOptions>(options, ['length', 'classes', 'prefetch'], 'fromAsyncIterable()');
   const length = nonNegativeInt(o.length ?? 0, 'options.length');
   if (o.classes !== undefined && (!Array.isArray(o.classes) || !o.classes.every((c) => typeof c === 'string'))) {
     throw new TypeError(`Expected options.classes to be an array of strings but received ${describe(o.classes)}`);
