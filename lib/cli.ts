@@ -8,7 +8,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { cacheDir, findLibTorch, searchLibTorch } from './libtorch';
 import { writePlot } from './plot';
-import type { Precision } from './training';
+import { defaultLr, Precision } from './training';
+import { readFileMetadata } from './densenet';
+import { METADATA_CLASSES_KEY, METADATA_CONFIG_KEY, PACKAGE_VERSION, PINNED_TORCH_VERSION } from './package-info';
 
 type Densetorch = typeof import('./index');
 
@@ -116,8 +118,9 @@ async function train(flags: TrainFlags): Promise<void> {
   } else {
     throw new UsageError(`--model must be 'cifar' or one of ${Object.keys(dt.PRESETS).join(', ')}, got '${flags.model}'`);
   }
-  const lr = flags.lr ?? (flags.optimizer === 'sgd' ? 0.1 : 1e-3);
-  const optimizer = flags.optimizer === 'sgd' ? { type: 'sgd' as const, lr, momentum: 0.9, nesterov: true, weightDecay: 1e-4 } : { type: flags.optimizer, lr };
+  // Only the type and the learning rate: fit() owns every other default.
+  const lr = flags.lr ?? defaultLr(flags.optimizer);
+  const optimizer = { type: flags.optimizer, lr };
   const schedule = flags.schedule === 'constant' ? ('constant' as const) : { type: flags.schedule };
   console.log(`densetorch ${dt.versions.densetorch} (LibTorch ${dt.versions.libtorch}), ${dt.getNumThreads()} threads`);
   console.log(`model: ${flags.model === 'cifar' ? `DenseNet${flags.bottleneck ? '-BC' : ''} (L=${flags.depth}, k=${flags.growthRate})` : flags.model}, ` +
@@ -203,28 +206,14 @@ async function evaluate(file: string, flags: EvaluateFlags): Promise<void> {
 async function info(file: string): Promise<void> {
   const dt = load();
   const model = await dt.load(file);
-  const header = readSafetensorsMetadata(file);
+  const header = await readFileMetadata(file);
   console.log(`file: ${path.resolve(file)} (${(fs.statSync(file).size / 1e6).toFixed(2)} MB)`);
   console.log(`parameters: ${model.numParameters().toLocaleString('en')}`);
   console.log('config:');
   for (const [k, v] of Object.entries(model.config)) console.log(`  ${k}: ${Array.isArray(v) ? `[${v.join(', ')}]` : String(v)}`);
-  console.log('metadata:');
   if (model.classes) console.log(`classes (${model.classes.length}): ${model.classes.join(', ')}`);
-  for (const [k, v] of Object.entries(header)) if (k !== 'densetorch.config' && k !== 'densetorch.classes') console.log(`  ${k}: ${v}`);
-}
-
-function readSafetensorsMetadata(file: string): Record<string, string> {
-  const fd = fs.openSync(file, 'r');
-  try {
-    const len = Buffer.alloc(8);
-    fs.readSync(fd, len, 0, 8, 0);
-    const n = Number(len.readBigUInt64LE(0));
-    const header = Buffer.alloc(n);
-    fs.readSync(fd, header, 0, n, 8);
-    return (JSON.parse(header.toString('utf8')) as { __metadata__?: Record<string, string> }).__metadata__ ?? {};
-  } finally {
-    fs.closeSync(fd);
-  }
+  console.log('metadata:');
+  for (const [k, v] of Object.entries(header)) if (k !== METADATA_CONFIG_KEY && k !== METADATA_CLASSES_KEY) console.log(`  ${k}: ${v}`);
 }
 
 function setup(): void {
@@ -234,8 +223,7 @@ function setup(): void {
 
 function doctor(): number {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const pkg = require('../package.json') as { version: string; libtorch: string };
-  console.log(`densetorch ${pkg.version} (built for LibTorch ${pkg.libtorch}), node ${process.version}, ${process.platform}-${process.arch}`);
+  console.log(`densetorch ${PACKAGE_VERSION} (pins LibTorch ${PINNED_TORCH_VERSION}), node ${process.version}, ${process.platform}-${process.arch}`);
   console.log(`cache: ${cacheDir()}`);
   for (const step of searchLibTorch()) {
     console.log(`LibTorch via ${step.source}: ${step.found ? `${step.found.version} at ${step.found.root}${step.found.cuda ? ' (CUDA)' : ''}` : `not found (${step.where})`}`);

@@ -10,6 +10,7 @@ import { AbortError, AnyDataset, BatchLogs, checkDataset, checkPrecision, EpochL
 import { BusyError } from './errors';
 import { checkSignal, DEFAULT_MAX_QUEUE, InferenceQueue, Predictor, ServeOptions } from './serve';
 import { read as readImage } from './image';
+import { METADATA_CLASSES_KEY, METADATA_CONFIG_KEY, METADATA_VERSION_KEY, PACKAGE_VERSION } from './package-info';
 import { Classification, topClasses } from './classify';
 import type { Normalize } from './datasets';
 
@@ -189,10 +190,7 @@ function tensorArg(x: unknown, what: string): Tensor {
 // them with this pattern (num_batches_tracked added: files re-saved by newer PyTorch carry it).
 const LEGACY_KEY = /^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$/;
 
-/** Metadata keys densetorch writes into a saved .safetensors file. */
-export const METADATA_CONFIG_KEY = 'densetorch.config';
-/** Metadata key of the class names (a JSON array; label i is entry i). */
-export const METADATA_CLASSES_KEY = 'densetorch.classes';
+export { METADATA_CONFIG_KEY, METADATA_CLASSES_KEY };
 
 /** Options of {@link DenseNet.classify}. */
 export interface ClassifyOptions {
@@ -414,7 +412,7 @@ export class DenseNet {
     const metadata = {
       format: 'pt',
       [METADATA_CONFIG_KEY]: JSON.stringify(this.#config),
-      'densetorch.version': packageVersion(),
+      [METADATA_VERSION_KEY]: PACKAGE_VERSION,
       ...(this.#classes ? { [METADATA_CLASSES_KEY]: JSON.stringify(this.#classes) } : {}),
     };
     this.#refuseWhileFitting('save()');
@@ -523,11 +521,6 @@ function pathArg(value: unknown, what: string): string {
   return path.resolve(value);
 }
 
-function packageVersion(): string {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  return (require('../package.json') as { version: string }).version;
-}
-
 function preset(name: PresetName, args: PresetArgs | undefined): DenseNet {
   const a = optionsObject<PresetArgs>(args, `${name} options`);
   const allowed = ['numClasses', 'memoryEfficient', 'dropRate', 'inChannels', 'device'];
@@ -597,6 +590,13 @@ export function cifarConfig(args: CifarArgs): DenseNetArgs {
  */
 export function densenetCifar(args: CifarArgs): DenseNet {
   return new DenseNet(cifarConfig(args));
+}
+
+/** The metadata of a .safetensors file (read by the native reader). @internal */
+export async function readFileMetadata(file: string): Promise<Record<string, string>> {
+  const weights = await nativeAsync(() => addon().readWeights(pathArg(file, 'path')));
+  for (const t of Object.values(weights.tensors)) t.dispose();
+  return weights.metadata;
 }
 
 /** Rebuilds a model saved by {@link DenseNet.save} (config from the file's metadata). */

@@ -8,6 +8,7 @@
  */
 import { describe } from './errors';
 import { loadNative } from './native';
+import { PACKAGE_VERSION } from './package-info';
 import { positiveInt } from './validate';
 
 export { tensor, Tensor } from './tensor';
@@ -58,12 +59,10 @@ export interface Versions {
   readonly cudaAvailable: boolean;
 }
 
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const packageJson = require('../package.json') as { version: string };
 
 /** Versions of densetorch and LibTorch, and CUDA availability. */
 export const versions: Versions = Object.freeze({
-  densetorch: packageJson.version,
+  densetorch: PACKAGE_VERSION,
   libtorch: loaded.addon.versions().libtorch,
   cudaAvailable: loaded.addon.versions().cudaAvailable,
 });

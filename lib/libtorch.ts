@@ -15,9 +15,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { LibTorchNotFoundError } from './errors';
+import { PINNED_TORCH_VERSION } from './package-info';
 
 /** The torch version that densetorch is pinned to and fetches when no LibTorch is found. */
-export const PINNED_TORCH_VERSION = '2.13.0';
+export { PINNED_TORCH_VERSION };
 
 /**
  * SHA-256 of the torch wheels densetorch pins, by file name. A fetched wheel whose name is

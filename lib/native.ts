@@ -8,6 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { AddonLoadError, LibTorchVersionError } from './errors';
 import { checkEnvStep, findLibTorch, LibTorchInstall, releaseOf, searchLibTorch } from './libtorch';
+import { PACKAGE_ROOT, PINNED_TORCH_VERSION } from './package-info';
 
 /** The addon's native tensor handle (internal). */
 export interface NativeTensorHandle {
@@ -94,7 +95,6 @@ export interface LoadedNative {
   readonly builtAgainst: string;
 }
 
-const PACKAGE_ROOT = path.resolve(__dirname, '..');
 // glibc's RTLD_NODELETE: keeps a library mapped even though process.dlopen, finding no Node
 // module in it, closes it again.
 const RTLD_NODELETE = 0x1000;
@@ -129,8 +129,7 @@ function expectedVersion(file: string): string {
     const parsed = JSON.parse(fs.readFileSync(record, 'utf8')) as { version?: string };
     if (parsed.version) return parsed.version;
   }
-  const pkg = JSON.parse(fs.readFileSync(path.join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { libtorch?: string };
-  return pkg.libtorch ?? '';
+  return PINNED_TORCH_VERSION;
 }
 
 /** Picks the LibTorch to load: the first in the search order whose release matches the addon's. */

@@ -8,6 +8,11 @@ import { boolean, numberIn, optionalFunction, optionsObject, positiveInt } from 
 import { Dataset } from './datasets';
 import { StreamDataset } from './data/stream';
 
+/** The default learning rate of an optimizer: 0.1 for SGD (the paper's), 1e-3 for Adam and AdamW. */
+export function defaultLr(type: 'sgd' | 'adam' | 'adamw'): number {
+  return type === 'sgd' ? 0.1 : 1e-3;
+}
+
 /** What fit, evaluate and validationData take: data in memory or a streamed data set. */
 export type AnyDataset = Dataset | StreamDataset;
 
@@ -193,7 +198,7 @@ export function resolveFitOptions(options: FitOptions | undefined): {
   optionsObject(opt, 'optimizer');
   const type = (opt as { type?: unknown }).type;
   if (type !== 'sgd' && type !== 'adam' && type !== 'adamw') throw new TypeError(`Expected optimizer.type to be 'sgd', 'adam' or 'adamw' but received ${describe(type)}`);
-  const lrDefault = type === 'sgd' ? 0.1 : 1e-3;
+  const lrDefault = defaultLr(type);
   const lr = numberIn((opt as { lr?: number }).lr ?? lrDefault, 'optimizer.lr', (x) => x > 0, '> 0', true);
   let nativeOpt: NativeFitOptions['optimizer'];
   if (type === 'sgd') {

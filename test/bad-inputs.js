@@ -46,6 +46,15 @@ function withHeader(bytes, edit) {
   return Buffer.concat([len, text, bytes.subarray(8 + n)]);
 }
 
+/** The file with its header JSON text edited by `edit(text)` (to write JSON that JSON.stringify cannot). */
+function withHeaderText(bytes, edit) {
+  const n = Number(bytes.readBigUInt64LE(0));
+  const text = Buffer.from(edit(bytes.subarray(8, 8 + n).toString()));
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(text.length));
+  return Buffer.concat([len, text, bytes.subarray(8 + n)]);
+}
+
 /**
  * Shared state of a run: a temporary folder holding a valid weight file of the tiny model, and
  * helpers that write variants of it. Call `cleanup()` at the end.
@@ -230,6 +239,18 @@ fileCase('an empty file', /shorter than the 8-byte header length/, (ctx) => ctx.
 fileCase('a header length larger than the file', /header length \d+ is larger than the file/, (ctx) => ctx.variant((b) => { b.writeBigUInt64LE(BigInt(b.length)); return b; }));
 fileCase('a header length of 2^64-1', /header length 18446744073709551615 exceeds 100 MB/, (ctx) => ctx.variant((b) => { b.writeBigUInt64LE(2n ** 64n - 1n); return b; }));
 fileCase('invalid header JSON', /header is not valid JSON/, (ctx) => ctx.variant((b) => { b[8] = 0x5b; b[9] = 0x7d; return b; }));
+// The header parser is strict JSON (RFC 8259): each of these is refused, with the reason.
+for (const [title, text, reason] of [
+  ['a number with a leading zero', '{"x":01,', /a leading zero/],
+  ['a number starting with a dot', '{"x":.5,', /expected a value/],
+  ['a number ending with a dot', '{"x":1.,', /no digits after '\.'/],
+  ['an exponent without digits', '{"x":1e,', /no digits in the exponent/],
+  ['a lone high surrogate', '{"\\ud800x":1,', /lone high surrogate \\ud800/],
+  ['a lone low surrogate', '{"\\udc00":1,', /lone low surrogate \\udc00/],
+  ['a duplicate key', '{"__metadata__":{},', /duplicate key '__metadata__'/],
+]) {
+  fileCase(`header JSON with ${title}`, reason, (ctx) => ctx.variant((b) => withHeaderText(b, (h) => text + h.slice(1))));
+}
 fileCase('a header that is a JSON array', /header is not a JSON object/, (ctx) => ctx.variant((b) => withHeader(b, () => [1, 2])));
 fileCase('an unsupported dtype', /tensor 'classifier\.bias' has unsupported dtype 'C64'/, (ctx) => ctx.variant((b) => withHeader(b, (h) => { h['classifier.bias'].dtype = 'C64'; return h; })));
 fileCase('a dtype that is not a string', /tensor 'classifier\.bias' needs dtype \(string\), shape \(array\) and data_offsets \(array\)/, (ctx) => ctx.variant((b) => withHeader(b, (h) => { h['classifier.bias'].dtype = 7; return h; })));

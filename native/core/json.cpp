@@ -1,6 +1,7 @@
 #include "json.h"
 
 #include <charconv>
+#include <cstdio>
 #include <stdexcept>
 
 namespace densetorch::json {
@@ -75,6 +76,9 @@ class Parser {
     while (true) {
       if (peek() != '"') fail("expected a string key");
       std::string key = string();
+      for (const auto& [existing, unused] : *obj) {
+        if (existing == key) fail("duplicate key '" + key + "'");
+      }
       expect(':');
       obj->emplace_back(std::move(key), value(depth + 1));
       const char c = peek();
@@ -152,7 +156,9 @@ class Parser {
         case 't': out += '\t'; break;
         case 'u': {
           uint32_t cp = hex4();
-          if (cp >= 0xD800 && cp < 0xDC00 && text_.substr(pos_, 2) == "\\u") {
+          if (cp >= 0xDC00 && cp <= 0xDFFF) fail("lone low surrogate \\u" + hex(cp));
+          if (cp >= 0xD800 && cp < 0xDC00) {
+            if (text_.substr(pos_, 2) != "\\u") fail("lone high surrogate \\u" + hex(cp));
             pos_ += 2;
             const uint32_t low = hex4();
             if (low < 0xDC00 || low > 0xDFFF) fail("bad surrogate pair");
@@ -166,23 +172,40 @@ class Parser {
     }
   }
 
+  static std::string hex(uint32_t cp) {
+    char buf[8];
+    std::snprintf(buf, sizeof buf, "%04x", static_cast<unsigned>(cp));
+    return buf;
+  }
+
+  bool digit() const { return pos_ < text_.size() && text_[pos_] >= '0' && text_[pos_] <= '9'; }
+
+  // RFC 8259's grammar: -? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?
   Value number() {
     const std::size_t start = pos_;
-    if (pos_ < text_.size() && text_[pos_] == '-') ++pos_;
     bool is_int = true;
-    while (pos_ < text_.size()) {
-      const char c = text_[pos_];
-      if (c >= '0' && c <= '9') {
-        ++pos_;
-      } else if (c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-') {
-        is_int = false;
-        ++pos_;
-      } else {
-        break;
-      }
+    if (pos_ < text_.size() && text_[pos_] == '-') ++pos_;
+    if (!digit()) fail(pos_ == start ? "expected a value" : "malformed number: '-' without digits");
+    if (text_[pos_] == '0') {
+      ++pos_;
+      if (digit()) fail("malformed number: a leading zero");
+    } else {
+      while (digit()) ++pos_;
+    }
+    if (pos_ < text_.size() && text_[pos_] == '.') {
+      ++pos_;
+      is_int = false;
+      if (!digit()) fail("malformed number: no digits after '.'");
+      while (digit()) ++pos_;
+    }
+    if (pos_ < text_.size() && (text_[pos_] == 'e' || text_[pos_] == 'E')) {
+      ++pos_;
+      is_int = false;
+      if (pos_ < text_.size() && (text_[pos_] == '+' || text_[pos_] == '-')) ++pos_;
+      if (!digit()) fail("malformed number: no digits in the exponent");
+      while (digit()) ++pos_;
     }
     const std::string_view digits = text_.substr(start, pos_ - start);
-    if (digits.empty() || digits == "-") fail("expected a value");
     if (is_int) {
       int64_t n = 0;
       auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), n);

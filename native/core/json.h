@@ -1,5 +1,6 @@
-// A small JSON reader and writer for file headers (safetensors). Strict: rejects trailing
-// data, deep nesting and malformed numbers with a message saying where.
+// A small JSON reader and writer for file headers (safetensors). Strict RFC 8259: rejects
+// trailing data, nesting deeper than 64, numbers outside the grammar (leading zeros, bare dots,
+// empty exponents), lone surrogates and duplicate keys, with a message saying where.
 #pragma once
 
 #include <cstdint>
