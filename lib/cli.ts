@@ -222,7 +222,6 @@ function setup(): void {
 }
 
 function doctor(): number {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   console.log(`densetorch ${PACKAGE_VERSION} (pins LibTorch ${PINNED_TORCH_VERSION}), node ${process.version}, ${process.platform}-${process.arch}`);
   console.log(`cache: ${cacheDir()}`);
   for (const step of searchLibTorch()) {

@@ -76,7 +76,7 @@ function libtorch() {
   let finder;
   try {
     finder = require('../dist/libtorch.js');
-  } catch (err) {
+  } catch {
     throw new Error('dist/libtorch.js is missing: run `npm run build:ts` before building the addon');
   }
   const pinned = process.env.DENSETORCH_LIBTORCH_ROOT;

@@ -5,6 +5,15 @@ const path = require('node:path');
 const { spawnSync } = require('node:child_process');
 const { ROOT } = require('./helpers');
 
+describe('lint', () => {
+  it('ESLint (eslint.config.js: typescript-eslint recommended, no any) reports no problem', function () {
+    this.timeout(120000);
+    const eslint = require.resolve('eslint/bin/eslint.js');
+    const r = spawnSync(process.execPath, [eslint, '--max-warnings', '0', '.'], { cwd: ROOT, encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+  });
+});
+
 describe('type declarations', () => {
   it('test/types/usage.ts compiles with tsc --noEmit --strict against dist/index.d.ts', function () {
     this.timeout(120000);
