@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { cacheDir, findLibTorch, searchLibTorch } from './libtorch';
 import { writePlot } from './plot';
 import { defaultLr, Precision } from './training';
-import { readFileMetadata } from './densenet';
+import { readFileMetadata } from './weights';
 import { METADATA_CLASSES_KEY, METADATA_CONFIG_KEY, PACKAGE_VERSION, PINNED_TORCH_VERSION } from './package-info';
 
 type Densetorch = typeof import('./index');

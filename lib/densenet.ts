@@ -1,9 +1,11 @@
 /**
- * DenseNet models: configuration, presets (data, not classes) and the model class.
+ * The DenseNet model class, the preset factories and `load`. Configurations live in config.ts,
+ * weight-file reading in weights.ts.
  */
-import * as path from 'node:path';
 import { describe, native, nativeAsync, WeightsError } from './errors';
-import { boolean, knownOptions, nonNegativeInt, numberIn, optionsObject, positiveInt } from './validate';
+import { boolean, knownOptions, optionsObject, positiveInt } from './validate';
+import { cifarConfig, CifarArgs, DenseNetArgs, DenseNetConfig, PresetArgs, PresetName, PRESETS, resolveConfig } from './config';
+import { pathArg, readWeightFile } from './weights';
 import { addon, NativeModelConfig, NativeModelHandle } from './native';
 import { checkDevice, Device, Tensor } from './tensor';
 import { AbortError, AnyDataset, BatchLogs, checkDataset, checkPrecision, EpochLogs, EvaluateOptions, FitOptions, History, openDataset, Precision, resolveFitOptions, toHistory } from './training';
@@ -11,155 +13,11 @@ import { BusyError } from './errors';
 import { checkSignal, DEFAULT_MAX_QUEUE, InferenceQueue, Predictor, ServeOptions } from './serve';
 import { read as readImage } from './image';
 import { METADATA_CLASSES_KEY, METADATA_CONFIG_KEY, METADATA_VERSION_KEY, PACKAGE_VERSION } from './package-info';
+
+export { cifarConfig, PRESETS, resolveConfig };
+export type { CifarArgs, DenseNetArgs, DenseNetConfig, PresetArgs, PresetName, Stem } from './config';
 import { Classification, topClasses } from './classify';
 import type { Normalize } from './datasets';
-
-/** The stem before the first dense block. */
-export type Stem = 'imagenet' | 'cifar';
-
-/** Full DenseNet configuration (what `model.config` returns). */
-export interface DenseNetConfig {
-  /** Channels each layer adds (k). */
-  readonly growthRate: number;
-  /** Layers per dense block. */
-  readonly blockConfig: readonly number[];
-  /** Channels out of the stem. */
-  readonly numInitFeatures: number;
-  /** Bottleneck width factor (DenseNet-B uses 4); 0 for plain BN-ReLU-Conv3x3 layers. */
-  readonly bnSize: number;
-  /** Transition compression θ in (0, 1]: a transition outputs floor(θ·channels). */
-  readonly compression: number;
-  /** Dropout after each layer's new features, in [0, 1). */
-  readonly dropRate: number;
-  /** Classifier outputs. */
-  readonly numClasses: number;
-  /** Input image channels. */
-  readonly inChannels: number;
-  /** 'imagenet': 7x7/2 conv, BN, ReLU, 3x3/2 max-pool. 'cifar': one 3x3 conv. */
-  readonly stem: Stem;
-  /** Recompute concatenation + BN + ReLU in backward instead of storing them (Pleiss et al.). */
-  readonly memoryEfficient: boolean;
-}
-
-/** Arguments of `new DenseNet(...)`; every field is optional and defaults to DenseNet-121's. */
-export interface DenseNetArgs {
-  /** Default 32. */
-  growthRate?: number;
-  /** Default [6, 12, 24, 16]. */
-  blockConfig?: readonly number[];
-  /** Default 64. */
-  numInitFeatures?: number;
-  /** Default 4; 0 for no bottleneck. */
-  bnSize?: number;
-  /** Default 0.5. */
-  compression?: number;
-  /** Default 0. */
-  dropRate?: number;
-  /** Default 1000. */
-  numClasses?: number;
-  /** Default 3. */
-  inChannels?: number;
-  /** Default 'imagenet'. */
-  stem?: Stem;
-  /** Default false. */
-  memoryEfficient?: boolean;
-  /** Default 'cpu'. */
-  device?: Device;
-}
-
-/** Options shared by the ImageNet presets. */
-export interface PresetArgs {
-  /** Default 1000. */
-  numClasses?: number;
-  /** Default false. */
-  memoryEfficient?: boolean;
-  /** Default 0. */
-  dropRate?: number;
-  /** Default 3. */
-  inChannels?: number;
-  /** Default 'cpu'. */
-  device?: Device;
-}
-
-/** Options of {@link densenetCifar}. */
-export interface CifarArgs {
-  /** Total depth L: 6n+4 with bottleneck, 3n+4 without. */
-  depth: number;
-  /** Growth rate k. */
-  growthRate: number;
-  /** DenseNet-B bottleneck layers. Default true. */
-  bottleneck?: boolean;
-  /** Transition compression θ. Default 0.5 (DenseNet-C); 1 for none. */
-  compression?: number;
-  /** Default 10. */
-  numClasses?: number;
-  /** Default false. */
-  memoryEfficient?: boolean;
-  /** Default 0 (the paper uses 0.2 without data augmentation). */
-  dropRate?: number;
-  /** Default 3. */
-  inChannels?: number;
-  /** Default 'cpu'. */
-  device?: Device;
-}
-
-const DEFAULTS: DenseNetConfig = {
-  growthRate: 32,
-  blockConfig: [6, 12, 24, 16],
-  numInitFeatures: 64,
-  bnSize: 4,
-  compression: 0.5,
-  dropRate: 0,
-  numClasses: 1000,
-  inChannels: 3,
-  stem: 'imagenet',
-  memoryEfficient: false,
-};
-
-/** The ImageNet presets: torchvision's 121/161/169/201 and the paper's 264. */
-export const PRESETS = {
-  densenet121: { growthRate: 32, blockConfig: [6, 12, 24, 16], numInitFeatures: 64 },
-  densenet161: { growthRate: 48, blockConfig: [6, 12, 36, 24], numInitFeatures: 96 },
-  densenet169: { growthRate: 32, blockConfig: [6, 12, 32, 32], numInitFeatures: 64 },
-  densenet201: { growthRate: 32, blockConfig: [6, 12, 48, 32], numInitFeatures: 64 },
-  densenet264: { growthRate: 32, blockConfig: [6, 12, 64, 48], numInitFeatures: 64 },
-} as const;
-
-/** Names of the ImageNet presets. */
-export type PresetName = keyof typeof PRESETS;
-
-
-
-
-
-
-const CONFIG_KEYS = new Set<string>([...Object.keys(DEFAULTS), 'device']);
-
-/** Validates DenseNet arguments and fills in defaults. */
-export function resolveConfig(args: DenseNetArgs | undefined): DenseNetConfig {
-  const a = optionsObject<DenseNetArgs>(args, 'DenseNet options');
-  for (const key of Object.keys(a)) {
-    if (!CONFIG_KEYS.has(key)) throw new TypeError(`Unknown DenseNet option '${key}'; expected one of ${[...CONFIG_KEYS].join(', ')}`);
-  }
-  const blockConfig = a.blockConfig ?? DEFAULTS.blockConfig;
-  if (!Array.isArray(blockConfig) || blockConfig.length === 0) {
-    throw new TypeError(`Expected blockConfig to be a non-empty array of positive integers but received ${describe(blockConfig)}`);
-  }
-  const stem = a.stem ?? DEFAULTS.stem;
-  if (stem !== 'imagenet' && stem !== 'cifar') throw new TypeError(`Expected stem to be 'imagenet' or 'cifar' but received ${describe(stem)}`);
-  return Object.freeze({
-    growthRate: positiveInt(a.growthRate ?? DEFAULTS.growthRate, 'growthRate'),
-    blockConfig: Object.freeze(blockConfig.map((n, i) => positiveInt(n, `blockConfig[${i}]`))),
-    numInitFeatures: positiveInt(a.numInitFeatures ?? DEFAULTS.numInitFeatures, 'numInitFeatures'),
-    bnSize: nonNegativeInt(a.bnSize ?? DEFAULTS.bnSize, 'bnSize'),
-    compression: numberIn(a.compression ?? DEFAULTS.compression, 'compression', (x) => x > 0 && x <= 1, 'in (0, 1]'),
-    dropRate: numberIn(a.dropRate ?? DEFAULTS.dropRate, 'dropRate', (x) => x >= 0 && x < 1, 'in [0, 1)'),
-    numClasses: positiveInt(a.numClasses ?? DEFAULTS.numClasses, 'numClasses'),
-    inChannels: positiveInt(a.inChannels ?? DEFAULTS.inChannels, 'inChannels'),
-    stem,
-    memoryEfficient: boolean(a.memoryEfficient ?? DEFAULTS.memoryEfficient, 'memoryEfficient'),
-  });
-}
 
 /** Options of {@link DenseNet.predict}. */
 export interface PredictOptions {
@@ -186,9 +44,6 @@ function tensorArg(x: unknown, what: string): Tensor {
   return x;
 }
 
-// torchvision's published weights use 'norm.1' / 'conv.2' inside dense layers; its loader renames
-// them with this pattern (num_batches_tracked added: files re-saved by newer PyTorch carry it).
-const LEGACY_KEY = /^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$/;
 
 export { METADATA_CONFIG_KEY, METADATA_CLASSES_KEY };
 
@@ -426,11 +281,9 @@ export class DenseNet {
   async loadWeights(file: string, options: LoadOptions = {}): Promise<void> {
     const source = pathArg(file, 'path');
     const strict = boolean(optionsObject<LoadOptions>(options, 'options').strict ?? true, 'options.strict');
-    const weights = await nativeAsync(() => addon().readWeights(source));
-    const renamed: typeof weights.tensors = {};
-    for (const [name, t] of Object.entries(weights.tensors)) renamed[name.replace(LEGACY_KEY, '$1$2')] = t;
+    const weights = await readWeightFile(source);
     try {
-      native(() => this.#native.loadStateDict(renamed, strict));
+      native(() => this.#native.loadStateDict(weights.tensors, strict));
     } catch (err) {
       if (err instanceof WeightsError) throw new WeightsError(`${source}: ${err.message}`);
       throw err;
@@ -516,10 +369,6 @@ export class DenseNet {
   }
 }
 
-function pathArg(value: unknown, what: string): string {
-  if (typeof value !== 'string' || value.length === 0) throw new TypeError(`Expected ${what} to be a non-empty string but received ${describe(value)}`);
-  return path.resolve(value);
-}
 
 function preset(name: PresetName, args: PresetArgs | undefined): DenseNet {
   const a = optionsObject<PresetArgs>(args, `${name} options`);
@@ -552,36 +401,6 @@ export function densenet264(args?: PresetArgs): DenseNet {
   return preset('densenet264', args);
 }
 
-/** The configuration of the paper's CIFAR DenseNets for a depth and growth rate. */
-export function cifarConfig(args: CifarArgs): DenseNetArgs {
-  const a = knownOptions<CifarArgs>(args, ['depth', 'growthRate', 'bottleneck', 'compression', 'numClasses', 'memoryEfficient', 'dropRate', 'inChannels', 'device'], 'densenetCifar()', 'densenetCifar options');
-  const bottleneck = boolean(a.bottleneck ?? true, 'bottleneck');
-  const growthRate = positiveInt(a.growthRate, 'growthRate');
-  const compression = numberIn(a.compression ?? 0.5, 'compression', (x) => x > 0 && x <= 1, 'in (0, 1]');
-  const depth = positiveInt(a.depth, 'depth');
-  const step = bottleneck ? 6 : 3;
-  if (depth < 4 + step || (depth - 4) % step !== 0) {
-    const examples = bottleneck ? '10, 16, 22, ..., 100, 190, 250' : '7, 10, 13, ..., 40, 100';
-    throw new RangeError(
-      `Expected depth to be ${step}n+4 (${examples}) for a DenseNet ${bottleneck ? 'with' : 'without'} bottleneck layers but received ${depth}`,
-    );
-  }
-  const perBlock = (depth - 4) / step;
-  return {
-    growthRate,
-    blockConfig: [perBlock, perBlock, perBlock],
-    numInitFeatures: bottleneck && compression < 1 ? 2 * growthRate : 16,
-    bnSize: bottleneck ? 4 : 0,
-    compression,
-    dropRate: a.dropRate ?? 0,
-    numClasses: a.numClasses ?? 10,
-    inChannels: a.inChannels ?? 3,
-    stem: 'cifar',
-    memoryEfficient: a.memoryEfficient ?? false,
-    device: a.device,
-  };
-}
-
 /**
  * The paper's CIFAR DenseNets: 3 dense blocks of (L-4)/6 bottleneck layers (or (L-4)/3 plain
  * layers), a 3x3 stem with 2k channels for DenseNet-BC (16 otherwise). Examples:
@@ -592,17 +411,10 @@ export function densenetCifar(args: CifarArgs): DenseNet {
   return new DenseNet(cifarConfig(args));
 }
 
-/** The metadata of a .safetensors file (read by the native reader). @internal */
-export async function readFileMetadata(file: string): Promise<Record<string, string>> {
-  const weights = await nativeAsync(() => addon().readWeights(pathArg(file, 'path')));
-  for (const t of Object.values(weights.tensors)) t.dispose();
-  return weights.metadata;
-}
-
 /** Rebuilds a model saved by {@link DenseNet.save} (config from the file's metadata). */
 export async function load(file: string, options: { device?: Device } = {}): Promise<DenseNet> {
   const source = pathArg(file, 'path');
-  const weights = await nativeAsync(() => addon().readWeights(source));
+  const weights = await readWeightFile(source);
   try {
     const text = weights.metadata[METADATA_CONFIG_KEY];
     if (!text) throw new WeightsError(`${source} has no densetorch config in its metadata; build the model yourself and call model.loadWeights(path)`);
