@@ -2,7 +2,7 @@
  * The DenseNet model class, the preset factories and `load`. Configurations live in config.ts,
  * weight-file reading in weights.ts.
  */
-import { describe, native, nativeAsync, WeightsError } from './errors';
+import { describe, WeightsError } from './errors';
 import { boolean, knownOptions, optionsObject, positiveInt } from './validate';
 import { cifarConfig, CifarArgs, DenseNetArgs, DenseNetConfig, PresetArgs, PresetName, PRESETS, resolveConfig } from './config';
 import { pathArg, readWeightFile } from './weights';
@@ -79,8 +79,8 @@ export class DenseNet {
     this.#config = resolveConfig(args);
     const device = args?.device === undefined ? 'cpu' : checkDevice(args.device, 'device');
     const config: NativeModelConfig = { ...this.#config, blockConfig: [...this.#config.blockConfig] };
-    this.#native = native(() => new (addon().NativeModel)(config));
-    if (device !== 'cpu') native(() => this.#native.to(device));
+    this.#native = new (addon().NativeModel)(config);
+    if (device !== 'cpu') this.#native.to(device);
   }
 
   /** The configuration this model was built with. */
@@ -113,20 +113,20 @@ export class DenseNet {
 
   /** Training mode: BN uses batch statistics and updates running ones; dropout is active. */
   train(): this {
-    native(() => this.#native.setTraining(true));
+    this.#native.setTraining(true);
     return this;
   }
 
   /** Evaluation mode: BN uses running statistics; no dropout. */
   eval(): this {
-    native(() => this.#native.setTraining(false));
+    this.#native.setTraining(false);
     return this;
   }
 
   /** Moves the parameters to `device`. */
   to(device: Device): this {
     const d = checkDevice(device, 'device');
-    native(() => this.#native.to(d));
+    this.#native.to(d);
     return this;
   }
 
@@ -141,7 +141,7 @@ export class DenseNet {
    */
   forward(x: Tensor): Tensor {
     const input = tensorArg(x, 'x').handle('x');
-    return new Tensor(native(() => this.#native.forward(input)));
+    return new Tensor(this.#native.forward(input));
   }
 
   /**
@@ -168,8 +168,8 @@ export class DenseNet {
     const signal = checkSignal(o.signal, 'options.signal');
     const maxQueue = positiveInt(o.maxQueue ?? DEFAULT_MAX_QUEUE, 'options.maxQueue');
     this.#refuseWhileFitting('predict()');
-    native(() => this.#native.checkInput(input));
-    const [out] = await this.#queue.submit(() => nativeAsync(() => this.#native.predict([input], batchSize, precision)), 'predict()', { signal, maxQueue });
+    this.#native.checkInput(input);
+    const [out] = await this.#queue.submit(() => this.#native.predict([input], batchSize, precision), 'predict()', { signal, maxQueue });
     return new Tensor(out);
   }
 
@@ -223,12 +223,12 @@ export class DenseNet {
     return new Predictor({
       check: (x) => {
         this.#refuseWhileFitting('predict()');
-        native(() => this.#native.checkInput(tensorArg(x, 'x').handle('x')));
+        this.#native.checkInput(tensorArg(x, 'x').handle('x'));
       },
       classes: () => this.#classes,
       run: async (inputs, batchSize) => {
         const handles = inputs.map((t, i) => t.handle(`input ${i}`));
-        const outs = await this.#queue.submit(() => nativeAsync(() => this.#native.predict(handles, batchSize, 'fp32')), 'predict()', { maxQueue: Infinity });
+        const outs = await this.#queue.submit(() => this.#native.predict(handles, batchSize, 'fp32'), 'predict()', { maxQueue: Infinity });
         return outs.map((h) => new Tensor(h));
       },
     }, options);
@@ -240,7 +240,7 @@ export class DenseNet {
 
   /** Parameters and buffers by torchvision's names (tensors share memory with the model). */
   stateDict(): Record<string, Tensor> {
-    const sd = native(() => this.#native.stateDict());
+    const sd = this.#native.stateDict();
     const out: Record<string, Tensor> = {};
     for (const [name, handle] of Object.entries(sd)) out[name] = new Tensor(handle);
     return out;
@@ -255,7 +255,7 @@ export class DenseNet {
     const strict = boolean(optionsObject<LoadOptions>(options, 'options').strict ?? true, 'options.strict');
     const handles: Record<string, ReturnType<Tensor['handle']>> = {};
     for (const [name, t] of Object.entries(sd)) handles[name] = tensorArg(t, `stateDict['${name}']`).handle(`stateDict['${name}']`);
-    native(() => this.#native.loadStateDict(handles, strict));
+    this.#native.loadStateDict(handles, strict);
   }
 
   /**
@@ -271,7 +271,7 @@ export class DenseNet {
       ...(this.#classes ? { [METADATA_CLASSES_KEY]: JSON.stringify(this.#classes) } : {}),
     };
     this.#refuseWhileFitting('save()');
-    await this.#queue.submit(() => nativeAsync(() => this.#native.save(target, metadata)), 'save()', { maxQueue: Infinity });
+    await this.#queue.submit(() => this.#native.save(target, metadata), 'save()', { maxQueue: Infinity });
   }
 
   /**
@@ -283,7 +283,7 @@ export class DenseNet {
     const strict = boolean(optionsObject<LoadOptions>(options, 'options').strict ?? true, 'options.strict');
     const weights = await readWeightFile(source);
     try {
-      native(() => this.#native.loadStateDict(weights.tensors, strict));
+      this.#native.loadStateDict(weights.tensors, strict);
     } catch (err) {
       if (err instanceof WeightsError) throw new WeightsError(`${source}: ${err.message}`);
       throw err;
@@ -323,7 +323,7 @@ export class DenseNet {
     };
     let running: ReturnType<NativeModelHandle['fit']>;
     try {
-      running = native(() => this.#native.fit(train.native, { ...o.native, validationData: validation?.native }, onEvent, o.onBatchEnd !== undefined));
+      running = this.#native.fit(train.native, { ...o.native, validationData: validation?.native }, onEvent, o.onBatchEnd !== undefined);
     } catch (err) {
       closeData();
       throw err;
@@ -332,7 +332,7 @@ export class DenseNet {
     const stop = (): void => this.#native.stopFit();
     o.signal?.addEventListener('abort', stop, { once: true });
     try {
-      const result = await nativeAsync(() => running);
+      const result = await running;
       if (result.stopped) throw new AbortError(`fit() was aborted after ${epochs.length} complete epoch(s)`, toHistory(epochs));
       return toHistory(epochs);
     } finally {
@@ -352,7 +352,7 @@ export class DenseNet {
     const r = await this.#queue.submit(async () => {
       const source = openDataset(data, batchSize, false, 0);
       try {
-        return await nativeAsync(() => this.#native.evaluate(source.native, batchSize, precision));
+        return await this.#native.evaluate(source.native, batchSize, precision);
       } finally {
         source.close();
       }
@@ -362,7 +362,7 @@ export class DenseNet {
 
   /** @internal One forward/backward pass with cross-entropy (for tests and benchmarks). */
   lossAndGrads(x: Tensor, labels: Tensor): { loss: number; output: Tensor; grads: Record<string, Tensor> } {
-    const r = native(() => this.#native.lossAndGrads(tensorArg(x, 'x').handle('x'), tensorArg(labels, 'labels').handle('labels')));
+    const r = this.#native.lossAndGrads(tensorArg(x, 'x').handle('x'), tensorArg(labels, 'labels').handle('labels'));
     const grads: Record<string, Tensor> = {};
     for (const [name, handle] of Object.entries(r.grads)) grads[name] = new Tensor(handle);
     return { loss: r.loss, output: new Tensor(r.output), grads };

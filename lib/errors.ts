@@ -32,6 +32,15 @@ export class TrainingError extends DensetorchError {}
 /** A batch could not be made: an unreadable image file, a data source that failed, labels out of range. */
 export class DataError extends DensetorchError {}
 
+/**
+ * The classes the addon throws (handed to it once at load, as better-sqlite3 does): native code
+ * raises these directly, with `code` set (DENSETORCH_WEIGHTS, _BUSY, _TRAINING, _DATA, _NATIVE)
+ * and the stack of the JS call that failed.
+ */
+export function nativeErrorClasses(): Record<string, typeof DensetorchError> {
+  return { WeightsError, BusyError, TrainingError, DataError, NativeError };
+}
+
 /** A native operation failed: inside LibTorch (the message is its first line) or a file system call such as a save. */
 export class NativeError extends DensetorchError {}
 
@@ -44,36 +53,4 @@ export function describe(value: unknown): string {
   if (typeof value === 'string') return `'${value}' of type string`;
   if (typeof value === 'object') return `an object of type ${value.constructor?.name ?? 'Object'}`;
   return `${String(value)} of type ${typeof value}`;
-}
-
-/** Runs a native call and turns the plain `Error` it throws into a densetorch error class. */
-export function native<T>(call: () => T): T {
-  try {
-    return call();
-  } catch (err) {
-    throw rethrowNative(err);
-  }
-}
-
-/** Awaits a native promise and maps its rejection as {@link native} does. */
-export async function nativeAsync<T>(call: () => Promise<T>): Promise<T> {
-  try {
-    return await native(call);
-  } catch (err) {
-    throw rethrowNative(err);
-  }
-}
-
-/** Maps an error thrown by the addon to densetorch's classes (TypeError/RangeError kept as they are). */
-export function rethrowNative(err: unknown): Error {
-  if (err instanceof TypeError || err instanceof RangeError || err instanceof DensetorchError) return err;
-  if (err instanceof Error) {
-    const code = (err as Error & { code?: string }).code;
-    const kinds: Record<string, typeof DensetorchError> = { DENSETORCH_WEIGHTS: WeightsError, DENSETORCH_BUSY: BusyError, DENSETORCH_TRAINING: TrainingError, DENSETORCH_DATA: DataError };
-    const Kind = (code && kinds[code]) || NativeError;
-    const wrapped = new Kind(err.message);
-    if (err.stack) wrapped.stack = `${Kind.name}: ${err.message}\n${err.stack.split('\n').slice(1).join('\n')}`;
-    return wrapped;
-  }
-  return new NativeError(String(err));
 }

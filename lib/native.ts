@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { AddonLoadError, LibTorchVersionError } from './errors';
+import { AddonLoadError, LibTorchVersionError, nativeErrorClasses } from './errors';
 import { checkEnvStep, findLibTorch, LibTorchInstall, releaseOf, searchLibTorch } from './libtorch';
 import { PACKAGE_ROOT, PINNED_TORCH_VERSION } from './package-info';
 
@@ -82,6 +82,8 @@ export interface Addon {
   setNumThreads(n: number): void;
   getNumThreads(): number;
   manualSeed(seed: number): void;
+  /** Hands densetorch's error classes to the addon (once, at load). */
+  setErrorClasses(classes: Record<string, new (message: string) => Error>): void;
   /** Bytes of native memory currently reported to V8 by this addon's environment (diagnostics). */
   externalMemory(): number;
 }
@@ -191,6 +193,7 @@ export function loadNative(): LoadedNative {
   } catch (err) {
     throw new AddonLoadError(`Could not load the densetorch addon ${file}: ${(err as Error).message}`);
   }
+  module.exports.setErrorClasses(nativeErrorClasses());
   loaded = { addon: module.exports, addonPath: file, libtorch, builtAgainst: builtAgainst || module.exports.versions().libtorch };
   return loaded;
 }

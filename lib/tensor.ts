@@ -1,7 +1,7 @@
 /**
  * Tensors: typed data in LibTorch memory, on the CPU or a CUDA device.
  */
-import { describe, native } from './errors';
+import { describe } from './errors';
 import { addon, NativeTensorHandle } from './native';
 import { knownOptions } from './validate';
 
@@ -166,14 +166,14 @@ export class Tensor {
    */
   toArray(): TensorData {
     const handle = this.handle();
-    return native(() => handle.toArray());
+    return handle.toArray();
   }
 
   /** A copy of this tensor on `device` (or this same data when already there, as a new handle). */
   to(device: Device): Tensor {
     const handle = this.handle();
     const target = checkDevice(device, 'device');
-    return new Tensor(native(() => handle.to(target)));
+    return new Tensor(handle.to(target));
   }
 
   /** Frees the tensor's memory now. Calling it again does nothing. */
@@ -220,5 +220,5 @@ export function tensor(data: TensorData | readonly number[], shape: readonly num
     throw new RangeError(`Expected data to have ${expected} elements for shape [${dims.join(', ')}] but received ${array.length}`);
   }
   const source = dtypeOfArray(array) as DType;
-  return new Tensor(native(() => addon().NativeTensor.fromData(array, dims, source, target ?? source, device)));
+  return new Tensor(addon().NativeTensor.fromData(array, dims, source, target ?? source, device));
 }

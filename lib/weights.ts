@@ -3,7 +3,7 @@
  * dict read by the restricted unpickler), with torchvision's legacy key names made current.
  */
 import * as path from 'node:path';
-import { describe, nativeAsync } from './errors';
+import { describe } from './errors';
 import { addon, NativeWeightFile } from './native';
 
 // torchvision's published weights use 'norm.1' / 'conv.2' inside dense layers; its loader renames
@@ -18,7 +18,7 @@ export function pathArg(value: unknown, what: string): string {
 
 /** The tensors (legacy names renamed) and metadata of a weight file; the caller disposes the tensors. */
 export async function readWeightFile(file: string): Promise<NativeWeightFile> {
-  const weights = await nativeAsync(() => addon().readWeights(file));
+  const weights = await addon().readWeights(file);
   const renamed: NativeWeightFile['tensors'] = {};
   for (const [name, t] of Object.entries(weights.tensors)) renamed[name.replace(LEGACY_KEY, '$1$2')] = t;
   return { tensors: renamed, metadata: weights.metadata };

@@ -171,7 +171,13 @@ describe('DenseNet: forward and predict', () => {
     const x = randomImages(64, 3, 32, 32);
     const pending = m.predict(x);
     assert.throws(() => m.forward(x), { name: 'BusyError', message: /the model is busy/ });
-    assert.throws(() => m.train(), { name: 'BusyError' });
+    assert.throws(() => m.train(), (err) => {
+      // Thrown by the addon itself as densetorch's class, with its code and this call's stack.
+      assert.ok(err instanceof dt.BusyError && err instanceof dt.DensetorchError);
+      assert.equal(err.code, 'DENSETORCH_BUSY');
+      assert.match(err.stack, /04-densenet\.test\.js/);
+      return true;
+    });
     await pending;
     assert.deepEqual(m.forward(randomImages(1, 3, 32, 32)).shape, [1, 10]);
   });

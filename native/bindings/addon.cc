@@ -9,6 +9,8 @@
 #include "model.h"
 #include "tensor.h"
 
+#include <string>
+
 namespace densetorch::bindings {
 namespace {
 
@@ -40,6 +42,24 @@ Napi::Value ManualSeed(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// setErrorClasses({ WeightsError, BusyError, TrainingError, DataError, NativeError })
+Napi::Value SetErrorClasses(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto classes = info[0].As<Napi::Object>();
+  AddonData& data = addon_data(env);
+  auto take = [&](Napi::FunctionReference& slot, const char* name) {
+    Napi::Value cls = classes.Get(name);
+    if (!cls.IsFunction()) throw Napi::TypeError::New(env, std::string("setErrorClasses: ") + name + " must be a class");
+    slot = Napi::Persistent(cls.As<Napi::Function>());
+  };
+  take(data.weights_error, "WeightsError");
+  take(data.busy_error, "BusyError");
+  take(data.training_error, "TrainingError");
+  take(data.data_error, "DataError");
+  take(data.native_error, "NativeError");
+  return env.Undefined();
+}
+
 Napi::Value ExternalMemory(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(Napi::MemoryManagement::AdjustExternalMemory(info.Env(), 0)));
 }
@@ -58,6 +78,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("getNumThreads", Napi::Function::New<GetNumThreads>(env, "getNumThreads"));
   exports.Set("manualSeed", Napi::Function::New<ManualSeed>(env, "manualSeed"));
   exports.Set("externalMemory", Napi::Function::New<ExternalMemory>(env, "externalMemory"));
+  exports.Set("setErrorClasses", Napi::Function::New<SetErrorClasses>(env, "setErrorClasses"));
   return exports;
 }
 

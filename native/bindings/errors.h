@@ -3,6 +3,8 @@
 
 #include <napi.h>
 
+#include "addon_data.h"
+
 #include <c10/util/Exception.h>
 
 #include "../core/errors.h"
@@ -61,24 +63,30 @@ inline Failure describe_current_exception() {
   }
 }
 
-inline Napi::Error to_js_error(Napi::Env env, const Failure& failure) {
-  switch (failure.kind) {
-    case ErrorKind::kTypeError: return Napi::TypeError::New(env, failure.message);
-    case ErrorKind::kRangeError: return Napi::RangeError::New(env, failure.message);
-    case ErrorKind::kWeights:
-    case ErrorKind::kBusy:
-    case ErrorKind::kTraining:
-    case ErrorKind::kData: {
-      // lib/errors.ts maps the code to WeightsError / BusyError / TrainingError / DataError.
-      Napi::Error error = Napi::Error::New(env, failure.message);
-      error.Set("code", failure.kind == ErrorKind::kWeights    ? "DENSETORCH_WEIGHTS"
-                        : failure.kind == ErrorKind::kBusy     ? "DENSETORCH_BUSY"
-                        : failure.kind == ErrorKind::kTraining ? "DENSETORCH_TRAINING"
-                                                               : "DENSETORCH_DATA");
-      return error;
-    }
-    default: return Napi::Error::New(env, failure.message);
+// The error code of each densetorch error kind (also on errors made before the classes are set).
+inline const char* error_code(ErrorKind kind) {
+  switch (kind) {
+    case ErrorKind::kWeights: return "DENSETORCH_WEIGHTS";
+    case ErrorKind::kBusy: return "DENSETORCH_BUSY";
+    case ErrorKind::kTraining: return "DENSETORCH_TRAINING";
+    case ErrorKind::kData: return "DENSETORCH_DATA";
+    default: return "DENSETORCH_NATIVE";
   }
+}
+
+inline Napi::Error to_js_error(Napi::Env env, const Failure& failure) {
+  if (failure.kind == ErrorKind::kTypeError) return Napi::TypeError::New(env, failure.message);
+  if (failure.kind == ErrorKind::kRangeError) return Napi::RangeError::New(env, failure.message);
+  AddonData& data = addon_data(env);
+  Napi::FunctionReference& cls = failure.kind == ErrorKind::kWeights    ? data.weights_error
+                                 : failure.kind == ErrorKind::kBusy     ? data.busy_error
+                                 : failure.kind == ErrorKind::kTraining ? data.training_error
+                                 : failure.kind == ErrorKind::kData     ? data.data_error
+                                                                        : data.native_error;
+  Napi::Error error = cls.IsEmpty() ? Napi::Error::New(env, failure.message)
+                                    : Napi::Error(env, cls.New({Napi::String::New(env, failure.message)}));
+  error.Set("code", error_code(failure.kind));
+  return error;
 }
 
 // Runs `body`; any C++ exception becomes a thrown JS error (Napi::Error passes through).
