@@ -1,7 +1,7 @@
 /**
  * Finding LibTorch, and fetching the pinned one when none is present.
  *
- * Order (see DESIGN.md): the `LIBTORCH` environment variable, then an importable Python `torch`,
+ * Order (the README's LibTorch section): the `LIBTORCH` environment variable, then an importable Python `torch`,
  * then the densetorch cache, then (only when fetching is allowed: build and `densetorch setup`)
  * the pinned torch wheel downloaded with pip and unpacked into the cache. A torch wheel's `torch/`
  * folder has the same layout as an official libtorch archive (`lib/`, `include/`, `share/`), so
@@ -68,8 +68,6 @@ export interface LibTorchInstall {
   readonly libDir: string;
   /** Include folders for a compiler. */
   readonly includeDirs: readonly string[];
-  /** Folder for CMake's `find_package(Torch)` (CMAKE_PREFIX_PATH). */
-  readonly cmakePrefix: string;
   /** Whether the libraries include CUDA support (libtorch_cuda). */
   readonly cuda: boolean;
 }
@@ -139,7 +137,6 @@ export function inspectLibTorch(root: string, source: LibTorchSource): LibTorchI
         path.join(resolved, 'include'),
         path.join(resolved, 'include', 'torch', 'csrc', 'api', 'include'),
       ],
-      cmakePrefix: path.join(resolved, 'share', 'cmake'),
       cuda: fs.existsSync(path.join(resolved, 'lib', LIB_NAME.replace('torch', 'torch_cuda'))),
     };
   }

@@ -34,7 +34,7 @@ describe('LibTorch discovery', () => {
     assert.match(found.version, /^\d+\.\d+\.\d+/);
     assert.ok(fs.existsSync(path.join(found.libDir, 'libtorch.so')));
     assert.ok(fs.existsSync(path.join(found.includeDirs[0], 'ATen', 'ATen.h')));
-    assert.ok(fs.existsSync(path.join(found.cmakePrefix, 'Torch', 'TorchConfig.cmake')));
+    assert.ok(fs.existsSync(path.join(found.root, 'share', 'cmake', 'Torch', 'TorchConfig.cmake')));
   });
 
   it('honours DENSETORCH_CACHE for the cache folder', () => {

@@ -1,0 +1,36 @@
+'use strict';
+// C++ tests of native/core (plain C++20 + LibTorch, no N-API), compiled against the LibTorch
+// the addon uses and run as programs.
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { spawnSync } = require('node:child_process');
+const { ROOT } = require('./helpers');
+const nativeConfig = require('../scripts/native-config.js');
+
+function compileAndRun(source) {
+  const lt = nativeConfig.libtorch();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'densetorch-cpp-'));
+  const exe = path.join(dir, path.basename(source, '.cpp'));
+  try {
+    const compile = spawnSync(process.env.CXX || 'g++', [
+      '-std=c++20', '-O1', '-D_GLIBCXX_USE_CXX11_ABI=1', ...lt.includeDirs.flatMap((d) => ['-isystem', d]),
+      path.join(ROOT, source), '-o', exe, `-L${lt.libDir}`, `-Wl,-rpath,${lt.libDir}`, '-lc10', '-ltorch_cpu', '-ltorch', '-pthread',
+    ], { encoding: 'utf8' });
+    assert.equal(compile.status, 0, compile.stderr);
+    return spawnSync(exe, [], { encoding: 'utf8', timeout: 60000 });
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+describe('native core (C++ tests)', () => {
+  it('the memory-efficient bottleneck layer uses norm1\'s and norm2\'s own eps (1e-5 and 0.5): equal to the naive layer', function () {
+    this.timeout(300000); // compiling against LibTorch's headers takes about a minute on 2 cores
+    const r = compileAndRun('test/native/bottleneck_eps.cpp');
+    console.log(`      ${r.stdout.trim().split('\n')[0]}`);
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /^ok$/m);
+  });
+});
