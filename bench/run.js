@@ -6,6 +6,8 @@
 //   npm run bench -- --scaling     # peak memory vs depth (CIFAR DenseNet-BC, k=12, batch 64)
 //   THREADS=2 STEPS=5 npm run bench
 //   npm run bench -- --only infer  # only the inference (or train) cases
+//   npm run bench -- --serve [--soak]   # the HTTP server under load (bench/serve.js)
+//   npm run bench -- --data        # streamed image folders: memory and data wait (bench/data-loader.js)
 'use strict';
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -45,6 +47,15 @@ function run(cmd, args) {
 
 function hasTorch() {
   return spawnSync(python, ['-c', 'import torch'], { encoding: 'utf8' }).status === 0;
+}
+
+// Other benchmarks, each its own script: --serve (bench/serve.js), --data (bench/data-loader.js).
+for (const [flag, script] of [['--serve', 'serve.js'], ['--data', 'data-loader.js']]) {
+  if (process.argv.includes(flag)) {
+    const rest = process.argv.slice(2).filter((a) => a !== flag);
+    const r = spawnSync(process.execPath, ['--expose-gc', path.join(__dirname, script), ...rest], { stdio: 'inherit' });
+    process.exit(r.status ?? 1);
+  }
 }
 
 const scaling = process.argv.includes('--scaling');

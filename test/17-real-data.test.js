@@ -113,6 +113,44 @@ describe('transforms: torchvision geometry', () => {
   });
 });
 
+describe('decoding images of every kind', () => {
+  it('grey, RGBA and 16-bit PNGs become 3 channels; a huge or corrupt image is a DataError naming it', async function () {
+    this.timeout(60000);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'densetorch-kinds-'));
+    try {
+      const grey = path.join(dir, 'grey.png');
+      await sharp({ create: { width: 30, height: 20, channels: 3, background: { r: 100, g: 100, b: 100 } } }).toColourspace('b-w').png().toFile(grey);
+      const rgba = path.join(dir, 'rgba.png');
+      await sharp({ create: { width: 30, height: 20, channels: 4, background: { r: 0, g: 0, b: 255, alpha: 0.5 } } }).png().toFile(rgba);
+      const deep = path.join(dir, 'deep.png');
+      const raw16 = new Uint16Array(30 * 20 * 3).fill(65535);
+      await sharp(Buffer.from(raw16.buffer), { raw: { width: 30, height: 20, channels: 3 } }).toColourspace('rgb16').png().toFile(deep);
+      assert.equal((await sharp(grey).metadata()).channels, 1);
+      assert.equal((await sharp(deep).metadata()).depth, 'ushort');
+      for (const file of [grey, rgba, deep]) {
+        const x = await dt.image.read(file, { size: 16, normalize: false });
+        assert.deepEqual(x.shape, [1, 3, 16, 16]);
+        const v = x.toArray();
+        assert.ok(v.every((p) => p >= 0 && p <= 1), file);
+      }
+      assert.ok((await dt.image.read(deep, { size: 8, normalize: false })).toArray().every((p) => p === 1), '16-bit white stays white');
+      // A PNG whose header claims 100,000 x 100,000 pixels (libvips refuses it before decoding).
+      const huge = path.join(dir, 'huge.png');
+      const header = Buffer.from(await sharp({ create: { width: 1, height: 1, channels: 3, background: 'black' } }).png().toBuffer());
+      header.writeUInt32BE(100000, 16);
+      header.writeUInt32BE(100000, 20);
+      fs.writeFileSync(huge, header);
+      await assert.rejects(dt.image.read(huge), { name: 'DataError', message: /huge\.png/ });
+      const text = path.join(dir, 'notes.jpg');
+      fs.writeFileSync(text, 'these are not pixels');
+      await assert.rejects(dt.image.read(text), { name: 'DataError', message: /cannot decode image '.*notes\.jpg'/ });
+      await assert.rejects(dt.image.read(path.join(dir, 'missing.jpg')), { name: 'DataError', message: /cannot read image '.*missing\.jpg'/ });
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('image folders and streamed training', () => {
   let dir;
   before(async function () {
