@@ -1,9 +1,13 @@
 #include "tensor_ops.h"
 
+#include <ATen/Context.h>
+#include <ATen/ops/_nnpack_available.h>
+#include <c10/util/Logging.h>
 #include <torch/cuda.h>
 #include <torch/headeronly/version.h>
 #include <torch/utils.h>
 
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 
@@ -84,5 +88,13 @@ RuntimeInfo runtime_info() {
 void set_num_threads(int n) { at::set_num_threads(n); }
 int num_threads() { return at::get_num_threads(); }
 void manual_seed(uint64_t seed) { torch::manual_seed(seed); }
+
+void disable_unusable_backends() {
+  const int level = FLAGS_caffe2_log_level;
+  FLAGS_caffe2_log_level = std::max(level, 2);  // errors only, while asking
+  const bool nnpack = at::_nnpack_available();
+  FLAGS_caffe2_log_level = level;
+  if (!nnpack) at::globalContext().setUserEnabledNNPACK(false);
+}
 
 }  // namespace densetorch

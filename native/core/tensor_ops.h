@@ -39,6 +39,11 @@ struct RuntimeInfo {
 };
 RuntimeInfo runtime_info();
 
+// Turns off backends this CPU cannot run: NNPACK, when it cannot initialise here, would be
+// asked (and warn on stderr) for every small-batch convolution, e.g. each batch-1 request of a
+// server. The availability check itself runs with warnings silenced. Call once at load.
+void disable_unusable_backends();
+
 void set_num_threads(int n);
 int num_threads();
 void manual_seed(uint64_t seed);
