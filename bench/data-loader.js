@@ -14,11 +14,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 
-const args = process.argv.slice(2);
-const flag = (name, fallback) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : fallback;
-};
+const { flag, machine, writeResult } = require('./common.js');
 
 async function makeFolder(dir, files, classes = 10) {
   const sharp = require('sharp');
@@ -77,8 +73,7 @@ async function main() {
   const steps = Number(flag('steps', 6));
   const threads = Number(flag('threads', 2));
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'densetorch-loader-'));
-  const cpu = (os.cpus()[0] || { model: 'unknown' }).model;
-  const results = { date: new Date().toISOString(), cpu, cores: os.cpus().length, threads, rss: [], densenet121: null };
+  const results = { date: new Date().toISOString(), ...machine(), threads, rss: [], densenet121: null };
   try {
     for (const n of counts) {
       const dir = path.join(root, `n${n}`);
@@ -94,9 +89,7 @@ async function main() {
   } finally {
     fs.rmSync(root, { recursive: true, force: true });
   }
-  const out = path.join(__dirname, 'results', `data-loader-${results.date.slice(0, 10)}.json`);
-  fs.writeFileSync(out, `${JSON.stringify(results, null, 2)}\n`);
-  console.log(`CPU: ${cpu}; wrote ${path.relative(process.cwd(), out)}`);
+  writeResult('data-loader', results);
 }
 
 main().catch((err) => {

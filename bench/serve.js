@@ -7,17 +7,10 @@
 //           k=12) at 32x32 and DenseNet-121 at 224x224, batching off (maxBatch 1) vs on (32).
 //   node bench/serve.js [--soak] [--matrix] [--requests N]   (npm run bench -- --serve)
 'use strict';
-const fs = require('node:fs');
-const os = require('node:os');
-const path = require('node:path');
 const dt = require('..');
 const { createServer } = require('../examples/serve.js');
 
-const args = process.argv.slice(2);
-const flag = (name, fallback) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : fallback;
-};
+const { flag, has, machine, writeResult } = require('./common.js');
 
 /** Sends `total` requests from `clients` concurrent clients; returns seconds, failures and latencies (ms). */
 async function load(url, body, total, clients, onThousand) {
@@ -111,14 +104,12 @@ async function soak() {
 
 async function main() {
   dt.setNumThreads(Number(process.env.THREADS || 2));
-  const runSoak = args.includes('--soak');
-  const runMatrix = args.includes('--matrix') || !runSoak;
-  const result = { date: new Date().toISOString(), cpu: os.cpus()[0]?.model, cores: os.cpus().length, threads: dt.getNumThreads() };
+  const runSoak = has('soak');
+  const runMatrix = has('matrix') || !runSoak;
+  const result = { date: new Date().toISOString(), ...machine(), threads: dt.getNumThreads() };
   if (runMatrix) result.matrix = await matrix();
   if (runSoak) result.soak = await soak();
-  const out = path.join(__dirname, 'results', `serve-${result.date.slice(0, 10)}.json`);
-  fs.writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
-  console.log(`CPU: ${result.cpu}; wrote ${path.relative(process.cwd(), out)}`);
+  writeResult('serve', result);
 }
 
 main().catch((err) => {
