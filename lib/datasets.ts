@@ -159,8 +159,9 @@ export function mnist(options: MnistOptions = {}): Dataset {
     digits.push((require(`mnist/src/digits/${d}.json`) as { data: number[] }).data);
   }
   const limit = options.limit;
-  if (limit !== undefined && (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 10)) {
-    throw new RangeError(`Expected options.limit to be an integer >= 10 but received ${describe(limit)}`);
+  if (limit !== undefined) {
+    if (typeof limit !== 'number' || !Number.isInteger(limit)) throw new TypeError(`Expected options.limit to be an integer >= 10 but received ${describe(limit)}`);
+    if (limit < 10) throw new RangeError(`Expected options.limit to be an integer >= 10 but received ${limit}`);
   }
   // For each digit, the sample indices of this split (evenly thinned when limited).
   const picks = digits.map((raw) => {

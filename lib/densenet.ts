@@ -259,8 +259,17 @@ export class DenseNet {
   }
 
   /**
-   * Writes the weights as .safetensors (torchvision key names, config in the metadata),
-   * atomically: a temporary file in the same folder is renamed into place.
+   * Writes the weights as .safetensors (torchvision key names; the config, the class names and
+   * the densetorch version in the metadata), atomically: a temporary file in the same folder is
+   * fsynced and renamed into place, so a crash never leaves a half-written file. Waits in the
+   * model's queue behind running `predict`/`evaluate` calls.
+   * @param file - the target path (parent folder must exist)
+   * @throws {TypeError} for an empty path; {NativeError} when the file system refuses (the message says why); {BusyError} while `fit` runs
+   * @example
+   * ```js
+   * await model.save('bc100.safetensors');
+   * const again = await dt.load('bc100.safetensors');
+   * ```
    */
   async save(file: string): Promise<void> {
     const target = pathArg(file, 'path');
@@ -294,9 +303,26 @@ export class DenseNet {
 
   /**
    * Trains on `data` with the C++ loop on its own thread; the event loop stays free (timers
-   * fire, callbacks run on the main thread). Rejects with a TrainingError if the loss becomes
-   * NaN (naming the epoch and batch), with an AbortError when `signal` aborts (the model stays
-   * usable), and with a BusyError if the model is already training.
+   * fire, callbacks run on the main thread). Data in memory is batched natively; a streamed data
+   * set (an image folder, `fromAsyncIterable`) is decoded a few batches ahead of training.
+   * @param data - a data set from `dt.datasets` (in memory or streamed)
+   * @param options - epochs (1), batchSize (64), optimizer (SGD lr 0.1, Nesterov momentum 0.9,
+   *   weight decay 1e-4), schedule ('constant'), shuffle (true), seed (0), validationData,
+   *   onBatchEnd, onEpochEnd, signal, checkpoint, resumeFrom, precision ('fp32'); see {@link FitOptions}
+   * @returns the {@link History} of the completed epochs
+   * @throws {TypeError|RangeError} for a bad option (before anything runs)
+   * @throws {TrainingError} when the loss becomes NaN or infinite (naming the epoch and batch) or a checkpoint cannot be read
+   * @throws {DataError} when a batch cannot be made (an unreadable image, labels out of range)
+   * @throws {AbortError} when `signal` aborts; its `history` holds the completed epochs and the model stays usable
+   * @throws {BusyError} when the model is already training or has inference calls queued
+   * @example
+   * ```js
+   * const history = await model.fit(dt.datasets.mnist(), {
+   *   epochs: 8, batchSize: 64, schedule: { type: 'cosine' },
+   *   validationData: dt.datasets.mnist({ split: 'test' }),
+   *   onEpochEnd: (e) => console.log(e.epoch, e.loss, e.valAccuracy),
+   * });
+   * ```
    */
   async fit(data: AnyDataset, options: FitOptions = {}): Promise<History> {
     checkDataset(data, 'data');
@@ -342,7 +368,18 @@ export class DenseNet {
     }
   }
 
-  /** Mean cross-entropy loss and accuracy on `data`, in eval mode, off the main thread. */
+  /**
+   * Mean cross-entropy loss and accuracy on `data`, in eval mode, off the main thread; waits in
+   * the model's queue like `predict`.
+   * @param data - a data set from `dt.datasets` (in memory or streamed; streamed ones use the 'eval' transform)
+   * @param options - `batchSize` (default 256), `precision` (default 'fp32')
+   * @returns `{ loss, accuracy }`
+   * @throws {DataError} when a batch cannot be made; {BusyError} while `fit` runs
+   * @example
+   * ```js
+   * const { loss, accuracy } = await model.evaluate(dt.datasets.mnist({ split: 'test' }));
+   * ```
+   */
   async evaluate(data: AnyDataset, options: EvaluateOptions = {}): Promise<{ loss: number; accuracy: number }> {
     checkDataset(data, 'data');
     const o = optionsObject<EvaluateOptions>(options, 'options');
@@ -411,7 +448,19 @@ export function densenetCifar(args: CifarArgs): DenseNet {
   return new DenseNet(cifarConfig(args));
 }
 
-/** Rebuilds a model saved by {@link DenseNet.save} (config from the file's metadata). */
+/**
+ * Rebuilds a model saved by {@link DenseNet.save}: config and class names from the file's
+ * metadata, then the weights.
+ * @param file - a .safetensors file written by `save`
+ * @param options - `device` to move the model to (default 'cpu')
+ * @returns the model
+ * @throws {WeightsError} for a file that is not one densetorch wrote (no or bad config), is damaged, or does not match its config
+ * @example
+ * ```js
+ * const model = await dt.load('bc100.safetensors');
+ * model.classes; // the class names, when the model was trained on named classes
+ * ```
+ */
 export async function load(file: string, options: { device?: Device } = {}): Promise<DenseNet> {
   const source = pathArg(file, 'path');
   const weights = await readWeightFile(source);

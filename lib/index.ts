@@ -6,10 +6,9 @@
  * const x = dt.tensor(new Float32Array(6), [2, 3]);
  * ```
  */
-import { describe } from './errors';
 import { loadNative } from './native';
 import { PACKAGE_VERSION } from './package-info';
-import { positiveInt } from './validate';
+import { positiveInt, seedArg } from './validate';
 
 export { tensor, Tensor } from './tensor';
 export type { DType, AnyDType, Device, TensorData, TensorOptions } from './tensor';
@@ -80,8 +79,5 @@ export function getNumThreads(): number {
 
 /** Seeds LibTorch's random generators (CPU and CUDA), for reproducible models and training. */
 export function manualSeed(seed: number): void {
-  if (typeof seed !== 'number' || !Number.isSafeInteger(seed) || seed < 0) {
-    throw new TypeError(`Expected seed to be a non-negative safe integer but received ${describe(seed)}`);
-  }
-  loaded.addon.manualSeed(seed);
+  loaded.addon.manualSeed(seedArg(seed, 'seed'));
 }

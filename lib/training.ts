@@ -4,7 +4,7 @@
  */
 import * as path from 'node:path';
 import { describe, DensetorchError, TrainingError } from './errors';
-import { boolean, numberIn, optionalFunction, optionsObject, positiveInt } from './validate';
+import { boolean, numberIn, optionalFunction, optionsObject, positiveInt, seedArg } from './validate';
 import { Dataset } from './datasets';
 import { StreamDataset } from './data/stream';
 
@@ -60,24 +60,39 @@ export type Schedule =
 
 /** Progress of one batch. */
 export interface BatchLogs {
+  /** 1-based epoch. */
   epoch: number;
+  /** 1-based batch within the epoch. */
   batch: number;
+  /** Batches per epoch (0 for a streamed data set of unknown length). */
   batches: number;
+  /** Mean cross-entropy of this batch. */
   loss: number;
+  /** Fraction of this batch classified correctly (before the update). */
   accuracy: number;
+  /** Learning rate of this epoch. */
   lr: number;
+  /** Images of this batch per second of its step (data wait, forward, backward, update). */
   imagesPerSecond: number;
 }
 
 /** Summary of one epoch. */
 export interface EpochLogs {
+  /** 1-based epoch. */
   epoch: number;
+  /** Mean training cross-entropy over the epoch's images. */
   loss: number;
+  /** Fraction of the epoch's training images classified correctly (each before its update). */
   accuracy: number;
+  /** Mean cross-entropy on `validationData` after the epoch (eval mode); null without it. */
   valLoss: number | null;
+  /** Accuracy on `validationData` after the epoch; null without it. */
   valAccuracy: number | null;
+  /** Learning rate of the epoch. */
   lr: number;
+  /** Wall time of the epoch's training, in seconds (validation not included). */
   seconds: number;
+  /** Training images per second over the epoch. */
   imagesPerSecond: number;
   /** Fraction of the epoch's training time the training thread waited for batches (near 0 for data in memory). */
   dataWaitShare: number;
@@ -115,12 +130,19 @@ export interface FitOptions {
 
 /** What fit() returns: one entry per completed epoch. */
 export interface History {
+  /** Every completed epoch's logs, in order. */
   epochs: EpochLogs[];
+  /** `epochs[i].loss`, by epoch. */
   loss: number[];
+  /** `epochs[i].accuracy`, by epoch. */
   accuracy: number[];
+  /** `epochs[i].valLoss`, by epoch. */
   valLoss: (number | null)[];
+  /** `epochs[i].valAccuracy`, by epoch. */
   valAccuracy: (number | null)[];
+  /** `epochs[i].lr`, by epoch. */
   lr: number[];
+  /** `epochs[i].seconds`, by epoch. */
   seconds: number[];
 }
 
@@ -238,8 +260,7 @@ export function resolveFitOptions(options: FitOptions | undefined): {
   } else {
     throw new TypeError(`Expected schedule to be 'constant', { type: 'multistep', ... } or { type: 'cosine' } but received ${describe(schedule)}`);
   }
-  const seed = o.seed ?? 0;
-  if (typeof seed !== 'number' || !Number.isSafeInteger(seed) || seed < 0) throw new TypeError(`Expected seed to be a non-negative safe integer but received ${describe(seed)}`);
+  const seed = seedArg(o.seed ?? 0, 'seed');
   const validation = o.validationData === undefined ? undefined : checkDataset(o.validationData, 'validationData');
   if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw new TypeError(`Expected signal to be an AbortSignal but received ${describe(o.signal)}`);
   let checkpointPath: string | undefined;

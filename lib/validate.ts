@@ -11,6 +11,13 @@ export function positiveInt(value: unknown, what: string): number {
   return value;
 }
 
+/** A seed: a safe integer >= 0 (TypeError for another kind of value, RangeError for a negative one). */
+export function seedArg(value: unknown, what: string): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value)) throw new TypeError(`Expected ${what} to be a non-negative safe integer but received ${describe(value)}`);
+  if (value < 0) throw new RangeError(`Expected ${what} to be a non-negative safe integer but received ${value}`);
+  return value;
+}
+
 /** An integer >= 0. */
 export function nonNegativeInt(value: unknown, what: string): number {
   if (typeof value !== 'number' || !Number.isInteger(value)) throw new TypeError(`Expected ${what} to be a non-negative integer but received ${describe(value)}`);

@@ -176,6 +176,6 @@ describe('runtime', () => {
 
   it('validates manualSeed', () => {
     assert.doesNotThrow(() => dt.manualSeed(42));
-    assert.throws(() => dt.manualSeed(-1), { name: 'TypeError', message: /Expected seed to be a non-negative safe integer but received -1/ });
+    assert.throws(() => dt.manualSeed(-1), { name: 'RangeError', message: /Expected seed to be a non-negative safe integer but received -1/ });
   });
 });

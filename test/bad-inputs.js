@@ -187,7 +187,7 @@ fitCase('an unknown option', 'TypeError', /Unknown fit option 'lr'; expected one
 fitCase('onBatchEnd not a function', 'TypeError', /Expected onBatchEnd to be a function but received 'log' of type string/, { onBatchEnd: 'log' });
 fitCase('a checkpoint without a path', 'TypeError', /Expected checkpoint to be \{ path: string, everyEpochs\?: number \} but received an object of type Object/, { checkpoint: { everyEpochs: 1 } });
 fitCase('checkpoint every 0 epochs', 'RangeError', /Expected checkpoint\.everyEpochs to be a positive integer but received 0/, { checkpoint: { path: 'c.ckpt', everyEpochs: 0 } });
-fitCase('a negative seed', 'TypeError', /Expected seed to be a non-negative safe integer but received -1 of type number/, { seed: -1 });
+fitCase('a negative seed', 'RangeError', /Expected seed to be a non-negative safe integer but received -1$/, { seed: -1 });
 fitCase('shuffle as a number', 'TypeError', /Expected shuffle to be a boolean but received 1 of type number/, { shuffle: 1 });
 fitCase('validationData not a Dataset', 'TypeError', /Expected validationData to be a Dataset \(see dt.datasets\) but received an object of type Object/, { validationData: {} });
 fitCase('an unknown precision', 'TypeError', /Expected precision to be 'fp32', 'bf16' or 'fp16' but received 'half' of type string/, { precision: 'half' });
@@ -213,7 +213,8 @@ bad('data', 'a zero normalize std', 'RangeError', /Expected options\.normalize\.
 bad('data', 'an unknown augmentation', 'TypeError', /Expected options\.augment to be 'none' or 'cifar' but received 'flip' of type string/, () => dt.datasets.fromTensors(images([1, 3, 8, 8]), dt.tensor([0], [1], { dtype: 'int64' }), { augment: 'flip' }));
 bad('data', 'data set options as an array', 'TypeError', /Expected options to be an object but received an array of length 0/, () => dt.datasets.fromTensors(images([1, 3, 8, 8]), dt.tensor([0], [1], { dtype: 'int64' }), []));
 bad('data', 'an unknown MNIST split', 'TypeError', /Expected options\.split to be 'train' or 'test' but received 'val' of type string/, () => dt.datasets.mnist({ split: 'val' }));
-bad('data', 'an MNIST limit below 10', 'RangeError', /Expected options\.limit to be an integer >= 10 but received 5 of type number/, () => dt.datasets.mnist({ limit: 5 }));
+bad('data', 'an MNIST limit below 10', 'RangeError', /Expected options\.limit to be an integer >= 10 but received 5$/, () => dt.datasets.mnist({ limit: 5 }));
+bad('data', 'an MNIST limit that is not a number', 'TypeError', /Expected options\.limit to be an integer >= 10 but received '20' of type string/, () => dt.datasets.mnist({ limit: '20' }));
 bad('data', 'a CIFAR-10 folder that does not exist', 'DatasetError', /CIFAR-10 folder .*no-such-folder does not exist/, (ctx) => dt.datasets.cifar10(path.join(ctx.dir, 'no-such-folder')));
 bad('data', 'a CIFAR-10 file of the wrong size', 'DatasetError', /CIFAR-10 file .*test_batch\.bin has 100 bytes, not a multiple of 3073/, (ctx) => {
   const dir = path.join(ctx.dir, 'cifar-short');
@@ -280,7 +281,7 @@ bad('files', 'a state dict tensor of the wrong shape', 'WeightsError', /shape mi
 
 // ---- process-wide settings ----
 bad('settings', 'setNumThreads(0)', 'RangeError', /Expected n to be a positive integer but received 0/, () => dt.setNumThreads(0));
-bad('settings', 'manualSeed(-1)', 'TypeError', /Expected seed to be a non-negative safe integer but received -1 of type number/, () => dt.manualSeed(-1));
+bad('settings', 'manualSeed(-1)', 'RangeError', /Expected seed to be a non-negative safe integer but received -1$/, () => dt.manualSeed(-1));
 bad('settings', 'manualSeed(2^53)', 'TypeError', /Expected seed to be a non-negative safe integer but received 9007199254740992/, () => dt.manualSeed(2 ** 53));
 
 /** Runs one case; resolves to undefined when it raised what it should, else to what went wrong. */
