@@ -109,7 +109,7 @@ async function main() {
   const result = { date: new Date().toISOString(), ...machine(), threads: dt.getNumThreads() };
   if (runMatrix) result.matrix = await matrix();
   if (runSoak) result.soak = await soak();
-  writeResult('serve', result);
+  writeResult(runSoak && !runMatrix ? 'serve-soak' : 'serve', result);
 }
 
 main().catch((err) => {
