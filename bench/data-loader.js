@@ -116,7 +116,7 @@ async function main() {
   } finally {
     fs.rmSync(root, { recursive: true, force: true });
   }
-  writeResult('data-loader', results);
+  writeResult(has('loader-only') ? 'data-loader-alone' : 'data-loader', results);
 }
 
 main().catch((err) => {
