@@ -6,6 +6,7 @@
 #include "../core/densenet.h"
 
 #include <atomic>
+#include <functional>
 #include <memory>
 
 namespace densetorch::bindings {

@@ -7,6 +7,7 @@
 
 #include <caffe2/serialize/inline_container.h>
 
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <memory>

@@ -5,6 +5,7 @@
 
 #include "json.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
