@@ -7,7 +7,8 @@
 //   2. DenseNet-121 at 224x224, batch 16, a few steps over the 'train' transform: s/step and
 //      dataWaitShare (the share of training time spent waiting for batches).
 //   0. the loader alone: images/s of decoding + the 'train' transform, JPEG 500x375 -> 224, with
-//      1 and 2 threads (libuv pool and sharp);
+//      1 and 2 threads (libuv pool and sharp), and PyTorch's DataLoader(ImageFolder(...)) with 1
+//      and 2 workers on the same files when Python has torch, torchvision and Pillow;
 // Prints a table and writes bench/results/data-loader-<date>.json.
 //   node bench/data-loader.js [--files 2000,20000] [--steps 6] [--threads 2] [--loader-only]
 'use strict';
@@ -99,6 +100,21 @@ async function main() {
       const r = measure(photos, 'loader', t, steps);
       results.loader.push({ threads: t, ...r });
       console.log(`loader alone (JPEG 500x375 -> 224, 'train' transform), ${t} thread(s): ${r.imagesPerSecond.toFixed(0)} images/s`);
+    }
+    // PyTorch's DataLoader on the same files, when Python has torch, torchvision and Pillow.
+    const python = process.env.PYTHON || 'python3';
+    const probe = spawnSync(python, ['-c', 'import torch, torchvision, PIL'], { encoding: 'utf8' });
+    if (probe.status !== 0) {
+      console.log(`PyTorch's DataLoader: not measured (${python} cannot import torch, torchvision and PIL)`);
+    } else {
+      results.pytorchLoader = [];
+      for (const workers of [1, 2]) {
+        const r = spawnSync(python, [path.join(__dirname, 'pytorch_loader.py'), photos, String(workers)], { encoding: 'utf8' });
+        if (r.status !== 0) throw new Error(`pytorch_loader.py failed:\n${r.stderr}`);
+        const row = JSON.parse(r.stdout.trim().split('\n').pop());
+        results.pytorchLoader.push(row);
+        console.log(`PyTorch DataLoader(ImageFolder), num_workers=${workers}: ${row.imagesPerSecond.toFixed(0)} images/s`);
+      }
     }
     for (const n of has('loader-only') ? [] : counts) {
       const dir = path.join(root, `n${n}`);

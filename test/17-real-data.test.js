@@ -162,6 +162,7 @@ describe('image folders and streamed training', () => {
   after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
   it('lists classes (sorted subfolders) and samples as torchvision does; limit and extensions', () => {
+    fs.writeFileSync(path.join(dir, 'train', 'red', 'notes.txt'), 'not an image: left out by its extension');
     const data = dt.datasets.imageFolder(path.join(dir, 'train'), { size: 32 });
     assert.deepEqual(data.classes, ['blue', 'green', 'red']);
     assert.equal(data.length, 48);
@@ -189,7 +190,7 @@ describe('image folders and streamed training', () => {
     const a = await run();
     const b = await run();
     console.log(`      accuracy by epoch ${a.history.accuracy.map((x) => x.toFixed(2)).join(' ')}; val ${a.history.valAccuracy.map((x) => x.toFixed(2)).join(' ')}; data wait ${a.history.epochs.map((e) => e.dataWaitShare.toFixed(2)).join(' ')}`);
-    assert.ok(a.history.valAccuracy[4] >= 0.9, `val accuracy ${a.history.valAccuracy[4]}`);
+    assert.ok(a.history.valAccuracy[4] >= 0.95, `held-out accuracy ${a.history.valAccuracy[4]}`);
     for (const e of a.history.epochs) assert.ok(e.dataWaitShare >= 0 && e.dataWaitShare <= 1);
     assert.deepEqual(a.history.loss, b.history.loss, 'same seed, same draws, same losses');
     const r = await a.model.evaluate(val);
