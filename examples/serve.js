@@ -97,7 +97,7 @@ function createServer(model, { maxBatch = 32, maxDelayMs = 5, maxQueue = 1024, t
       try {
         tops = await predictor.classify(x, { topK });
       } catch (err) {
-        if (err instanceof TypeError || err instanceof RangeError || /must have shape|too small|channels/.test(err.message)) throw new HttpError(400, err.message);
+        if (err instanceof TypeError || err instanceof RangeError) throw new HttpError(400, err.message); // the model's input checks
         if (err instanceof dt.QueueFullError) throw new HttpError(503, err.message);
         throw err;
       } finally {

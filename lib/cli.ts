@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { cacheDir, findLibTorch, searchLibTorch } from './libtorch';
 import { writePlot } from './plot';
 import { defaultLr, Precision } from './training';
-import { readFileMetadata } from './weights';
+import { loadWithMetadata } from './densenet';
 import { METADATA_CLASSES_KEY, METADATA_CONFIG_KEY, PACKAGE_VERSION, PINNED_TORCH_VERSION } from './package-info';
 
 type Densetorch = typeof import('./index');
@@ -204,9 +204,7 @@ async function evaluate(file: string, flags: EvaluateFlags): Promise<void> {
 }
 
 async function info(file: string): Promise<void> {
-  const dt = load();
-  const model = await dt.load(file);
-  const header = await readFileMetadata(file);
+  const { model, metadata: header } = await loadWithMetadata(file);
   console.log(`file: ${path.resolve(file)} (${(fs.statSync(file).size / 1e6).toFixed(2)} MB)`);
   console.log(`parameters: ${model.numParameters().toLocaleString('en')}`);
   console.log('config:');

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, DensetorchError } from './errors';
 import { Tensor, tensor } from './tensor';
-import { knownOptions, optionsObject } from './validate';
+import { knownOptions, normalizeArg, optionsObject } from './validate';
 
 /** 'cifar': the paper's augmentation (random crop with 4-pixel zero padding, random horizontal flip). */
 export type Augment = 'none' | 'cifar';
@@ -71,20 +71,6 @@ export class Dataset {
   }
 }
 
-function checkNormalize(value: unknown, channels: number): Normalize | undefined {
-  if (value === undefined) return undefined;
-  if (typeof value !== 'object' || value === null) throw new TypeError(`Expected options.normalize to be { mean, std } but received ${describe(value)}`);
-  const n = value as Partial<Normalize>;
-  for (const key of ['mean', 'std'] as const) {
-    const arr = n[key];
-    if (!Array.isArray(arr) || arr.length !== channels || !arr.every((x) => typeof x === 'number' && Number.isFinite(x))) {
-      throw new TypeError(`Expected options.normalize.${key} to be ${channels} finite numbers (one per channel) but received ${describe(arr)}`);
-    }
-  }
-  if ((n.std as number[]).some((x) => x <= 0)) throw new RangeError(`Expected options.normalize.std to be positive but received [${(n.std as number[]).join(', ')}]`);
-  return { mean: [...(n.mean as number[])], std: [...(n.std as number[])] };
-}
-
 /**
  * A data set from tensors already in memory.
  *
@@ -104,7 +90,7 @@ export function fromTensors(images: Tensor, labels: Tensor, options: DatasetOpti
   options = knownOptions<DatasetOptions>(options, ['normalize', 'augment', 'classes'], 'fromTensors()');
   const augment = options.augment ?? 'none';
   if (augment !== 'none' && augment !== 'cifar') throw new TypeError(`Expected options.augment to be 'none' or 'cifar' but received ${describe(augment)}`);
-  const normalize = checkNormalize(options.normalize, shape[1]);
+  const normalize = normalizeArg(options.normalize, shape[1], 'options.normalize');
   let int64Labels = labels;
   if (labels.dtype !== 'int64') {
     const values = labels.toArray() as Int32Array | Uint8Array;

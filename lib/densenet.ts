@@ -2,22 +2,21 @@
  * The DenseNet model class, the preset factories and `load`. Configurations live in config.ts,
  * weight-file reading in weights.ts.
  */
-import { describe, WeightsError } from './errors';
-import { boolean, knownOptions, optionsObject, positiveInt } from './validate';
+import { BusyError, describe, WeightsError } from './errors';
+import { boolean, checkSignal, knownOptions, optionsObject, positiveInt } from './validate';
 import { cifarConfig, CifarArgs, DenseNetArgs, DenseNetConfig, PresetArgs, PresetName, PRESETS, resolveConfig } from './config';
 import { pathArg, readWeightFile } from './weights';
-import { addon, NativeModelConfig, NativeModelHandle } from './native';
+import { addon, NativeModelConfig, NativeModelHandle, NativeTensorHandle } from './native';
 import { checkDevice, Device, Tensor } from './tensor';
 import { AbortError, AnyDataset, BatchLogs, checkDataset, checkPrecision, EpochLogs, EvaluateOptions, FitOptions, History, openDataset, Precision, resolveFitOptions, toHistory } from './training';
-import { BusyError } from './errors';
-import { checkSignal, DEFAULT_MAX_QUEUE, InferenceQueue, Predictor, ServeOptions } from './serve';
+import { DEFAULT_MAX_QUEUE, InferenceQueue, Predictor, ServeOptions } from './serve';
 import { read as readImage } from './image';
 import { METADATA_CLASSES_KEY, METADATA_CONFIG_KEY, METADATA_VERSION_KEY, PACKAGE_VERSION } from './package-info';
+import { Classification, topClasses } from './classify';
+import type { Normalize } from './datasets';
 
 export { cifarConfig, PRESETS, resolveConfig };
 export type { CifarArgs, DenseNetArgs, DenseNetConfig, PresetArgs, PresetName, Stem } from './config';
-import { Classification, topClasses } from './classify';
-import type { Normalize } from './datasets';
 
 /** Options of {@link DenseNet.predict}. */
 export interface PredictOptions {
@@ -167,10 +166,20 @@ export class DenseNet {
     const precision = checkPrecision(o.precision, 'options.precision');
     const signal = checkSignal(o.signal, 'options.signal');
     const maxQueue = positiveInt(o.maxQueue ?? DEFAULT_MAX_QUEUE, 'options.maxQueue');
-    this.#refuseWhileFitting('predict()');
-    this.#native.checkInput(input);
-    const [out] = await this.#queue.submit(() => this.#native.predict([input], batchSize, precision), 'predict()', { signal, maxQueue });
-    return new Tensor(out);
+    const [out] = await this.#infer([input], batchSize, precision, 'predict()', { signal, maxQueue });
+    return out;
+  }
+
+  /**
+   * The one inference path of predict, classify and serve: checks the inputs now (so that a bad
+   * one is refused before it waits), then runs them as one batch in the model's queue.
+   */
+  async #infer(inputs: NativeTensorHandle[], batchSize: number, precision: Precision, name: string,
+    queue: { signal?: AbortSignal; maxQueue: number }): Promise<Tensor[]> {
+    this.#refuseWhileFitting(name);
+    for (const input of inputs) this.#native.checkInput(input);
+    const outs = await this.#queue.submit(() => this.#native.predict(inputs, batchSize, precision), name, queue);
+    return outs.map((h) => new Tensor(h));
   }
 
   /**
@@ -196,15 +205,17 @@ export class DenseNet {
     }
     const size = positiveInt(o.size ?? (this.#config.stem === 'cifar' ? 32 : 224), 'options.size');
     const images = await Promise.all(files.map((f) => readImage(f, { size, normalize: o.normalize })));
-    const results: Classification[] = [];
-    for (let i = 0; i < images.length; i++) {
-      const logits = await this.predict(images[i]);
-      images[i].dispose();
-      const [top] = topClasses(logits, topK, this.#classes);
-      logits.dispose();
-      results.push(typeof files[i] === 'string' ? { file: files[i] as string, top } : { top });
+    let logits: Tensor[];
+    try {
+      logits = await this.#infer(images.map((x) => x.handle('image')), 256, 'fp32', 'classify()', { maxQueue: DEFAULT_MAX_QUEUE });
+    } finally {
+      for (const x of images) x.dispose();
     }
-    return results;
+    return logits.map((l, i) => {
+      const [top] = topClasses(l, topK, this.#classes);
+      l.dispose();
+      return typeof files[i] === 'string' ? { file: files[i] as string, top } : { top };
+    });
   }
 
   /**
@@ -226,11 +237,7 @@ export class DenseNet {
         this.#native.checkInput(tensorArg(x, 'x').handle('x'));
       },
       classes: () => this.#classes,
-      run: async (inputs, batchSize) => {
-        const handles = inputs.map((t, i) => t.handle(`input ${i}`));
-        const outs = await this.#queue.submit(() => this.#native.predict(handles, batchSize, 'fp32'), 'predict()', { maxQueue: Infinity });
-        return outs.map((h) => new Tensor(h));
-      },
+      run: (inputs, batchSize) => this.#infer(inputs.map((t, i) => t.handle(`input ${i}`)), batchSize, 'fp32', 'predict()', { maxQueue: Infinity }),
     }, options);
   }
 
@@ -462,6 +469,11 @@ export function densenetCifar(args: CifarArgs): DenseNet {
  * ```
  */
 export async function load(file: string, options: { device?: Device } = {}): Promise<DenseNet> {
+  return (await loadWithMetadata(file, options)).model;
+}
+
+/** {@link load}, also returning the file's metadata (one read of the file). @internal */
+export async function loadWithMetadata(file: string, options: { device?: Device } = {}): Promise<{ model: DenseNet; metadata: Record<string, string> }> {
   const source = pathArg(file, 'path');
   const weights = await readWeightFile(source);
   try {
@@ -494,7 +506,7 @@ export async function load(file: string, options: { device?: Device } = {}): Pro
       }
     }
     if (options.device && options.device !== 'cpu') model.to(options.device);
-    return model;
+    return { model, metadata: weights.metadata };
   } finally {
     for (const t of Object.values(weights.tensors)) t.dispose();
   }

@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import { describe, DataError } from './errors';
 import { tensor, Tensor } from './tensor';
-import { knownOptions, positiveInt } from './validate';
+import { knownOptions, normalizeArg, positiveInt } from './validate';
 import { checkTransform, CustomTransform, planFor, Plan, Random, sampleRandom, Transform } from './data/transforms';
 import type { Normalize } from './datasets';
 
@@ -38,17 +38,11 @@ export interface ReadOptions {
   normalize?: Normalize | false;
 }
 
-/** Validates a normalize option; undefined is ImageNet's. */
+/** Validates a normalize option of RGB images: undefined is ImageNet's, false is none. */
 export function checkNormalizeOption(value: unknown, what: string): Normalize | false {
   if (value === undefined) return IMAGENET_NORMALIZE;
   if (value === false) return false;
-  const n = value as Partial<Normalize> | null;
-  const ok = (arr: unknown): arr is number[] => Array.isArray(arr) && arr.length === 3 && arr.every((x) => typeof x === 'number' && Number.isFinite(x));
-  if (typeof n !== 'object' || n === null || !ok(n.mean) || !ok(n.std)) {
-    throw new TypeError(`Expected ${what} to be { mean: [r, g, b], std: [r, g, b] } or false but received ${describe(value)}`);
-  }
-  if (n.std.some((x) => x <= 0)) throw new RangeError(`Expected ${what}.std to be positive but received [${n.std.join(', ')}]`);
-  return { mean: [...n.mean], std: [...n.std] };
+  return normalizeArg(value, 3, what) as Normalize;
 }
 
 /** Where an image comes from, for messages. */
@@ -80,35 +74,46 @@ export async function decodeImage(source: string | Buffer, size: number, transfo
   }
 }
 
+type SharpImage = ReturnType<SharpModule>;
+
+/** Runs `image`'s pipeline to RGB bytes (8-bit, alpha dropped, grey expanded). */
+async function rgb(image: SharpImage): Promise<{ data: Buffer; width: number; height: number }> {
+  const { data, info } = await image.removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
+  if (info.channels !== 3) throw new Error(`decoded to ${info.channels} channels, expected 3`);
+  return { data, width: info.width, height: info.height };
+}
+
+/**
+ * Ends a sharp pipeline and starts a new one on its pixels: sharp runs each pipeline's steps in
+ * a fixed order (one extract before and one after the resize, the mirror before a post-resize
+ * extract), so steps that must run in another order need a pass of their own.
+ */
+async function newPass(lib: SharpModule, image: SharpImage): Promise<SharpImage> {
+  const { data, width, height } = await rgb(image);
+  return lib(data, { raw: { width, height, channels: 3 } });
+}
+
 async function apply(lib: SharpModule, input: Buffer, plan: Plan): Promise<Uint8Array> {
   let image = lib(input);
   if (plan.crop) image = image.extract(plan.crop);
   image = image.resize(plan.resize.width, plan.resize.height, { fit: 'fill', kernel: 'linear' });
   if (plan.cropAfter) {
-    // sharp applies one extract before and one after the resize; padding needs its own pass.
     if (plan.pad) {
-      const resized = await image.removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
-      image = lib(resized.data, { raw: { width: resized.info.width, height: resized.info.height, channels: 3 } })
-        .extend({ top: plan.pad, bottom: plan.pad, left: plan.pad, right: plan.pad, background: { r: 0, g: 0, b: 0 } });
-      const padded = await image.raw().toBuffer({ resolveWithObject: true });
-      image = lib(padded.data, { raw: { width: padded.info.width, height: padded.info.height, channels: 3 } });
+      image = (await newPass(lib, image)).extend({ top: plan.pad, bottom: plan.pad, left: plan.pad, right: plan.pad, background: { r: 0, g: 0, b: 0 } });
+      image = await newPass(lib, image);
     }
     image = image.extract(plan.cropAfter);
-    if (plan.flip && !plan.pad) {
-      // sharp mirrors before a post-resize extract; torchvision crops first, then flips.
-      const cropped = await image.removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
-      image = lib(cropped.data, { raw: { width: cropped.info.width, height: cropped.info.height, channels: 3 } });
-    }
+    // torchvision crops first, then flips.
+    if (plan.flip && !plan.pad) image = await newPass(lib, image);
   }
   if (plan.flip) image = image.flop();
-  const { data, info } = await image.removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
-  if (info.channels !== 3) throw new Error(`decoded to ${info.channels} channels, expected 3`);
+  const { data } = await rgb(image);
   return new Uint8Array(data.buffer, data.byteOffset, data.length);
 }
 
 async function custom(lib: SharpModule, input: Buffer, size: number, transform: CustomTransform, random: Random): Promise<Uint8Array> {
-  const { data, info } = await lib(input).removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
-  const out = await transform({ data: new Uint8Array(data.buffer, data.byteOffset, data.length), width: info.width, height: info.height }, random);
+  const { data, width, height } = await rgb(lib(input));
+  const out = await transform({ data: new Uint8Array(data.buffer, data.byteOffset, data.length), width, height }, random);
   if (!out || out.width !== size || out.height !== size || !(out.data instanceof Uint8Array) || out.data.length !== size * size * 3) {
     throw new Error(`the custom transform must return { data: Uint8Array(${size * size * 3}), width: ${size}, height: ${size} } (RGB)`);
   }

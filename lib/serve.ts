@@ -2,10 +2,10 @@
  * Serving: the FIFO queue that lets many inference calls share one model, and the dynamic
  * batcher behind {@link DenseNet.serve} that merges small concurrent requests into one forward pass.
  */
-import { DensetorchError, describe } from './errors';
+import { DensetorchError } from './errors';
 import type { Tensor } from './tensor';
 import { ClassScore, topClasses } from './classify';
-import { knownOptions, optionsObject, positiveInt, numberIn } from './validate';
+import { checkSignal, knownOptions, optionsObject, positiveInt, numberIn } from './validate';
 
 /** An inference request was refused because the queue already holds its limit of requests. */
 export class QueueFullError extends DensetorchError {
@@ -29,13 +29,6 @@ export interface QueueOptions {
   signal?: AbortSignal;
   /** Refuse with {@link QueueFullError} when this many requests are already waiting. Default 1024. */
   maxQueue?: number;
-}
-
-/** Checks an optional AbortSignal argument. */
-export function checkSignal(value: unknown, what: string): AbortSignal | undefined {
-  if (value === undefined) return undefined;
-  if (!(value instanceof AbortSignal)) throw new TypeError(`Expected ${what} to be an AbortSignal but received ${describe(value)}`);
-  return value;
 }
 
 function abortReason(signal: AbortSignal, what: string): Error {

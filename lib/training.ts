@@ -4,7 +4,7 @@
  */
 import * as path from 'node:path';
 import { describe, DensetorchError, TrainingError } from './errors';
-import { boolean, numberIn, optionalFunction, optionsObject, positiveInt, seedArg } from './validate';
+import { boolean, checkSignal, numberIn, optionalFunction, optionsObject, positiveInt, seedArg } from './validate';
 import { Dataset } from './datasets';
 import { StreamDataset } from './data/stream';
 
@@ -262,7 +262,6 @@ export function resolveFitOptions(options: FitOptions | undefined): {
   }
   const seed = seedArg(o.seed ?? 0, 'seed');
   const validation = o.validationData === undefined ? undefined : checkDataset(o.validationData, 'validationData');
-  if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw new TypeError(`Expected signal to be an AbortSignal but received ${describe(o.signal)}`);
   let checkpointPath: string | undefined;
   let checkpointEvery = 1;
   if (o.checkpoint !== undefined) {
@@ -289,7 +288,7 @@ export function resolveFitOptions(options: FitOptions | undefined): {
     },
     onBatchEnd: optionalFunction(o.onBatchEnd, 'onBatchEnd'),
     onEpochEnd: optionalFunction(o.onEpochEnd, 'onEpochEnd'),
-    signal: o.signal,
+    signal: checkSignal(o.signal, 'signal'),
     validation,
   };
 }

@@ -62,6 +62,31 @@ export function knownOptions<T>(value: unknown, known: readonly string[], fn: st
   return o;
 }
 
+/** Per-channel normalisation { mean, std } of `channels` finite numbers each, std > 0; undefined stays undefined. */
+export function normalizeArg(value: unknown, channels: number, what: string): { mean: number[]; std: number[] } | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'object' || value === null) throw new TypeError(`Expected ${what} to be { mean, std } but received ${describe(value)}`);
+  const n = value as { mean?: unknown; std?: unknown };
+  const lists: number[][] = [];
+  for (const key of ['mean', 'std'] as const) {
+    const arr = n[key];
+    if (!Array.isArray(arr) || arr.length !== channels || !arr.every((x) => typeof x === 'number' && Number.isFinite(x))) {
+      throw new TypeError(`Expected ${what}.${key} to be ${channels} finite numbers (one per channel) but received ${describe(arr)}`);
+    }
+    lists.push([...arr]);
+  }
+  const [mean, std] = lists;
+  if (std.some((x) => x <= 0)) throw new RangeError(`Expected ${what}.std to be positive but received [${std.join(', ')}]`);
+  return { mean, std };
+}
+
+/** An AbortSignal, or undefined. */
+export function checkSignal(value: unknown, what: string): AbortSignal | undefined {
+  if (value === undefined) return undefined;
+  if (!(value instanceof AbortSignal)) throw new TypeError(`Expected ${what} to be an AbortSignal but received ${describe(value)}`);
+  return value;
+}
+
 /** A function, or undefined. */
 export function optionalFunction<T>(value: unknown, what: string): T | undefined {
   if (value === undefined) return undefined;

@@ -23,11 +23,3 @@ export async function readWeightFile(file: string): Promise<NativeWeightFile> {
   for (const [name, t] of Object.entries(weights.tensors)) renamed[name.replace(LEGACY_KEY, '$1$2')] = t;
   return { tensors: renamed, metadata: weights.metadata };
 }
-
-/** The metadata of a .safetensors file (read by the native reader). @internal */
-export async function readFileMetadata(file: string): Promise<Record<string, string>> {
-  const weights = await readWeightFile(pathArg(file, 'path'));
-  for (const t of Object.values(weights.tensors)) t.dispose();
-  return weights.metadata;
-}
-

@@ -9,7 +9,8 @@ const { ROOT } = require('./helpers');
 const stamps = require('../scripts/build-stamp.js');
 const nativeConfig = require('../scripts/native-config.js');
 
-const LT = { version: '2.13.0+cpu', root: '/opt/libtorch', cuda: false };
+// A LibTorch description only (nothing is read from its folder).
+const LT = { version: '2.13.0+cpu', root: path.join(os.tmpdir(), 'densetorch-fake-libtorch'), cuda: false };
 
 describe('build stamp', () => {
   let dir;

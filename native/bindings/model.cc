@@ -109,7 +109,6 @@ Napi::Value NativeModel::Predict(const Napi::CallbackInfo& info) {
     auto list = info[0].As<Napi::Array>();
     std::vector<at::Tensor> inputs;
     for (uint32_t i = 0; i < list.Length(); ++i) inputs.push_back(NativeTensor::FromValue(list.Get(i), "input"));
-    for (const auto& x : inputs) model_->check_input(x);  // synchronously, with the caller's stack
     const int64_t batch = info[1].As<Napi::Number>().Int64Value();
     const Precision precision = parse_precision(info[2].As<Napi::String>().Utf8Value());
     auto done = hold(env);
