@@ -348,7 +348,7 @@ export class DenseNet {
     if (this.#queue.depth > 0) {
       throw new BusyError(`fit() refused: ${this.#queue.depth} predict/evaluate/save call(s) are queued or running on this model; await them first`);
     }
-    const train = openDataset(data, o.native.batchSize, o.native.shuffle, o.native.seed);
+    const train = openDataset(data, o.native.batchSize, o.native.shuffle, o.native.seed, o.native.dropLast);
     const validation = o.validation && openDataset(o.validation, o.native.batchSize, false, o.native.seed);
     const closeData = (): void => {
       train.close();

@@ -33,12 +33,18 @@ export class TrainingError extends DensetorchError {}
 export class DataError extends DensetorchError {}
 
 /**
+ * Data-parallel training failed: a rank died, was killed or stopped answering (the message names
+ * it), the rendezvous timed out, or the build has no distributed support.
+ */
+export class DistributedError extends DensetorchError {}
+
+/**
  * The classes the addon throws (handed to it once at load, as better-sqlite3 does): native code
- * raises these directly, with `code` set (DENSETORCH_WEIGHTS, _BUSY, _TRAINING, _DATA, _NATIVE)
+ * raises these directly, with `code` set (DENSETORCH_WEIGHTS, _BUSY, _TRAINING, _DATA, _DISTRIBUTED, _NATIVE)
  * and the stack of the JS call that failed.
  */
 export function nativeErrorClasses(): Record<string, typeof DensetorchError> {
-  return { WeightsError, BusyError, TrainingError, DataError, NativeError };
+  return { WeightsError, BusyError, TrainingError, DataError, DistributedError, NativeError };
 }
 
 /** A native operation failed: inside LibTorch (the message is its first line) or a file system call such as a save. */

@@ -27,6 +27,8 @@ export type { DenseNetArgs, DenseNetConfig, PresetArgs, PresetName, CifarArgs, P
 export type { Classification, ClassScore } from './classify';
 export * as datasets from './datasets';
 export * as image from './image';
+export * as distributed from './distributed';
+export type { InitOptions, GroupInfo, ReduceOp, Backend } from './distributed';
 export type { Dataset, DatasetOptions, Normalize, Augment, StreamDataset, Batch, ImageFolderDataset, ImageFolderOptions } from './datasets';
 export type { ReadOptions } from './image';
 export type { Transform, TransformName, CustomTransform, RawImage, Box } from './data/transforms';
@@ -36,6 +38,7 @@ export type { ServeOptions, ServePredictOptions, ServeStats } from './serve';
 export type { AnyDataset, Precision, FitOptions, History, BatchLogs, EpochLogs, EvaluateOptions, SgdOptions, AdamOptions, Schedule } from './training';
 export {
   DataError,
+  DistributedError,
   TrainingError,
   DensetorchError,
   WeightsError,

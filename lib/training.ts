@@ -7,6 +7,7 @@ import { describe, DensetorchError, TrainingError } from './errors';
 import { boolean, checkSignal, numberIn, optionalFunction, optionsObject, positiveInt, seedArg } from './validate';
 import { Dataset } from './datasets';
 import { StreamDataset } from './data/stream';
+import { currentShard } from './distributed';
 
 /** The default learning rate of an optimizer: 0.1 for SGD (the paper's), 1e-3 for Adam and AdamW. */
 export function defaultLr(type: 'sgd' | 'adam' | 'adamw'): number {
@@ -22,9 +23,13 @@ export function checkDataset(value: unknown, what: string): AnyDataset {
   throw new TypeError(`Expected ${what} to be a Dataset (see dt.datasets) but received ${describe(value)}`);
 }
 
-/** Connects a data set to the addon for one call; `close()` after the call settles. */
-export function openDataset(data: AnyDataset, batchSize: number, shuffle: boolean, seed: number): { native: unknown; close(): void } {
-  if (data instanceof StreamDataset) return data.open(batchSize, shuffle, seed);
+/**
+ * Connects a data set to the addon for one call; `close()` after the call settles. In a
+ * distributed group, a streamed data set delivers this rank's shard (in-memory ones are sharded
+ * by the native side).
+ */
+export function openDataset(data: AnyDataset, batchSize: number, shuffle: boolean, seed: number, dropLast = false): { native: unknown; close(): void } {
+  if (data instanceof StreamDataset) return data.open(batchSize, shuffle, seed, currentShard(dropLast));
   return { native: data.toNative(), close: () => undefined };
 }
 
@@ -112,6 +117,12 @@ export interface FitOptions {
   shuffle?: boolean;
   /** Seeds shuffling, augmentation and dropout. Default 0. */
   seed?: number;
+  /**
+   * Data-parallel training (after {@link distributed.init}): cut each epoch to a multiple of the
+   * number of ranks instead of padding it by repeating samples, as DistributedSampler's
+   * `drop_last`. Default false. No effect in a single process.
+   */
+  dropLast?: boolean;
   /** Evaluated after every epoch: data in memory or streamed (e.g. an image folder with the 'eval' transform). */
   validationData?: AnyDataset;
   /** Called after every batch (on the main thread). */
@@ -190,6 +201,7 @@ export interface NativeFitOptions {
   schedule: { type: 'constant' | 'multistep' | 'cosine'; milestones: number[]; gamma: number };
   shuffle: boolean;
   seed: number;
+  dropLast: boolean;
   validationData?: unknown;
   checkpointPath?: string;
   checkpointEvery: number;
@@ -201,7 +213,7 @@ export interface NativeFitOptions {
 
 
 
-const FIT_KEYS = ['epochs', 'batchSize', 'optimizer', 'schedule', 'shuffle', 'seed', 'validationData', 'onBatchEnd', 'onEpochEnd', 'signal', 'checkpoint', 'resumeFrom', 'precision'];
+const FIT_KEYS = ['epochs', 'batchSize', 'optimizer', 'schedule', 'shuffle', 'seed', 'dropLast', 'validationData', 'onBatchEnd', 'onEpochEnd', 'signal', 'checkpoint', 'resumeFrom', 'precision'];
 
 /** Validates fit() options and fills in defaults. */
 export function resolveFitOptions(options: FitOptions | undefined): {
@@ -280,6 +292,7 @@ export function resolveFitOptions(options: FitOptions | undefined): {
       schedule: nativeSchedule,
       shuffle: boolean(o.shuffle ?? true, 'shuffle'),
       seed,
+      dropLast: boolean(o.dropLast ?? false, 'dropLast'),
       validationData: undefined,
       checkpointPath,
       checkpointEvery,

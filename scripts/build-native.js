@@ -28,12 +28,20 @@ function main() {
   const started = Date.now();
   const lt = finder.findLibTorch({ fetch: true, log: (m) => console.log(m) });
   console.log(`densetorch: using LibTorch ${lt.version} from ${lt.source} (${lt.root})${lt.cuda ? ' with CUDA' : ''}`);
+  const gloo = require('../dist/gloo.js').findGloo({ fetch: true, log: (m) => console.log(m) });
+  console.log(gloo.found
+    ? `densetorch: distributed training (c10d, Gloo) on, with gloo's headers from ${gloo.source} (${gloo.includeDir})`
+    : `densetorch: distributed training off: ${gloo.reason}`);
 
   const builder = process.env.DENSETORCH_BUILDER || 'node-gyp';
   if (builder !== 'node-gyp' && builder !== 'cmake-js') throw new Error(`DENSETORCH_BUILDER must be 'node-gyp' or 'cmake-js', got '${builder}'`);
   const out = path.join(root, 'build', 'Release');
   const jobs = String(Math.max(1, os.availableParallelism ? os.availableParallelism() : os.cpus().length));
-  const stamp = stamps.currentStamp(lt, { builder, unity: builder === 'node-gyp' ? unityGroups({ JOBS: jobs, ...process.env }) : null });
+  const stamp = stamps.currentStamp(lt, {
+    builder,
+    unity: builder === 'node-gyp' ? unityGroups({ JOBS: jobs, ...process.env }) : null,
+    gloo: gloo.found ? gloo.includeDir : null,
+  });
   const need = process.env.DENSETORCH_FORCE_BUILD ? 'full' : stamps.buildNeeded(out, stamp);
   if (need === 'up-to-date') {
     console.log(`densetorch: ${path.relative(root, out)}/densetorch.node is up to date (same sources, node-addon-api ${stamp.configuration.nodeAddonApi} and LibTorch ${lt.version}); nothing to build`);
@@ -42,7 +50,7 @@ function main() {
   // A build that fails half-way must not leave a stamp that vouches for the old addon.
   stamps.removeStamp(out);
 
-  const env = { ...process.env, DENSETORCH_LIBTORCH_ROOT: lt.root };
+  const env = { ...process.env, DENSETORCH_LIBTORCH_ROOT: lt.root, DENSETORCH_GLOO_ROOT: gloo.found ? gloo.includeDir : '' };
   if (!env.CXX && which('ccache')) {
     env.CXX = 'ccache g++';
     env.CC = 'ccache gcc';

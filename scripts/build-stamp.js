@@ -38,9 +38,10 @@ function nativeFiles() {
 /**
  * The stamp a build made now would carry. `configuration` holds what `node-gyp configure` reads
  * (when it changes, the build starts from scratch); `sources` what make tracks itself.
- * `lt` is the LibTorch install (lib/libtorch.ts) the build links.
+ * `lt` is the LibTorch install (lib/libtorch.ts) the build links; `gloo` the include folder of
+ * gloo's headers (lib/gloo.ts), or null when the distributed part is left out.
  */
-function currentStamp(lt, { builder, unity }) {
+function currentStamp(lt, { builder, unity, gloo = null }) {
   const napiPackage = JSON.parse(fs.readFileSync(require.resolve('node-addon-api/package.json'), 'utf8'));
   const { nativeSources } = require('./native-config.js');
   return {
@@ -48,6 +49,7 @@ function currentStamp(lt, { builder, unity }) {
       builder,
       unity,
       libtorch: { version: lt.version, root: lt.root, cuda: lt.cuda },
+      gloo,
       nodeAddonApi: napiPackage.version,
       platform: `${process.platform}-${process.arch}`,
       sourceList: nativeSources(),

@@ -7,7 +7,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 
-const USAGE = 'sources|include|libdir|libs|cmake';
+const USAGE = 'sources|include|defines|libdir|libs|cmake';
 
 const root = path.resolve(__dirname, '..');
 
@@ -88,6 +88,28 @@ function libtorch() {
   return finder.findLibTorch({ fetch: false });
 }
 
+/**
+ * gloo's headers for the distributed part (lib/gloo.ts; found, never fetched, here: the build
+ * script fetches them first). `DENSETORCH_GLOO_ROOT`, set by build-native.js, pins the folder
+ * found there so that every query of one build agrees.
+ */
+function gloo() {
+  const pinned = process.env.DENSETORCH_GLOO_ROOT;
+  if (pinned !== undefined) return pinned ? { found: true, includeDir: pinned } : { found: false, reason: 'not found at build time' };
+  return require('../dist/gloo.js').findGloo({ fetch: false });
+}
+
+/** The preprocessor definitions of the build: the distributed part is compiled when gloo's headers are there. */
+function defines() {
+  return gloo().found ? ['DENSETORCH_DISTRIBUTED', 'USE_C10D_GLOO', 'USE_DISTRIBUTED'] : [];
+}
+
+/** Include folders: LibTorch's, then gloo's when found. */
+function includeDirs(lt) {
+  const g = gloo();
+  return g.found ? [...lt.includeDirs, g.includeDir] : [...lt.includeDirs];
+}
+
 /** The LibTorch libraries the addon links, by name (c10, torch_cpu, ...). */
 function libNames(lt) {
   return lt.cuda ? ['c10', 'torch_cpu', 'torch', 'c10_cuda', 'torch_cuda'] : ['c10', 'torch_cpu', 'torch'];
@@ -112,11 +134,12 @@ function cmakeQuoted(value) {
   return `"${value.replace(/[\\"$]/g, (c) => `\\${c}`)}"`;
 }
 
-/** A CMake script setting TORCH_VERSION, TORCH_INCLUDE_DIRS, TORCH_LIBRARY_DIR, TORCH_LIBRARIES and TORCH_RECORD. */
+/** A CMake script setting TORCH_VERSION, TORCH_INCLUDE_DIRS, DENSETORCH_DEFINES, TORCH_LIBRARY_DIR, TORCH_LIBRARIES and TORCH_RECORD. */
 function cmakeSettings(lt) {
   const vars = {
     TORCH_VERSION: lt.version,
-    TORCH_INCLUDE_DIRS: lt.includeDirs.join(';'),
+    TORCH_INCLUDE_DIRS: includeDirs(lt).join(';'),
+    DENSETORCH_DEFINES: defines().join(';'),
     TORCH_LIBRARY_DIR: lt.libDir,
     TORCH_LIBRARIES: libNames(lt).map((n) => path.join(lt.libDir, `lib${n}.so`)).join(';'),
     TORCH_RECORD: recordJson(lt),
@@ -127,7 +150,8 @@ function cmakeSettings(lt) {
 function main(what) {
   switch (what) {
     case 'sources': console.log(sources().join(' ')); break;
-    case 'include': console.log(libtorch().includeDirs.join(' ')); break;
+    case 'include': console.log(includeDirs(libtorch()).join(' ')); break;
+    case 'defines': console.log(defines().join(' ')); break;
     case 'libdir': console.log(libtorch().libDir); break;
     case 'libs': console.log(libNames(libtorch()).map((n) => `-l${n}`).join(' ')); break;
     case 'cmake': console.log(cmakeSettings(libtorch())); break;
@@ -137,7 +161,7 @@ function main(what) {
   }
 }
 
-module.exports = { writeRecord, nativeSources, sources, unityGroups, splitBySize, libtorch };
+module.exports = { writeRecord, nativeSources, sources, unityGroups, splitBySize, libtorch, gloo };
 
 if (require.main === module) {
   try {

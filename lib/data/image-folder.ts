@@ -4,6 +4,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { shardOrder } from '../distributed';
 import { describe, DataError } from '../errors';
 import { tensor } from '../tensor';
 import { knownOptions, positiveInt } from '../validate';
@@ -97,9 +98,10 @@ export class ImageFolderDataset extends StreamDataset {
 
   async *batches(request: EpochRequest): AsyncGenerator<Batch> {
     const n = this.samples.length;
-    const order = request.train && request.shuffle ? permutation(n, sampleRandom(request.seed, request.epoch, 0xffffffff)) : Array.from({ length: n }, (_, i) => i);
+    const all = request.train && request.shuffle ? permutation(n, sampleRandom(request.seed, request.epoch, 0xffffffff)) : Array.from({ length: n }, (_, i) => i);
+    const order = request.shard ? shardOrder(all, request.shard, request.train) : all;
     const transform = request.train ? this.transform : (typeof this.transform === 'function' ? this.transform : 'eval');
-    for (let start = 0; start < n; start += request.batchSize) {
+    for (let start = 0; start < order.length; start += request.batchSize) {
       const picks = order.slice(start, start + request.batchSize);
       const decoded = await Promise.all(picks.map(async (index) => {
         const sample = this.samples[index];

@@ -5,6 +5,7 @@
  * memory does not grow with the size of the data set.
  */
 import { describe } from '../errors';
+import type { Shard } from '../distributed';
 import { addon, NativeFeederHandle } from '../native';
 import { Tensor } from '../tensor';
 import { knownOptions, nonNegativeInt, positiveInt } from '../validate';
@@ -24,6 +25,13 @@ export interface EpochRequest {
   train: boolean;
   shuffle: boolean;
   seed: number;
+  /**
+   * Data-parallel training ({@link distributed.init}): the share of the epoch this rank reads.
+   * Image folders apply it themselves (as DistributedSampler: training shards padded to equal
+   * length, evaluation shards not); a source made with {@link fromAsyncIterable} should deliver
+   * only its rank's share. Undefined in a single process.
+   */
+  shard?: Shard;
 }
 
 /** Default number of batches made ahead of the training thread. */
@@ -50,14 +58,14 @@ export abstract class StreamDataset {
    * @internal Connects this data set to a native queue for one fit/evaluate call; `close()`
    * stops its producer once the call has settled.
    */
-  open(batchSize: number, shuffle: boolean, seed: number): { native: { feeder: NativeFeederHandle }; close(): void } {
-    const length = this.length;
+  open(batchSize: number, shuffle: boolean, seed: number, shard?: Shard): { native: { feeder: NativeFeederHandle }; close(): void } {
+    const length = shard && this.length > 0 ? Math.ceil(this.length / shard.worldSize) : this.length;
     const batches = length > 0 ? Math.ceil(length / batchSize) : 0;
     let run: Run | undefined;
     const feeder: NativeFeederHandle = new (addon().NativeFeeder)(length, batches, this.prefetch, (generation: number, epoch: number, train: boolean, start: boolean) => {
       if (start) {
         run?.cancel();
-        run = new Run(this, feeder, generation, { epoch, batchSize, train, shuffle, seed }, this.prefetch);
+        run = new Run(this, feeder, generation, { epoch, batchSize, train, shuffle, seed, shard }, this.prefetch);
       } else if (run && run.generation === generation) {
         run.credit();
       }

@@ -5,6 +5,7 @@
 #include "../core/tensor_ops.h"
 #include "addon_data.h"
 #include "data_source.h"
+#include "distributed.h"
 #include "errors.h"
 #include "model.h"
 #include "tensor.h"
@@ -42,7 +43,7 @@ Napi::Value ManualSeed(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// setErrorClasses({ WeightsError, BusyError, TrainingError, DataError, NativeError })
+// setErrorClasses({ WeightsError, BusyError, TrainingError, DataError, DistributedError, NativeError })
 Napi::Value SetErrorClasses(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto classes = info[0].As<Napi::Object>();
@@ -56,6 +57,7 @@ Napi::Value SetErrorClasses(const Napi::CallbackInfo& info) {
   take(data.busy_error, "BusyError");
   take(data.training_error, "TrainingError");
   take(data.data_error, "DataError");
+  take(data.distributed_error, "DistributedError");
   take(data.native_error, "NativeError");
   return env.Undefined();
 }
@@ -73,6 +75,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeTensor", NativeTensor::Init(env));
   exports.Set("NativeModel", NativeModel::Init(env));
   exports.Set("NativeFeeder", NativeFeeder::Init(env));
+  exports.Set("distributed", DistributedExports(env));
   exports.Set("readWeights", Napi::Function::New<ReadWeights>(env, "readWeights"));
   exports.Set("versions", Napi::Function::New<Versions>(env, "versions"));
   exports.Set("setNumThreads", Napi::Function::New<SetNumThreads>(env, "setNumThreads"));

@@ -7,6 +7,7 @@
 
 #include <c10/util/Exception.h>
 
+#include "../core/distributed.h"
 #include "../core/errors.h"
 
 #include <exception>
@@ -25,7 +26,7 @@ inline std::string first_line(const std::string& message) {
 }
 
 // The JS error class for a C++ exception: c10's typed errors map to TypeError/RangeError.
-enum class ErrorKind { kError, kTypeError, kRangeError, kWeights, kBusy, kTraining, kData };
+enum class ErrorKind { kError, kTypeError, kRangeError, kWeights, kBusy, kTraining, kData, kDistributed };
 
 struct Failure {
   ErrorKind kind = ErrorKind::kError;
@@ -44,6 +45,8 @@ inline Failure describe_current_exception() {
     return {ErrorKind::kTraining, first_line(e.what())};
   } catch (const DataError& e) {
     return {ErrorKind::kData, first_line(e.what())};
+  } catch (const DistributedError& e) {
+    return {ErrorKind::kDistributed, first_line(e.what())};
   } catch (const c10::TypeError& e) {
     return {ErrorKind::kTypeError, first_line(e.what_without_backtrace())};
   } catch (const c10::IndexError& e) {
@@ -70,6 +73,7 @@ inline const char* error_code(ErrorKind kind) {
     case ErrorKind::kBusy: return "DENSETORCH_BUSY";
     case ErrorKind::kTraining: return "DENSETORCH_TRAINING";
     case ErrorKind::kData: return "DENSETORCH_DATA";
+    case ErrorKind::kDistributed: return "DENSETORCH_DISTRIBUTED";
     default: return "DENSETORCH_NATIVE";
   }
 }
@@ -82,6 +86,7 @@ inline Napi::Error to_js_error(Napi::Env env, const Failure& failure) {
                                  : failure.kind == ErrorKind::kBusy     ? data.busy_error
                                  : failure.kind == ErrorKind::kTraining ? data.training_error
                                  : failure.kind == ErrorKind::kData     ? data.data_error
+                                 : failure.kind == ErrorKind::kDistributed ? data.distributed_error
                                                                         : data.native_error;
   Napi::Error error = cls.IsEmpty() ? Napi::Error::New(env, failure.message)
                                     : Napi::Error(env, cls.New({Napi::String::New(env, failure.message)}));

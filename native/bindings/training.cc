@@ -26,6 +26,7 @@ FitOptions options_from(const Napi::Object& o) {
   f.batch_size = static_cast<int64_t>(number(o, "batchSize"));
   f.shuffle = o.Get("shuffle").As<Napi::Boolean>().Value();
   f.seed = static_cast<uint64_t>(number(o, "seed"));
+  f.drop_last = o.Get("dropLast").As<Napi::Boolean>().Value();
   auto opt = o.Get("optimizer").As<Napi::Object>();
   const std::string type = opt.Get("type").As<Napi::String>().Utf8Value();
   f.optimizer.type = type == "adam" ? OptimizerOptions::Type::kAdam : type == "adamw" ? OptimizerOptions::Type::kAdamW : OptimizerOptions::Type::kSgd;

@@ -1,5 +1,6 @@
 #include "data.h"
 
+#include "distributed.h"
 #include "errors.h"
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -76,14 +77,31 @@ std::pair<at::Tensor, at::Tensor> make_batch(const Dataset& d, const at::Tensor&
 TensorSource::TensorSource(Dataset data, int64_t batch_size, bool shuffle)
     : data_(std::move(data)), batch_size_(batch_size), shuffle_(shuffle) {}
 
-void TensorSource::start_epoch(int64_t, bool train, at::Generator& gen) {
+int64_t TensorSource::size() const {
+  if (!shard_) return data_.size();
+  // Training shards are padded to equal sizes (or cut, with drop_last) as DistributedSampler's;
+  // this counts the training shard (evaluation shards differ by at most one sample).
+  const int64_t n = data_.size(), w = shard_->world;
+  return shard_->drop_last ? n / w : (n + w - 1) / w;
+}
+
+void TensorSource::shard(int64_t rank, int64_t world, bool drop_last, uint64_t seed) {
+  shard_ = Shard{rank, world, drop_last, seed};
+}
+
+void TensorSource::start_epoch(int64_t epoch, bool train, at::Generator& gen) {
   train_ = train;
-  order_ = train ? epoch_order(data_.size(), shuffle_, gen) : at::arange(data_.size(), at::kLong);
+  if (shard_) {
+    order_ = distributed::shard_indices(data_.size(), shard_->rank, shard_->world, train && shuffle_, shard_->seed, epoch,
+                                        shard_->drop_last, /*pad=*/train);
+  } else {
+    order_ = train ? epoch_order(data_.size(), shuffle_, gen) : at::arange(data_.size(), at::kLong);
+  }
   position_ = 0;
 }
 
 std::optional<Batch> TensorSource::next(at::Generator& gen, const std::atomic<bool>*) {
-  const int64_t n = data_.size();
+  const int64_t n = order_.size(0);
   if (position_ >= n) return std::nullopt;
   const int64_t count = std::min(batch_size_, n - position_);
   auto batch = make_batch(data_, order_.narrow(0, position_, count), train_, gen);

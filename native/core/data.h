@@ -65,6 +65,10 @@ class BatchSource {
   // Checks the labels and image channels it delivers against a model: up front for data in
   // memory (throws as validate()), batch by batch (DataError) for data that arrives later.
   virtual void check(const DenseNetImpl& model) = 0;
+  // Data-parallel training: from now on deliver only rank `rank`'s share of each epoch, as
+  // DistributedSampler (distributed::shard_indices; `seed` seeds the shuffle with seed + epoch).
+  // Sources fed from outside (QueueSource) are sharded by their producer and ignore this.
+  virtual void shard(int64_t rank, int64_t world, bool drop_last, uint64_t seed) {}
 };
 
 // Batches of an in-memory data set: a permutation per epoch when shuffling, normalisation and
@@ -72,17 +76,24 @@ class BatchSource {
 class TensorSource : public BatchSource {
  public:
   TensorSource(Dataset data, int64_t batch_size, bool shuffle);
-  int64_t size() const override { return data_.size(); }
-  int64_t batches() const override { return (data_.size() + batch_size_ - 1) / batch_size_; }
+  int64_t size() const override;
+  int64_t batches() const override { return (size() + batch_size_ - 1) / batch_size_; }
   void start_epoch(int64_t epoch, bool train, at::Generator& gen) override;
   std::optional<Batch> next(at::Generator& gen, const std::atomic<bool>* stop) override;
   void check(const DenseNetImpl& model) override;
+  void shard(int64_t rank, int64_t world, bool drop_last, uint64_t seed) override;
   const Dataset& data() const { return data_; }
 
  private:
+  struct Shard {
+    int64_t rank, world;
+    bool drop_last;
+    uint64_t seed;
+  };
   Dataset data_;
   int64_t batch_size_;
   bool shuffle_;
+  std::optional<Shard> shard_;
   bool train_ = false;
   at::Tensor order_;
   int64_t position_ = 0;

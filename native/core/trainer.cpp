@@ -1,6 +1,7 @@
 #include "trainer.h"
 
 #include "atomic_file.h"
+#include "distributed.h"
 #include "errors.h"
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -95,6 +96,47 @@ int64_t load_checkpoint(const std::string& path, DenseNet& model, torch::optim::
   }
 }
 
+// The data-parallel group fit and evaluate run in, if one is initialized.
+struct Parallel {
+  bool on = false;
+  int64_t rank = 0, world = 1;
+};
+
+Parallel parallel() {
+  if (!distributed::initialized()) return {};
+  const auto g = distributed::info();
+  return {true, g.rank, g.world_size};
+}
+
+// Gradient buckets, as DDP's default bucket_cap_mb.
+constexpr int64_t kBucketBytes = 25LL << 20;
+
+// Runs `body`. In a group, an error only this rank sees (bad data, a checkpoint it cannot write)
+// is first reported to the other ranks, whose collectives then fail at once naming this rank,
+// instead of waiting for the timeout.
+template <typename Body>
+auto tell_others_on_error(const Parallel& par, Body&& body) -> decltype(body()) {
+  try {
+    return body();
+  } catch (const DistributedError&) {
+    throw;
+  } catch (const c10::Error& e) {
+    if (par.on) distributed::abort(e.what_without_backtrace());
+    throw;
+  } catch (const std::exception& e) {
+    if (par.on) distributed::abort(e.what());
+    throw;
+  }
+}
+
+// Every parameter and buffer, in the model's order.
+std::vector<at::Tensor> model_state(DenseNet& model) {
+  std::vector<at::Tensor> out = model->parameters();
+  for (const auto& b : model->buffers())
+    if (b.defined()) out.push_back(b);
+  return out;
+}
+
 }  // namespace
 
 double scheduled_lr(const FitOptions& o, int64_t epoch) {
@@ -119,6 +161,9 @@ Evaluation evaluate(DenseNet& model, const Dataset& data, int64_t batch_size, Pr
 }
 
 Evaluation evaluate(DenseNet& model, BatchSource& data, Precision precision, const std::atomic<bool>* stop) {
+  const Parallel par = parallel();
+  return tell_others_on_error(par, [&] {
+  if (par.on) data.shard(par.rank, par.world, /*drop_last=*/false, /*seed=*/0);
   data.check(*model);
   ModeGuard mode(model);
   model->eval();
@@ -137,11 +182,19 @@ Evaluation evaluate(DenseNet& model, BatchSource& data, Precision precision, con
     correct += out.argmax(1).eq(y).sum().item<int64_t>();
     n += x.size(0);
   }
-  if (n == 0) {
-    if (stop && stop->load()) return {0, 0, 0};
-    throw DataError("the evaluation data delivered no batch");
+  bool stopped = stop && stop->load();
+  if (par.on) {  // the group's figures; every rank takes part, stopped or not
+    at::Tensor sums = at::tensor({loss_sum, static_cast<double>(correct), static_cast<double>(n), stopped ? 1.0 : 0.0}, at::kDouble);
+    distributed::all_reduce(sums, distributed::ReduceOp::kSum);
+    loss_sum = sums[0].item<double>();
+    correct = static_cast<int64_t>(sums[1].item<double>());
+    n = static_cast<int64_t>(sums[2].item<double>());
+    stopped = sums[3].item<double>() > 0;
   }
-  return {loss_sum / static_cast<double>(n), static_cast<double>(correct) / static_cast<double>(n), n};
+  if (stopped) return Evaluation{0, 0, 0};
+  if (n == 0) throw DataError("the evaluation data delivered no batch");
+  return Evaluation{loss_sum / static_cast<double>(n), static_cast<double>(correct) / static_cast<double>(n), n};
+  });
 }
 
 std::vector<at::Tensor> predict(DenseNet& model, const std::vector<at::Tensor>& inputs, int64_t batch_size,
@@ -187,17 +240,34 @@ History fit(DenseNet& model, const Dataset& train, const FitOptions& o, const Ca
   return fit(model, source, validation ? &*validation : nullptr, o, cb);
 }
 
-History fit(DenseNet& model, BatchSource& train, BatchSource* validation, const FitOptions& o, const Callbacks& cb) {
+namespace {
+
+History fit_on(DenseNet& model, BatchSource& train, BatchSource* validation, const FitOptions& o, const Callbacks& cb,
+               const Parallel& par) {
+  if (par.on) {
+    train.shard(par.rank, par.world, o.drop_last, o.seed);
+    if (validation) validation->shard(par.rank, par.world, /*drop_last=*/false, o.seed);
+  }
   train.check(*model);
   if (validation) validation->check(*model);
   ModeGuard mode(model);
   const auto device = model->parameters().front().device();
   auto optimizer = make_optimizer(model, o.optimizer);
-  at::Generator gen = at::detail::createCPUGenerator(o.seed);
-  global_generator().set_current_seed(o.seed);  // dropout
+  // Each rank draws its own augmentation and dropout (the shards already differ).
+  const uint64_t seed = o.seed + static_cast<uint64_t>(par.rank) * 0x9E3779B97F4A7C15ULL;
+  at::Generator gen = at::detail::createCPUGenerator(seed);
+  global_generator().set_current_seed(seed);  // dropout
 
   int64_t first_epoch = 0;
   if (!o.resume_from.empty()) first_epoch = load_checkpoint(o.resume_from, model, *optimizer, gen);
+  if (par.on) {  // every rank starts from rank 0's weights and statistics, as DDP's constructor
+    torch::NoGradGuard no_grad;
+    distributed::broadcast_coalesced(model_state(model), 0);
+  }
+  std::vector<at::Tensor> params = model->parameters();
+  std::vector<at::Tensor> buffers;
+  for (const auto& b : model->buffers())
+    if (b.defined()) buffers.push_back(b);
 
   History history;
   const int64_t batches = train.batches();
@@ -211,14 +281,28 @@ History fit(DenseNet& model, BatchSource& train, BatchSource* validation, const 
     double loss_sum = 0, wait_seconds = 0;
     int64_t correct = 0, seen = 0;
     for (int64_t b = 0;; ++b) {
-      if (cb.stop && cb.stop->load()) {
+      if (!par.on && cb.stop && cb.stop->load()) {
         history.stopped = true;
         return history;
       }
       const auto batch_start = Clock::now();
       auto batch = train.next(gen, cb.stop);
       wait_seconds += train.take_wait_seconds();
-      if (!batch) {
+      if (par.on) {
+        // Every rank takes the same path: all stop when one was asked to, the epoch ends when
+        // one rank's data ran out (streamed shards may differ in length), else all step.
+        const bool stop = cb.stop && cb.stop->load();
+        at::Tensor state = at::full({1}, stop ? 0.0 : batch ? 2.0 : 1.0, at::kFloat);
+        distributed::all_reduce(state, distributed::ReduceOp::kMin);
+        const double all = state.item<double>();
+        if (all == 0) {
+          history.stopped = true;
+          return history;
+        }
+        if (all == 1) break;
+        torch::NoGradGuard no_grad;  // rank 0's running statistics, as DDP's broadcast_buffers
+        distributed::broadcast_coalesced(buffers, 0);
+      } else if (!batch) {
         if (cb.stop && cb.stop->load()) continue;  // stopped while waiting for data
         break;
       }
@@ -232,15 +316,40 @@ History fit(DenseNet& model, BatchSource& train, BatchSource* validation, const 
         out = model->forward(x);
       }
       at::Tensor loss = torch::nn::functional::cross_entropy(out.to(at::kFloat), y);
-      const double loss_value = loss.item<double>();
-      if (!std::isfinite(loss_value))
-        throw TrainingError("loss became " + std::string(std::isnan(loss_value) ? "NaN" : "infinite") + " at epoch " +
-                            std::to_string(epoch + 1) + ", batch " + std::to_string(b + 1) +
-                            " (try a lower learning rate)");
+      double loss_value = loss.item<double>();
+      int64_t count = x.size(0);
+      int64_t batch_correct = out.detach().argmax(1).eq(y).sum().item<int64_t>();
+      const auto check_loss = [&] {
+        if (!std::isfinite(loss_value))
+          throw TrainingError("loss became " + std::string(std::isnan(loss_value) ? "NaN" : "infinite") + " at epoch " +
+                              std::to_string(epoch + 1) + ", batch " + std::to_string(b + 1) +
+                              " (try a lower learning rate)");
+      };
+      if (!par.on) check_loss();
       loss.backward();
+      if (par.on) {
+        // Gradients summed over ranks in buckets (last layers first, as DDP's reducer), with
+        // this batch's loss sum, correct count and size riding in the last bucket; then averaged.
+        std::vector<at::Tensor> grads;
+        grads.reserve(params.size() + 1);
+        for (auto it = params.rbegin(); it != params.rend(); ++it) {
+          if (!it->grad().defined()) it->mutable_grad() = at::zeros_like(*it);
+          grads.push_back(it->grad());
+        }
+        at::Tensor metrics = at::tensor({static_cast<float>(loss_value * static_cast<double>(count)),
+                                         static_cast<float>(batch_correct), static_cast<float>(count)}, at::kFloat);
+        if (metrics.device() != device) metrics = metrics.to(device);
+        grads.push_back(metrics);
+        distributed::all_reduce_coalesced(grads, kBucketBytes);
+        grads.pop_back();
+        for (auto& g : grads) g.div_(static_cast<double>(par.world));
+        metrics = metrics.cpu();
+        count = static_cast<int64_t>(metrics[2].item<float>());
+        batch_correct = static_cast<int64_t>(metrics[1].item<float>());
+        loss_value = metrics[0].item<double>() / static_cast<double>(count);
+        check_loss();  // the group's loss: every rank stops together
+      }
       optimizer->step();
-      const int64_t count = x.size(0);
-      const int64_t batch_correct = out.detach().argmax(1).eq(y).sum().item<int64_t>();
       loss_sum += loss_value * static_cast<double>(count);
       correct += batch_correct;
       seen += count;
@@ -260,12 +369,20 @@ History fit(DenseNet& model, BatchSource& train, BatchSource* validation, const 
       report.val_loss = v.loss;
       report.val_accuracy = v.accuracy;
     }
-    if (!o.checkpoint_path.empty() && ((epoch + 1) % o.checkpoint_every == 0 || epoch + 1 == o.epochs))
+    const bool writer = !par.on || par.rank == 0;  // one checkpoint file for the group
+    if (writer && !o.checkpoint_path.empty() && ((epoch + 1) % o.checkpoint_every == 0 || epoch + 1 == o.epochs))
       save_checkpoint(o.checkpoint_path, model, *optimizer, epoch + 1, gen);
     history.epochs.push_back(report);
     if (cb.on_epoch) cb.on_epoch(report);
   }
   return history;
+}
+
+}  // namespace
+
+History fit(DenseNet& model, BatchSource& train, BatchSource* validation, const FitOptions& o, const Callbacks& cb) {
+  const Parallel par = parallel();
+  return tell_others_on_error(par, [&] { return fit_on(model, train, validation, o, cb, par); });
 }
 
 }  // namespace densetorch

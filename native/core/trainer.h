@@ -37,6 +37,7 @@ struct FitOptions {
   ScheduleOptions schedule;
   bool shuffle = true;
   uint64_t seed = 0;
+  bool drop_last = false;  // data-parallel: cut each epoch to a multiple of the world size instead of padding it
   std::optional<Dataset> validation;
   std::string checkpoint_path;  // empty: no checkpoints
   int64_t checkpoint_every = 1;
@@ -76,6 +77,13 @@ History fit(DenseNet& model, const Dataset& train, const FitOptions& options, co
 
 // fit on batches from `train` (and, after each epoch, evaluation on `validation` when given);
 // options.validation, batch_size and shuffle are the sources' business here.
+//
+// When a distributed group is initialized (distributed.h), fit is data-parallel as a model in
+// PyTorch's DistributedDataParallel: parameters and buffers broadcast from rank 0 first, buffers
+// again before every step; each rank trains on its DistributedSampler shard (batch_size is per
+// rank); gradients are averaged across ranks in 25 MB buckets after backward; the reported loss
+// and accuracy are the whole group's; only rank 0 writes checkpoints. A failure on one rank is
+// reported to the others (distributed::abort), whose fit then throws DistributedError.
 History fit(DenseNet& model, BatchSource& train, BatchSource* validation, const FitOptions& options,
             const Callbacks& callbacks);
 
@@ -85,7 +93,8 @@ struct Evaluation {
 };
 
 // Mean cross-entropy and accuracy in eval mode without autograd; restores the model's mode.
-// Checks the data against the model first (validate above).
+// Checks the data against the model first (validate above). With a distributed group, each rank
+// evaluates its share (every sample once across ranks) and the figures are the group's.
 Evaluation evaluate(DenseNet& model, const Dataset& data, int64_t batch_size, Precision precision = Precision::kFp32);
 Evaluation evaluate(DenseNet& model, BatchSource& data, Precision precision = Precision::kFp32,
                     const std::atomic<bool>* stop = nullptr);

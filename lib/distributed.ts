@@ -1,0 +1,217 @@
+/**
+ * Data-parallel training across processes and machines on PyTorch's own collective engine, c10d
+ * (Gloo on the CPU), with torchrun's conventions: every process is one rank, started by
+ * `densetorch launch` (or any launcher that sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and
+ * MASTER_PORT), calls {@link init}, then trains as usual: once a group is initialized, `fit` and
+ * `evaluate` are data-parallel as a model wrapped in PyTorch's DistributedDataParallel.
+ *
+ * @example
+ * ```js
+ * const dt = require('densetorch');
+ * const { rank } = await dt.distributed.init();          // torchrun's environment variables
+ * const model = dt.DenseNet.cifar({ depth: 40, growthRate: 12, numClasses: 10 });
+ * await model.fit(train, { epochs: 10, batchSize: 64 }); // 64 per rank; gradients averaged
+ * if (rank === 0) await model.save('model.safetensors');
+ * dt.distributed.destroy();
+ * ```
+ */
+import { DistributedError } from './errors';
+import { addon } from './native';
+import { Tensor } from './tensor';
+import { knownOptions, nonNegativeInt, numberIn, positiveInt } from './validate';
+
+export { DistributedError };
+
+/** The collective backend: 'gloo' for CPU tensors (every build), 'nccl' for CUDA tensors (CUDA builds with NCCL). */
+export type Backend = 'gloo' | 'nccl';
+
+/** How a reduction combines the ranks' tensors. */
+export type ReduceOp = 'sum' | 'mean' | 'max' | 'min';
+
+/** Options of {@link init}; each defaults from torchrun's environment variables. */
+export interface InitOptions {
+  /** Default 'gloo'. */
+  backend?: Backend;
+  /** This process's rank, 0-based. Default: `RANK`, else 0. */
+  rank?: number;
+  /** Number of processes in the group. Default: `WORLD_SIZE`, else 1. */
+  worldSize?: number;
+  /** Rank within this machine. Default: `LOCAL_RANK`, else 0. */
+  localRank?: number;
+  /** Address of rank 0, which hosts the rendezvous store. Default: `MASTER_ADDR`, else 127.0.0.1. */
+  masterAddr?: string;
+  /** Port of the rendezvous store on rank 0. Default: `MASTER_PORT`, else 29500. */
+  masterPort?: number;
+  /**
+   * How long the rendezvous and every collective may wait for the other ranks, in milliseconds.
+   * A rank that dies is noticed at once; one that hangs, after this. Default: 30 minutes, as PyTorch's.
+   */
+  timeoutMs?: number;
+}
+
+/** Where this process stands in its group. */
+export interface GroupInfo {
+  rank: number;
+  worldSize: number;
+  localRank: number;
+  backend: Backend;
+}
+
+interface NativeDistributed {
+  available: boolean;
+  reason: string;
+  init(options: { backend: string; rank: number; worldSize: number; masterAddr: string; masterPort: number; timeoutMs: number }): Promise<void>;
+  isInitialized(): boolean;
+  info(): { rank: number; worldSize: number; backend: Backend };
+  destroy(): void;
+  allReduce(tensor: unknown, op: string): Promise<void>;
+  broadcast(tensor: unknown, src: number): Promise<void>;
+  barrier(): Promise<void>;
+}
+
+function native(): NativeDistributed {
+  return (addon() as unknown as { distributed: NativeDistributed }).distributed;
+}
+
+/** Whether this build of the addon can form groups (it was built with gloo's headers). */
+export const available: boolean = native().available;
+
+/** Why {@link available} is false (what to install and rebuild), or '' when it is true. */
+export const reason: string = native().reason;
+
+/** PyTorch's default collective timeout. */
+export const DEFAULT_TIMEOUT_MS = 30 * 60 * 1000;
+
+const INIT_KEYS = ['backend', 'rank', 'worldSize', 'localRank', 'masterAddr', 'masterPort', 'timeoutMs'];
+
+let localRank = 0;
+
+function fromEnv(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  if (!/^\d+$/.test(raw)) throw new RangeError(`Expected the environment variable ${name} to be a non-negative integer but received '${raw}'`);
+  return Number(raw);
+}
+
+/**
+ * Joins the group: resolves once every rank has arrived (rank 0 hosts the rendezvous store at
+ * `masterAddr:masterPort`), or rejects with a {@link DistributedError} after `timeoutMs`.
+ *
+ * @param options - Defaults from RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT.
+ * @returns This process's rank, the group's size and its local rank.
+ * @throws {DistributedError} When the build has no distributed support, a group is already
+ *   initialized, or the rendezvous fails.
+ * @throws {TypeError | RangeError} For a bad option.
+ */
+export async function init(options?: InitOptions): Promise<GroupInfo> {
+  const o = knownOptions<InitOptions>(options, INIT_KEYS, 'distributed.init');
+  const backend = o.backend ?? 'gloo';
+  if (backend !== 'gloo' && backend !== 'nccl') throw new TypeError(`Expected backend to be 'gloo' or 'nccl' but received '${String(backend)}'`);
+  const worldSize = positiveInt(o.worldSize ?? fromEnv('WORLD_SIZE', 1), 'worldSize');
+  const rank = nonNegativeInt(o.rank ?? fromEnv('RANK', 0), 'rank');
+  if (rank >= worldSize) throw new RangeError(`Expected rank to be below worldSize (${worldSize}) but received ${rank}`);
+  const masterAddr = o.masterAddr ?? (process.env.MASTER_ADDR || '127.0.0.1');
+  if (typeof masterAddr !== 'string' || !masterAddr) throw new TypeError(`Expected masterAddr to be a host name or address but received ${String(masterAddr)}`);
+  const masterPort = numberIn(o.masterPort ?? fromEnv('MASTER_PORT', 29500), 'masterPort', (x) => Number.isInteger(x) && x >= 1 && x <= 65535, 'integer in [1, 65535]', true);
+  const timeoutMs = numberIn(o.timeoutMs ?? DEFAULT_TIMEOUT_MS, 'timeoutMs', (x) => x >= 1, '>= 1', true);
+  const local = nonNegativeInt(o.localRank ?? fromEnv('LOCAL_RANK', 0), 'localRank');
+  if (!available) throw new DistributedError(reason);
+  await native().init({ backend, rank, worldSize, masterAddr, masterPort, timeoutMs: Math.round(timeoutMs) });
+  localRank = local;
+  return info();
+}
+
+/** Whether this process is in a group ({@link init} was called and {@link destroy} not yet). */
+export function isInitialized(): boolean {
+  return native().isInitialized();
+}
+
+/**
+ * This process's place in its group.
+ * @throws {DistributedError} When no group is initialized.
+ */
+export function info(): GroupInfo {
+  const g = native().info();
+  return { rank: g.rank, worldSize: g.worldSize, localRank, backend: g.backend };
+}
+
+/** Leaves the group (closing its connections); a no-op when there is none. Call it before exiting. */
+export function destroy(): void {
+  native().destroy();
+  localRank = 0;
+}
+
+function tensorArg(value: unknown): Tensor {
+  if (!(value instanceof Tensor)) throw new TypeError('Expected tensor to be a Tensor');
+  return value;
+}
+
+/**
+ * Reduces `tensor` across every rank, in place (as `torch.distributed.all_reduce`): every rank
+ * calls it, in the same order as the other collectives; each ends with the result.
+ *
+ * @param tensor - A CPU tensor of the same shape and dtype on every rank.
+ * @param options - `op`: 'sum' (default), 'mean', 'max' or 'min'.
+ * @throws {DistributedError} When a rank is gone or the timeout passes (the message names the rank).
+ */
+export async function allReduce(tensor: Tensor, options?: { op?: ReduceOp }): Promise<void> {
+  const o = knownOptions<{ op?: ReduceOp }>(options, ['op'], 'distributed.allReduce');
+  const op = o.op ?? 'sum';
+  if (!['sum', 'mean', 'max', 'min'].includes(op)) throw new TypeError(`Expected op to be 'sum', 'mean', 'max' or 'min' but received '${String(op)}'`);
+  await native().allReduce(tensorArg(tensor).handle('tensor'), op);
+}
+
+/**
+ * Copies `tensor` of rank `src` into the same tensor of every other rank, in place.
+ * @param options - `src`: the rank whose tensor is sent (default 0).
+ * @throws {DistributedError} When a rank is gone or the timeout passes.
+ */
+export async function broadcast(tensor: Tensor, options?: { src?: number }): Promise<void> {
+  const o = knownOptions<{ src?: number }>(options, ['src'], 'distributed.broadcast');
+  await native().broadcast(tensorArg(tensor).handle('tensor'), nonNegativeInt(o.src ?? 0, 'src'));
+}
+
+/**
+ * Resolves once every rank has called it.
+ * @throws {DistributedError} When a rank is gone or the timeout passes.
+ */
+export async function barrier(): Promise<void> {
+  await native().barrier();
+}
+
+/** The share of a data set one rank reads (internal: streamed data sets apply it to their order). */
+export interface Shard {
+  rank: number;
+  worldSize: number;
+  dropLast: boolean;
+}
+
+/** @internal The shard of this process when a group is initialized, else undefined. */
+export function currentShard(dropLast: boolean): Shard | undefined {
+  if (!available || !isInitialized()) return undefined;
+  const { rank, worldSize } = native().info();
+  return { rank, worldSize, dropLast };
+}
+
+/**
+ * The indices rank `shard.rank` takes from one epoch's `order`, as PyTorch's DistributedSampler:
+ * padded by repeating the first indices up to a multiple of the world size (or cut down to one
+ * with `dropLast`), then every worldSize-th index from the rank. With `pad` false (evaluation)
+ * nothing is repeated or cut, so that the shards together hold each sample once.
+ */
+export function shardOrder(order: readonly number[], shard: Shard, pad: boolean): number[] {
+  const { rank, worldSize: w } = shard;
+  let all = [...order];
+  if (pad && shard.dropLast) {
+    all = all.slice(0, Math.floor(all.length / w) * w);
+  } else if (pad && all.length > 0) {
+    const total = Math.ceil(all.length / w) * w;
+    for (let i = 0; all.length < total; i += 1) all.push(order[i % order.length]);
+  }
+  return all.filter((_, i) => i % w === rank);
+}
+
+/** Samples per epoch of a shard of a data set of `n` samples (training: padded or cut). */
+export function shardLength(n: number, shard: Shard): number {
+  return shard.dropLast ? Math.floor(n / shard.worldSize) : Math.ceil(n / shard.worldSize);
+}
