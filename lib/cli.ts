@@ -1,11 +1,12 @@
 #!/usr/bin/env node
 /**
- * The densetorch command line: train, evaluate, info, predict, serve, setup, doctor.
+ * The densetorch command line: train, launch, evaluate, info, predict, serve, setup, doctor.
  * Usage errors print the usage and exit with code 2.
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { launch, LaunchOptions } from './launch';
 import { cacheDir, findLibTorch, searchLibTorch } from './libtorch';
 import { writePlot } from './plot';
 import { defaultLr, Precision } from './training';
@@ -71,6 +72,66 @@ interface TrainFlags {
   checkpoint?: string;
   resume?: string;
   plot?: string;
+  nprocPerNode?: number;
+  nnodes: number;
+  nodeRank: number;
+  masterAddr: string;
+  masterPort: number;
+}
+
+/** The launcher options of `launch` and `train` (torchrun's names). */
+interface LauncherFlags {
+  nprocPerNode?: number;
+  nnodes: number;
+  nodeRank: number;
+  masterAddr: string;
+  masterPort: number;
+}
+
+const LAUNCHER_FLAGS = ['--nproc-per-node', '--nnodes', '--node-rank', '--master-addr', '--master-port'];
+
+/** Adds the launcher options to a command. */
+function launcherOptions(command: Command, nprocRequired: boolean): Command {
+  const nproc = new Option('--nproc-per-node <n>', 'worker processes on this machine (one rank each)').argParser(int('--nproc-per-node'));
+  if (nprocRequired) nproc.makeOptionMandatory();
+  return command
+    .addOption(nproc)
+    .option('--nnodes <n>', 'machines in the job', int('--nnodes'), 1)
+    .option('--node-rank <r>', "this machine's index, 0-based", int('--node-rank', 0), 0)
+    .option('--master-addr <host>', "address of rank 0's machine (it hosts the rendezvous)", '127.0.0.1')
+    .option('--master-port <port>', 'TCP port of the rendezvous on rank 0', int('--master-port'), 29500);
+}
+
+/** Runs `command` as this machine's workers (see lib/launch.ts); returns the exit code. */
+async function runLaunch(flags: LauncherFlags, command: string[]): Promise<number> {
+  if (flags.nodeRank >= flags.nnodes) throw new UsageError(`--node-rank must be below --nnodes (${flags.nnodes}), got ${flags.nodeRank}`);
+  const options: LaunchOptions = {
+    nprocPerNode: flags.nprocPerNode ?? 1,
+    nnodes: flags.nnodes,
+    nodeRank: flags.nodeRank,
+    masterAddr: flags.masterAddr,
+    masterPort: flags.masterPort,
+    command,
+  };
+  const world = options.nprocPerNode * flags.nnodes;
+  console.error(`densetorch launch: ${options.nprocPerNode} worker(s) on node ${flags.nodeRank} of ${flags.nnodes} (world size ${world}), rendezvous at ${flags.masterAddr}:${flags.masterPort}`);
+  const result = await launch(options);
+  if (result.failed) console.error(`densetorch launch: failed: rank ${result.failed.rank} ${result.failed.signal ? `was killed by ${result.failed.signal}` : `exited with code ${result.failed.code}`}`);
+  return result.exitCode;
+}
+
+/** `argv` without the launcher options (and their values), for the workers of `train`. */
+export function withoutLauncherFlags(argv: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i += 1) {
+    const arg = argv[i];
+    if (LAUNCHER_FLAGS.includes(arg)) {
+      i += 1; // its value
+    } else if (!LAUNCHER_FLAGS.some((f) => arg.startsWith(`${f}=`))) {
+      out.push(arg);
+    }
+  }
+  return out;
 }
 
 /**
@@ -102,8 +163,28 @@ function table(rows: string[][]): string {
 }
 
 async function train(flags: TrainFlags): Promise<void> {
+  const launcherAsked = flags.nprocPerNode !== undefined || flags.nnodes > 1;
+  if (launcherAsked && process.env.WORLD_SIZE === undefined) {
+    // This process is the launcher: the workers run this same command without the launcher options.
+    process.exitCode = await runLaunch(flags, [__filename, ...withoutLauncherFlags(process.argv.slice(2))]);
+    return;
+  }
   const dt = load();
   if (flags.threads) dt.setNumThreads(flags.threads);
+  // A worker of `densetorch launch` (or torchrun-style environment): join the group first.
+  const group = process.env.WORLD_SIZE !== undefined ? await dt.distributed.init() : undefined;
+  const lead = !group || group.rank === 0; // prints progress and saves
+  const log = (line: string): void => {
+    if (lead) console.log(line);
+  };
+  try {
+    await trainIn(dt, flags, lead, log, group?.worldSize ?? 1);
+  } finally {
+    if (group) dt.distributed.destroy();
+  }
+}
+
+async function trainIn(dt: Densetorch, flags: TrainFlags, lead: boolean, log: (line: string) => void, world: number): Promise<void> {
   const imageSize = flags.imageSize ?? (flags.model === 'cifar' ? 32 : 224);
   const trainData = datasetsFor(dt, flags.dataset, flags.dataDir, 'train', flags.limit, imageSize);
   const testData = datasetsFor(dt, flags.dataset, flags.dataDir, 'test', flags.limit, imageSize);
@@ -122,14 +203,14 @@ async function train(flags: TrainFlags): Promise<void> {
   const lr = flags.lr ?? defaultLr(flags.optimizer);
   const optimizer = { type: flags.optimizer, lr };
   const schedule = flags.schedule === 'constant' ? ('constant' as const) : { type: flags.schedule };
-  console.log(`densetorch ${dt.versions.densetorch} (LibTorch ${dt.versions.libtorch}), ${dt.getNumThreads()} threads`);
-  console.log(`model: ${flags.model === 'cifar' ? `DenseNet${flags.bottleneck ? '-BC' : ''} (L=${flags.depth}, k=${flags.growthRate})` : flags.model}, ` +
+  log(`densetorch ${dt.versions.densetorch} (LibTorch ${dt.versions.libtorch}), ${dt.getNumThreads()} threads${world > 1 ? ` per rank, ${world} ranks (data-parallel, c10d/gloo)` : ''}`);
+  log(`model: ${flags.model === 'cifar' ? `DenseNet${flags.bottleneck ? '-BC' : ''} (L=${flags.depth}, k=${flags.growthRate})` : flags.model}, ` +
     `${model.numParameters().toLocaleString('en')} parameters${flags.memoryEfficient ? ', memory-efficient' : ''}`);
-  console.log(`data: ${flags.dataset}, ${trainData.length} training / ${testData.length} test images; ${flags.epochs} epochs of batch ${flags.batchSize}, ${flags.optimizer} lr ${lr}, ${flags.schedule} schedule${flags.precision === 'fp32' ? '' : `, ${flags.precision} compute`}`);
+  log(`data: ${flags.dataset}, ${trainData.length} training / ${testData.length} test images; ${flags.epochs} epochs of batch ${flags.batchSize}${world > 1 ? ` per rank (${flags.batchSize * world} in all)` : ''}, ${flags.optimizer} lr ${lr}, ${flags.schedule} schedule${flags.precision === 'fp32' ? '' : `, ${flags.precision} compute`}`);
 
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const cliProgress = require('cli-progress') as typeof import('cli-progress');
-  const tty = Boolean(process.stderr.isTTY);
+  const tty = lead && Boolean(process.stderr.isTTY);
   const bar = new cliProgress.SingleBar({
     format: 'epoch {epoch}/{epochs} [{bar}] {value}/{total} | loss {loss} | acc {acc} | {ips} img/s | ETA {eta_formatted}',
     hideCursor: true,
@@ -160,16 +241,17 @@ async function train(flags: TrainFlags): Promise<void> {
         running.seen += 1;
         const payload = { epoch: b.epoch, epochs: flags.epochs, loss: (running.loss / running.seen).toFixed(4), acc: (running.correct / running.seen).toFixed(4), ips: b.imagesPerSecond.toFixed(0) };
         if (tty) bar.update(b.batch, payload);
-        else if (b.batch % Math.max(1, Math.floor(b.batches / 4)) === 0) console.log(`epoch ${b.epoch}/${flags.epochs} batch ${b.batch}/${b.batches} loss ${payload.loss} acc ${payload.acc} ${payload.ips} img/s`);
+        else if (b.batch % Math.max(1, Math.floor(b.batches / 4)) === 0) log(`epoch ${b.epoch}/${flags.epochs} batch ${b.batch}/${b.batches} loss ${payload.loss} acc ${payload.acc} ${payload.ips} img/s`);
       },
       onEpochEnd: (e) => {
         if (tty) bar.stop();
-        console.log(`epoch ${e.epoch}/${flags.epochs}: loss ${fmt(e.loss)} acc ${fmt(e.accuracy)} | test loss ${fmt(e.valLoss)} acc ${fmt(e.valAccuracy)} | lr ${e.lr.toPrecision(3)} | ${e.seconds.toFixed(1)} s, ${e.imagesPerSecond.toFixed(0)} img/s`);
+        log(`epoch ${e.epoch}/${flags.epochs}: loss ${fmt(e.loss)} acc ${fmt(e.accuracy)} | test loss ${fmt(e.valLoss)} acc ${fmt(e.valAccuracy)} | lr ${e.lr.toPrecision(3)} | ${e.seconds.toFixed(1)} s, ${e.imagesPerSecond.toFixed(0)} img/s`);
       },
     });
     const rows = [['epoch', 'loss', 'accuracy', 'test loss', 'test accuracy', 'lr', 'seconds']];
     for (const e of history.epochs) rows.push([String(e.epoch), fmt(e.loss), fmt(e.accuracy), fmt(e.valLoss), fmt(e.valAccuracy), e.lr.toPrecision(3), e.seconds.toFixed(1)]);
-    console.log(`\n${table(rows)}\n`);
+    log(`\n${table(rows)}\n`);
+    if (!lead) return;
     await model.save(flags.out);
     const last = history.epochs[history.epochs.length - 1];
     console.log(`trained in ${((Date.now() - started) / 1000).toFixed(1)} s; test accuracy ${fmt(last?.valAccuracy ?? null)}; saved ${path.resolve(flags.out)}`);
@@ -242,8 +324,8 @@ function doctor(): number {
 
 /** Builds the command-line program (exported for tests). */
 export function program(): Command {
-  const cli = new Command('densetorch').description('DenseNet on LibTorch from Node.js').exitOverride().showHelpAfterError();
-  cli
+  const cli = new Command('densetorch').description('DenseNet on LibTorch from Node.js').exitOverride().showHelpAfterError().enablePositionalOptions();
+  const trainCommand = cli
     .command('train')
     .description('train a DenseNet and save it as .safetensors')
     .addOption(new Option('--dataset <name>', "data set: mnist (ships with the package), fashion-mnist (Debian's dataset-fashion-mnist or --data-dir), cifar10 (--data-dir), folder (--data-dir with train/ and val/ image folders)").choices(DATASETS).default('mnist'))
@@ -267,8 +349,19 @@ export function program(): Command {
     .option('--out <file>', 'where to save the model', 'densenet.safetensors')
     .option('--checkpoint <file>', 'write a resumable checkpoint after every epoch')
     .option('--resume <file>', 'resume from a checkpoint')
-    .option('--plot <file.svg>', 'write a chart of loss and accuracy per epoch')
-    .action((flags: TrainFlags) => train(flags));
+    .option('--plot <file.svg>', 'write a chart of loss and accuracy per epoch');
+  launcherOptions(trainCommand, false).action((flags: TrainFlags) => train(flags));
+  launcherOptions(
+    cli
+      .command('launch')
+      .description("run a data-parallel training script as this machine's workers, with torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT)")
+      .argument('<script>', 'the Node program every worker runs (it calls dt.distributed.init())')
+      .argument('[args...]', "the program's arguments")
+      .passThroughOptions(),
+    true,
+  ).action(async (script: string, args: string[], flags: LauncherFlags) => {
+    process.exitCode = await runLaunch(flags, [script, ...args]);
+  });
   cli
     .command('evaluate <model>')
     .description('loss and accuracy of a saved model on a data set')
