@@ -20,11 +20,9 @@ function sh(cmd, args, cwd, env = {}) {
 }
 
 function main() {
-  const prebuildDir = path.join(root, 'prebuilds', `${process.platform}-${process.arch}`);
-  if (!fs.existsSync(prebuildDir) || !fs.readdirSync(prebuildDir).some((f) => f.endsWith('.node'))) {
-    console.log('no prebuilt binary yet: running npm run build:prebuild');
-    sh('npm', ['run', 'build:prebuild'], root);
-  }
+  // Always (re)made from the current build: a prebuilt binary left from older sources must not
+  // be what gets tested. Quick when the build is up to date (no compile).
+  sh('npm', ['run', 'build:prebuild'], root);
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'densetorch-pack-'));
   const packed = JSON.parse(sh('npm', ['pack', '--json', '--pack-destination', work], root))[0];
   const tarball = path.join(work, packed.filename);

@@ -19,6 +19,10 @@ function run(cmd, args) {
 function main() {
   run(process.execPath, [path.join(__dirname, 'build-native.js')]);
   const built = path.join(root, 'build', 'Release', 'densetorch.node');
+  const stamp = JSON.parse(fs.readFileSync(path.join(root, 'build', 'Release', 'build-stamp.json'), 'utf8'));
+  if (!stamp.configuration.gloo) {
+    throw new Error("the prebuilt binary must include distributed training, but this build has no gloo headers (see the build's output: install libgloo-dev or set DENSETORCH_GLOO_INCLUDE)");
+  }
   const dir = path.join(root, 'prebuilds', `${process.platform}-${process.arch}`);
   fs.mkdirSync(dir, { recursive: true });
   const target = path.join(dir, 'densetorch.node');

@@ -130,6 +130,26 @@ describe('weights: save and load (.safetensors)', () => {
     fs.rmSync(dir, { recursive: true });
   });
 
+  it('loads a .safetensors file whose header length starts with the byte 0x80 (not a legacy pickle)', async () => {
+    const dir = tmpdir();
+    const file = path.join(dir, 'padded.safetensors');
+    const model = new dt.DenseNet(tinyConfig);
+    await model.save(file);
+    const bytes = fs.readFileSync(file);
+    const headerLength = Number(bytes.readBigUInt64LE(0));
+    // Pad the header with spaces (allowed by the format) to a length whose low byte is 0x80.
+    const padded = Math.ceil((headerLength + 1) / 256) * 256 + 0x80;
+    const header = Buffer.concat([bytes.subarray(8, 8 + headerLength), Buffer.alloc(padded - headerLength, ' ')]);
+    const length = Buffer.alloc(8);
+    length.writeBigUInt64LE(BigInt(padded));
+    fs.writeFileSync(file, Buffer.concat([length, header, bytes.subarray(8 + headerLength)]));
+    assert.equal(fs.readFileSync(file)[0], 0x80);
+    const loaded = await dt.load(file);
+    const x = randomImages(1, 3, 32, 32);
+    assert.equal(maxAbsDiff(loaded.eval().forward(x), model.eval().forward(x)), 0);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
   it('rejects a save into a missing folder with the path in the message', async () => {
     const m = new dt.DenseNet({ ...tinyConfig, stem: 'cifar' });
     await assert.rejects(m.save('/nonexistent-dir/m.safetensors'), (err) => err instanceof dt.DensetorchError && /nonexistent-dir/.test(err.message));

@@ -88,6 +88,23 @@ Napi::Value Barrier(const Napi::CallbackInfo& info) {
   return PromiseWorker<Empty>::Start(info.Env(), [] { dist::barrier(); return Empty{}; }, Undefined);
 }
 
+// shardIndices(n, rank, world, shuffle, seed, epoch, dropLast, pad) -> number[]: the samples a
+// rank takes in one epoch (DistributedSampler's rule), for tests and tools.
+Napi::Value ShardIndices(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    auto num = [&](std::size_t i) { return info[i].As<Napi::Number>().Int64Value(); };
+    const at::Tensor idx = dist::shard_indices(num(0), num(1), num(2), info[3].As<Napi::Boolean>().Value(),
+                                               static_cast<uint64_t>(num(4)), num(5), info[6].As<Napi::Boolean>().Value(),
+                                               info[7].As<Napi::Boolean>().Value());
+    const auto a = idx.contiguous();
+    Napi::Array out = Napi::Array::New(env, static_cast<std::size_t>(a.numel()));
+    const int64_t* p = a.data_ptr<int64_t>();
+    for (int64_t i = 0; i < a.numel(); ++i) out.Set(static_cast<uint32_t>(i), static_cast<double>(p[i]));
+    return out;
+  });
+}
+
 }  // namespace
 
 Napi::Object DistributedExports(Napi::Env env) {
@@ -102,6 +119,7 @@ Napi::Object DistributedExports(Napi::Env env) {
   out.Set("allReduce", Napi::Function::New<AllReduce>(env, "allReduce"));
   out.Set("broadcast", Napi::Function::New<Broadcast>(env, "broadcast"));
   out.Set("barrier", Napi::Function::New<Barrier>(env, "barrier"));
+  out.Set("shardIndices", Napi::Function::New<ShardIndices>(env, "shardIndices"));
   return out;
 }
 

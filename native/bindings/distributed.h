@@ -5,7 +5,7 @@
 
 namespace densetorch::bindings {
 
-// { available, reason, init, isInitialized, info, destroy, allReduce, broadcast, barrier }
+// { available, reason, init, isInitialized, info, destroy, allReduce, broadcast, barrier, shardIndices }
 Napi::Object DistributedExports(Napi::Env env);
 
 }  // namespace densetorch::bindings

@@ -226,7 +226,11 @@ void init(const InitOptions& o) {
     so.waitWorkers = true;
     so.timeout = o.timeout;
     auto tcp = c10::make_intrusive<c10d::TCPStore>(o.master_addr, so);
-    g->store = c10::make_intrusive<c10d::PrefixStore>("densetorch", tcp);
+    g->store = c10::make_intrusive<c10d::PrefixStore>("densetorch", tcp);  // failure reports
+    // The process group's keys nest as torch.distributed.init_process_group's default group does
+    // ("default_pg", then group "0/", then device "cpu/"), so that a PyTorch process can join.
+    auto pg_store = c10::make_intrusive<c10d::PrefixStore>(
+        "cpu/", c10::make_intrusive<c10d::PrefixStore>("0/", c10::make_intrusive<c10d::PrefixStore>("default_pg", tcp)));
     auto options = c10d::ProcessGroupGloo::Options::create(o.timeout);
     const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
     if (ifname && *ifname) {
@@ -237,8 +241,7 @@ void init(const InitOptions& o) {
       options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
     }
     options->threads = 2;
-    g->group = c10::make_intrusive<c10d::ProcessGroupGloo>(
-        c10::make_intrusive<c10d::PrefixStore>("pg", g->store), static_cast<int>(o.rank),
+    g->group = c10::make_intrusive<c10d::ProcessGroupGloo>(pg_store, static_cast<int>(o.rank),
         static_cast<int>(o.world_size), options);
   } catch (const std::exception& e) {
     throw DistributedError("could not join the group as rank " + std::to_string(o.rank) + " of " +

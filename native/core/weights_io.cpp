@@ -245,10 +245,15 @@ WeightFile load_safetensors(const std::string& path) {
 WeightFile load_weights(const std::string& path) {
   uint64_t size = 0;
   std::ifstream in = open_for_reading(path, size);
-  char magic[4] = {0, 0, 0, 0};
-  in.read(magic, 4);
-  if (in.gcount() == 4 && std::memcmp(magic, "PK\x03\x04", 4) == 0) return load_pth(path);
-  if (in.gcount() >= 2 && static_cast<unsigned char>(magic[0]) == 0x80)
+  char magic[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};
+  in.read(magic, 9);
+  const auto got = in.gcount();
+  if (got >= 4 && std::memcmp(magic, "PK\x03\x04", 4) == 0) return load_pth(path);
+  // A legacy pickle starts with PROTO (0x80) and a protocol number; a safetensors file starts
+  // with its header length (whose low byte may be 0x80 too) and then '{'.
+  const bool safetensors_like = got == 9 && magic[8] == '{';
+  const auto proto = static_cast<unsigned char>(magic[1]);
+  if (!safetensors_like && got >= 2 && static_cast<unsigned char>(magic[0]) == 0x80 && proto >= 2 && proto <= 5)
     throw WeightsError(path + " is a PyTorch file in the legacy (non-zip) format; re-save it with "
                                 "torch.save(torch.load(path), path) in PyTorch >= 1.6 to get the zip format");
   return load_safetensors(path);

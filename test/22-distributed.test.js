@@ -1,0 +1,274 @@
+'use strict';
+// Data-parallel training on c10d (Gloo): collectives, DistributedSampler shards, gradient
+// exactness against a single process, a killed rank, the launcher (one and two "machines"),
+// the README's MNIST job on two ranks, and a PyTorch process in the same group.
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const net = require('node:net');
+const os = require('node:os');
+const path = require('node:path');
+const { spawn, spawnSync } = require('node:child_process');
+const { ROOT, maxAbsDiff, randomImages } = require('./helpers');
+const dt = require('..');
+
+const CLI = path.join(ROOT, 'dist', 'cli.js');
+const WORKER = path.join(__dirname, 'fixtures', 'dist-worker.js');
+
+/** A TCP port that was free a moment ago. */
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Runs `densetorch launch` with the worker fixture in `mode`; returns the exit and the folder of results. */
+async function launchWorkers(mode, { nproc = 2, env = {}, timeout = 120_000, extra = [] } = {}) {
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), `densetorch-dist-${mode}-`));
+  const port = await freePort();
+  const r = spawnSync(process.execPath, [CLI, 'launch', '--nproc-per-node', String(nproc), '--master-port', String(port), ...extra, WORKER], {
+    cwd: ROOT, encoding: 'utf8', timeout, env: { ...process.env, DT_MODE: mode, DT_OUT: out, ...env },
+  });
+  return { status: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr, out, port };
+}
+
+const readJson = (out, name) => JSON.parse(fs.readFileSync(path.join(out, name), 'utf8'));
+
+describe('distributed (c10d, Gloo)', function () {
+  this.timeout(300_000);
+  const dirs = [];
+  after(() => dirs.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
+
+  it('is available in this build (gloo headers found or fetched at install)', () => {
+    assert.equal(dt.distributed.reason, '');
+    assert.equal(dt.distributed.available, true);
+    assert.equal(dt.distributed.isInitialized(), false);
+    assert.throws(() => dt.distributed.info(), (e) => e instanceof dt.DistributedError && e.code === 'DENSETORCH_DISTRIBUTED' && /not initialized/.test(e.message));
+  });
+
+  it('refuses bad init options before any network work', async () => {
+    await assert.rejects(dt.distributed.init({ worldSize: 2, rank: 2 }), RangeError);
+    await assert.rejects(dt.distributed.init({ backend: 'mpi' }), TypeError);
+    await assert.rejects(dt.distributed.init({ masterPort: 70000 }), RangeError);
+    await assert.rejects(dt.distributed.init({ timeoutMs: 0 }), RangeError);
+    await assert.rejects(dt.distributed.init({ rank: 0, wolrdSize: 2 }), /Unknown option 'wolrdSize'/);
+    await assert.rejects(dt.distributed.init({ backend: 'nccl', timeoutMs: 1000 }), (e) => e instanceof dt.DistributedError && /nccl/.test(e.message));
+  });
+
+  it('rejects with DistributedError when the other ranks never arrive (rendezvous timeout)', async () => {
+    const port = await freePort();
+    const started = Date.now();
+    await assert.rejects(
+      dt.distributed.init({ rank: 1, worldSize: 2, masterPort: port, timeoutMs: 1500 }),
+      (e) => e instanceof dt.DistributedError && /could not join the group as rank 1 of 2/.test(e.message),
+    );
+    assert.ok(Date.now() - started < 30_000);
+    assert.equal(dt.distributed.isInitialized(), false);
+  });
+
+  it('shards as DistributedSampler: padded training shards cover every sample, evaluation shards once', () => {
+    const native = require('../dist/native').addon().distributed;
+    const take = (n, rank, world, o = {}) => native.shardIndices(n, rank, world, o.shuffle ?? false, o.seed ?? 0, o.epoch ?? 0, o.dropLast ?? false, o.pad ?? true);
+    // 10 samples, 3 ranks: padded to 12 by repeating 0 and 1; rank r takes r, r+3, ...
+    assert.deepEqual([0, 1, 2].map((r) => take(10, r, 3)), [[0, 3, 6, 9], [1, 4, 7, 0], [2, 5, 8, 1]]);
+    // drop_last: cut to 9.
+    assert.deepEqual([0, 1, 2].map((r) => take(10, r, 3, { dropLast: true })), [[0, 3, 6], [1, 4, 7], [2, 5, 8]]);
+    // Evaluation: every sample exactly once, nothing repeated.
+    assert.deepEqual([0, 1, 2].flatMap((r) => take(10, r, 3, { pad: false })).sort((a, b) => a - b), Array.from({ length: 10 }, (_, i) => i));
+    // Shuffled: one permutation per epoch (seed + epoch) shared by the ranks, so each sample once per epoch.
+    for (const epoch of [0, 1]) {
+      const all = [0, 1, 2, 3].flatMap((r) => take(37, r, 4, { shuffle: true, seed: 7, epoch }));
+      assert.equal(all.length, 40);
+      const counts = new Map();
+      for (const i of all) counts.set(i, (counts.get(i) ?? 0) + 1);
+      assert.equal(counts.size, 37);
+      assert.equal([...counts.values()].filter((c) => c === 2).length, 3); // the 3 padding samples
+    }
+    assert.notDeepEqual(take(37, 0, 4, { shuffle: true, seed: 7, epoch: 0 }), take(37, 0, 4, { shuffle: true, seed: 7, epoch: 1 }));
+    // The JS rule that streamed data sets use gives the same shards for the same order.
+    const order = Array.from({ length: 10 }, (_, i) => i);
+    for (const dropLast of [false, true]) {
+      for (const r of [0, 1, 2]) {
+        assert.deepEqual(dt.distributed.shardOrder(order, { rank: r, worldSize: 3, dropLast }, true), take(10, r, 3, { dropLast }));
+        assert.deepEqual(dt.distributed.shardOrder(order, { rank: r, worldSize: 3, dropLast }, false), take(10, r, 3, { pad: false }));
+      }
+    }
+  });
+
+  it('allReduce (sum, mean, max, min), broadcast and barrier across 2 ranks', async () => {
+    const r = await launchWorkers('collectives');
+    dirs.push(r.out);
+    assert.equal(r.status, 0, r.stderr);
+    for (const rank of [0, 1]) {
+      const got = readJson(r.out, `rank${rank}.json`);
+      assert.equal(got.rank, rank);
+      assert.equal(got.worldSize, 2);
+      assert.equal(got.localRank, rank);
+      assert.deepEqual(got.results, { sum: [3, -6], mean: [1.5, -3], max: [2, -2], min: [1, -4], broadcast: [42, 1] });
+    }
+    assert.match(r.stdout + r.stderr, /2 worker\(s\) on node 0 of 1 \(world size 2\)/);
+  });
+
+  for (const memoryEfficient of [false, true]) {
+    it(`one SGD step on 2 ranks equals the averaged shard gradients of one process (memoryEfficient: ${memoryEfficient})`, async () => {
+      const n = 16;
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'densetorch-exact-'));
+      dirs.push(dir);
+      dt.manualSeed(11);
+      const model = dt.densenetCifar({ depth: 10, growthRate: 4, numClasses: 3, memoryEfficient });
+      const init = path.join(dir, 'init.safetensors');
+      await model.save(init);
+      const r = await launchWorkers('exact', { env: { DT_INIT: init, DT_N: String(n) } });
+      dirs.push(r.out);
+      assert.equal(r.status, 0, r.stderr);
+
+      // The reference: each rank's shard (samples r, r+2, ... as DistributedSampler without
+      // shuffling) through one process in train mode (per-shard batch statistics), gradients averaged.
+      const images = randomImages(n, 3, 8, 8, 5).toArray();
+      const labels = new Int32Array(n).map((_, i) => i % 3);
+      const per = 3 * 8 * 8;
+      const shard = (rank) => {
+        const idx = Array.from({ length: n / 2 }, (_, i) => 2 * i + rank);
+        const x = new Float32Array(idx.length * per);
+        idx.forEach((s, i) => x.set(images.subarray(s * per, (s + 1) * per), i * per));
+        return { x: dt.tensor(x, [idx.length, 3, 8, 8]), y: dt.tensor(new BigInt64Array(idx.map((s) => BigInt(labels[s]))), [idx.length], { dtype: 'int64' }) };
+      };
+      const reference = await dt.load(init);
+      reference.train();
+      const grads = [0, 1].map((rank) => reference.lossAndGrads(shard(rank).x, shard(rank).y).grads);
+      const before = reference.stateDict();
+      const ranks = await Promise.all([0, 1].map((rank) => dt.load(path.join(r.out, `rank${rank}.safetensors`))));
+      const after = ranks.map((m) => m.stateDict());
+      let worst = 0;
+      for (const [name, g0] of Object.entries(grads[0])) {
+        const g = g0.toArray();
+        const g1 = grads[1][name].toArray();
+        const w = before[name].toArray();
+        const expected = dt.tensor(new Float32Array(w.length).map((_, i) => w[i] - 0.1 * (g[i] + g1[i]) / 2), before[name].shape);
+        worst = Math.max(worst, maxAbsDiff(after[0][name], expected));
+        assert.equal(maxAbsDiff(after[0][name], after[1][name]), 0, `${name} differs between the ranks`);
+      }
+      assert.ok(Object.keys(grads[0]).length > 10);
+      assert.ok(worst <= 1e-5, `largest difference from the reference: ${worst}`);
+      console.log(`      largest parameter difference from the single-process reference: ${worst.toExponential(2)}`);
+      // The ranks report the group's loss: the mean of the two shards' losses.
+      const lossRef = [0, 1].map((rank) => reference.lossAndGrads(shard(rank).x, shard(rank).y).loss);
+      const reported = readJson(r.out, 'rank0.json').loss[0];
+      assert.ok(Math.abs(reported - (lossRef[0] + lossRef[1]) / 2) < 1e-5, `loss ${reported} vs ${lossRef}`);
+      assert.deepEqual(readJson(r.out, 'rank1.json').loss, readJson(r.out, 'rank0.json').loss);
+    });
+  }
+
+  it('a rank killed mid-epoch makes the other reject with DistributedError naming it; the checkpoint stays loadable', async () => {
+    const r = await launchWorkers('kill', { env: { DT_TIMEOUT_MS: '20000' } });
+    dirs.push(r.out);
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /rank 1 \(pid \d+\) was killed by SIGKILL; stopping the other workers/);
+    const got = readJson(r.out, 'rank0.json');
+    assert.equal(got.outcome, 'rejected');
+    assert.equal(got.name, 'DistributedError');
+    assert.equal(got.code, 'DENSETORCH_DISTRIBUTED');
+    assert.match(got.message, /rank 1 is gone/);
+    assert.ok(got.msSinceLastBatch < 20000, `noticed after ${got.msSinceLastBatch} ms`);
+    console.log(`      rank 0 rejected ${got.msSinceLastBatch} ms after its last batch: ${got.message.slice(0, 120)}...`);
+    // The checkpoint of epoch 1 (written by rank 0 before the kill) resumes in one process.
+    const model = dt.densenetCifar({ depth: 10, growthRate: 4, numClasses: 3 });
+    const labels = new Int32Array(96).map((_, i) => i % 3);
+    const data = dt.datasets.fromTensors(randomImages(96, 3, 8, 8, 5), dt.tensor(labels, [96], { dtype: 'int32' }));
+    const history = await model.fit(data, { epochs: 2, batchSize: 8, resumeFrom: path.join(r.out, 'checkpoint.pt') });
+    assert.deepEqual(history.epochs.map((e) => e.epoch), [2]);
+  });
+
+  it('launch stops the other workers and exits non-zero naming the rank that failed', async () => {
+    const r = await launchWorkers('fail', { timeout: 60_000 });
+    dirs.push(r.out);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /\[rank 1\] rank 1 fails on purpose/);
+    assert.match(r.stderr, /densetorch launch: failed: rank 1 exited with code 3/);
+  });
+
+  it('launch --nnodes 2 run twice on 127.0.0.1 (two machines of one worker each) trains and exits 0', async () => {
+    const out = fs.mkdtempSync(path.join(os.tmpdir(), 'densetorch-nodes-'));
+    dirs.push(out);
+    const port = await freePort();
+    const node = (rank) => new Promise((resolve) => {
+      const child = spawn(process.execPath, [CLI, 'launch', '--nproc-per-node', '1', '--nnodes', '2', '--node-rank', String(rank), '--master-addr', '127.0.0.1', '--master-port', String(port), WORKER], {
+        cwd: ROOT, env: { ...process.env, DT_MODE: 'small', DT_OUT: out },
+      });
+      let text = '';
+      child.stdout.on('data', (d) => { text += d; });
+      child.stderr.on('data', (d) => { text += d; });
+      child.on('close', (code) => resolve({ code, text }));
+    });
+    const [a, b] = await Promise.all([node(0), node(1)]);
+    assert.equal(a.code, 0, a.text);
+    assert.equal(b.code, 0, b.text);
+    assert.match(a.text, /\[rank 0\] rank 0 done/);
+    assert.match(b.text, /\[rank 1\] rank 1 done/);
+    const [r0, r1] = [0, 1].map((rank) => readJson(out, `rank${rank}.json`));
+    assert.equal(r0.worldSize, 2);
+    assert.deepEqual(r0.loss, r1.loss);
+    assert.deepEqual(r0.eval, r1.eval);
+  });
+
+  it("trains the README's MNIST job on 2 ranks (train --nproc-per-node 2) to the single process's accuracy, within 1 point", function () {
+    this.timeout(600_000);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'densetorch-mnist2-'));
+    dirs.push(dir);
+    const accuracy = (extra, out) => {
+      const r = spawnSync(process.execPath, [CLI, 'train', '--dataset', 'mnist', '--limit', '6000', '--epochs', '3', '--depth', '16', '--out', path.join(dir, out), ...extra], {
+        cwd: ROOT, encoding: 'utf8', timeout: 300_000,
+      });
+      assert.equal(r.status, 0, r.stderr);
+      const m = /test accuracy (\d\.\d+)/.exec(r.stdout);
+      assert.ok(m, r.stdout);
+      return { acc: Number(m[1]), stdout: r.stdout };
+    };
+    // Same global batch (64): 1 x 64 against 2 x 32.
+    const single = accuracy(['--batch-size', '64'], 'one.safetensors');
+    const port = String(29400 + Math.floor(Math.random() * 500));
+    const two = accuracy(['--batch-size', '32', '--nproc-per-node', '2', '--master-port', port], 'two.safetensors');
+    console.log(`      test accuracy: 1 process ${single.acc}, 2 ranks ${two.acc}`);
+    assert.match(two.stdout, /\[rank 0\] .*2 ranks \(data-parallel, c10d\/gloo\)/);
+    assert.doesNotMatch(two.stdout, /\[rank 1\] epoch/); // only rank 0 reports
+    assert.ok(fs.existsSync(path.join(dir, 'two.safetensors')));
+    assert.ok(single.acc > 0.9, `single-process accuracy ${single.acc}`);
+    assert.ok(Math.abs(two.acc - single.acc) <= 0.01, `2 ranks ${two.acc} vs 1 process ${single.acc}`);
+  });
+
+  it('a PyTorch process and a densetorch process join one group and allReduce together', async function () {
+    const probe = spawnSync(process.env.PYTHON || 'python3', ['-c', 'import torch.distributed as d; print(d.is_available())'], { encoding: 'utf8' });
+    if (probe.status !== 0 || probe.stdout.trim() !== 'True') {
+      console.log('      skipped: Python cannot import torch.distributed here (pip install torch to run it)');
+      this.skip();
+    }
+    const port = await freePort();
+    const script = [
+      'import sys, datetime, torch, torch.distributed as d',
+      `d.init_process_group('gloo', init_method='tcp://127.0.0.1:${port}', rank=1, world_size=2, timeout=datetime.timedelta(seconds=60))`,
+      't = torch.tensor([10.0, 20.0])',
+      'd.all_reduce(t)',
+      'print(t.tolist())',
+      'd.destroy_process_group()',
+    ].join('\n');
+    const py = spawn(process.env.PYTHON || 'python3', ['-c', script], { env: { ...process.env, TORCH_DIST_INIT_BARRIER: '0' } });
+    let pyOut = '';
+    py.stdout.on('data', (d) => { pyOut += d; });
+    py.stderr.on('data', (d) => { pyOut += d; });
+    const pyDone = new Promise((resolve) => py.on('close', resolve));
+    await dt.distributed.init({ rank: 0, worldSize: 2, masterPort: port, timeoutMs: 60_000 });
+    try {
+      const t = dt.tensor(new Float32Array([1, 2]), [2]);
+      await dt.distributed.allReduce(t);
+      assert.deepEqual(Array.from(t.toArray()), [11, 22]);
+    } finally {
+      dt.distributed.destroy();
+    }
+    assert.equal(await pyDone, 0, pyOut);
+    assert.match(pyOut, /\[11\.0, 22\.0\]/);
+  });
+});
