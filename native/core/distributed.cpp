@@ -97,6 +97,16 @@ std::string first_line(const std::string& s) {
 
 const std::string kAbortKey = "abort/";
 
+// c10d's store logs a warning with a backtrace for every failed connection attempt or call; while
+// one is alive, the DistributedError that follows says the same in one line instead.
+struct QuietLog {
+  int saved = FLAGS_caffe2_log_level;
+  QuietLog() { FLAGS_caffe2_log_level = std::max(saved, 3); }
+  ~QuietLog() { FLAGS_caffe2_log_level = saved; }
+  QuietLog(const QuietLog&) = delete;
+  QuietLog& operator=(const QuietLog&) = delete;
+};
+
 // Whether the address is this machine's loopback (then gloo binds to it, not to the hostname).
 bool is_loopback(const std::string& addr) {
   return addr == "localhost" || addr.rfind("127.", 0) == 0 || addr == "::1";
@@ -126,13 +136,7 @@ std::string diagnose(Group& g, const std::string& what, const std::string& cause
   const auto& o = g.options;
   std::vector<int64_t> missing;
   bool store_gone = false;
-  // A store whose host is gone logs a warning with a backtrace on every call: the error below
-  // says it in one line instead.
-  struct QuietLog {
-    int saved = FLAGS_caffe2_log_level;
-    QuietLog() { FLAGS_caffe2_log_level = std::max(saved, 2); }
-    ~QuietLog() { FLAGS_caffe2_log_level = saved; }
-  } quiet;
+  QuietLog quiet;
   try {
     for (int64_t r = 0; r < o.world_size; ++r) {
       const std::string key = kAbortKey + std::to_string(r);
@@ -145,7 +149,7 @@ std::string diagnose(Group& g, const std::string& what, const std::string& cause
     }
     const std::string prefix = "densetorch/failed/" + std::to_string(g.sequence) + "/";
     g.store->set(prefix + std::to_string(o.rank), std::vector<uint8_t>{1});
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(1500);
     for (;;) {
       missing.clear();
       for (int64_t r = 0; r < o.world_size; ++r)
@@ -219,6 +223,7 @@ void init(const InitOptions& o) {
   auto g = std::make_unique<Group>();
   g->options = o;
   try {
+    QuietLog quiet;
     c10d::TCPStoreOptions so;
     so.port = static_cast<std::uint16_t>(o.master_port);
     so.isServer = o.rank == 0;
