@@ -314,6 +314,8 @@ function doctor(): number {
     const v = loaded.addon.versions();
     console.log(`addon: ${loaded.addonPath} (built against LibTorch ${loaded.builtAgainst})`);
     console.log(`loaded LibTorch ${loaded.libtorch.version} from ${loaded.libtorch.source}; CUDA ${v.cudaAvailable ? `available (${v.cudaDeviceCount} device(s))` : 'not available'}; ${loaded.addon.getNumThreads()} threads`);
+    const { distributed } = loaded.addon;
+    console.log(`distributed training: ${distributed.available ? 'available (c10d, Gloo)' : `not available: ${distributed.reason}`}`);
     console.log('ok');
     return 0;
   } catch (err) {

@@ -16,7 +16,7 @@
  * ```
  */
 import { DistributedError } from './errors';
-import { addon } from './native';
+import { addon, NativeDistributed } from './native';
 import { Tensor } from './tensor';
 import { knownOptions, nonNegativeInt, numberIn, positiveInt } from './validate';
 
@@ -57,20 +57,8 @@ export interface GroupInfo {
   backend: Backend;
 }
 
-interface NativeDistributed {
-  available: boolean;
-  reason: string;
-  init(options: { backend: string; rank: number; worldSize: number; masterAddr: string; masterPort: number; timeoutMs: number }): Promise<void>;
-  isInitialized(): boolean;
-  info(): { rank: number; worldSize: number; backend: Backend };
-  destroy(): void;
-  allReduce(tensor: unknown, op: string): Promise<void>;
-  broadcast(tensor: unknown, src: number): Promise<void>;
-  barrier(): Promise<void>;
-}
-
 function native(): NativeDistributed {
-  return (addon() as unknown as { distributed: NativeDistributed }).distributed;
+  return addon().distributed;
 }
 
 /** Whether this build of the addon can form groups (it was built with gloo's headers). */

@@ -63,6 +63,21 @@ export interface NativeFeederHandle {
   fail(generation: number, message: string): void;
 }
 
+/** The addon's c10d process group functions (internal; see lib/distributed.ts). */
+export interface NativeDistributed {
+  available: boolean;
+  reason: string;
+  init(options: { backend: string; rank: number; worldSize: number; masterAddr: string; masterPort: number; timeoutMs: number }): Promise<void>;
+  isInitialized(): boolean;
+  info(): { rank: number; worldSize: number; backend: 'gloo' | 'nccl' };
+  destroy(): void;
+  allReduce(tensor: NativeTensorHandle, op: string): Promise<void>;
+  broadcast(tensor: NativeTensorHandle, src: number): Promise<void>;
+  barrier(): Promise<void>;
+  /** DistributedSampler's indices of one rank for one epoch. */
+  shardIndices(n: number, rank: number, world: number, shuffle: boolean, seed: number, epoch: number, dropLast: boolean, pad: boolean): number[];
+}
+
 /** A weight file as read by the addon (internal). */
 export interface NativeWeightFile {
   tensors: Record<string, NativeTensorHandle>;
@@ -75,6 +90,7 @@ export interface Addon {
   NativeFeeder: new (size: number, batches: number, capacity: number,
     onRequest: (generation: number, epoch: number, train: boolean, start: boolean) => void) => NativeFeederHandle;
   readWeights(path: string): Promise<NativeWeightFile>;
+  distributed: NativeDistributed;
   NativeTensor: {
     fromData(data: ArrayBufferView, shape: number[], source: string, target: string, device: string): NativeTensorHandle;
   };

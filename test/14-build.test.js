@@ -76,6 +76,68 @@ describe('unity build', () => {
   });
 });
 
+describe("gloo's headers (distributed part)", () => {
+  const gloo = require('../dist/gloo.js');
+  const saved = {};
+  const setEnv = (vars) => {
+    for (const [k, v] of Object.entries(vars)) {
+      if (!(k in saved)) saved[k] = process.env[k];
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  };
+  afterEach(() => {
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+      delete saved[k];
+    }
+  });
+
+  it('DENSETORCH_DISTRIBUTED=0 builds without it; a DENSETORCH_GLOO_INCLUDE without gloo/ is refused with the reason', () => {
+    setEnv({ DENSETORCH_DISTRIBUTED: '0' });
+    assert.deepEqual(gloo.findGloo({ fetch: true }), { found: false, reason: 'DENSETORCH_DISTRIBUTED=0 was set at build time' });
+    setEnv({ DENSETORCH_DISTRIBUTED: undefined, DENSETORCH_GLOO_INCLUDE: os.tmpdir() });
+    const r = gloo.findGloo({ fetch: true });
+    assert.equal(r.found, false);
+    assert.match(r.reason, /DENSETORCH_GLOO_INCLUDE=.* holds no gloo\/allreduce_ring\.h/);
+  });
+
+  it("the build's defines and include folders follow what was found", () => {
+    setEnv({ DENSETORCH_GLOO_ROOT: '' });
+    assert.deepEqual(nativeConfig.gloo(), { found: false, reason: 'not found at build time' });
+    setEnv({ DENSETORCH_GLOO_ROOT: '/opt/gloo/include' });
+    assert.deepEqual(nativeConfig.gloo(), { found: true, includeDir: '/opt/gloo/include' });
+    const stamp = stamps.currentStamp(LT, { builder: 'node-gyp', unity: 2, gloo: '/opt/gloo/include' });
+    assert.equal(stamp.configuration.gloo, '/opt/gloo/include');
+    assert.notDeepEqual(stamps.currentStamp(LT, { builder: 'node-gyp', unity: 2 }).configuration, stamp.configuration);
+  });
+
+  it("fetches Debian's libgloo-dev into an empty cache with apt-get download and dpkg -x (nothing installed)", function () {
+    this.timeout(180000);
+    const probe = spawnSync('apt-get', ['--version'], { stdio: 'ignore' });
+    if (probe.error || probe.status !== 0) {
+      console.log('      skipped: no apt-get on this machine');
+      this.skip();
+    }
+    const cache = fs.mkdtempSync(path.join(os.tmpdir(), 'densetorch-gloo-cache-'));
+    try {
+      setEnv({ DENSETORCH_CACHE: cache });
+      const r = gloo.fetchGloo(() => undefined);
+      if (!r.found && /apt-get download libgloo-dev failed/.test(r.reason)) {
+        console.log(`      skipped: ${r.reason}`);
+        this.skip();
+      }
+      assert.equal(r.found, true, r.reason);
+      assert.equal(r.includeDir, path.join(cache, 'gloo', 'usr', 'include'));
+      assert.ok(fs.existsSync(path.join(r.includeDir, 'gloo', 'allreduce_ring.h')));
+      assert.deepEqual(fs.readdirSync(cache), ['gloo']); // no staging folder left behind
+    } finally {
+      fs.rmSync(cache, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('install', () => {
   it('a second `node scripts/install.js` compiles nothing and leaves the built addon untouched', function () {
     this.timeout(60000);

@@ -33,4 +33,12 @@ describe('native core (C++ tests)', () => {
     assert.equal(r.status, 0, r.stdout + r.stderr);
     assert.match(r.stdout, /^ok$/m);
   });
+
+  it('without gloo\'s headers the distributed part still compiles: available() explains what to install, init throws DistributedError', function () {
+    this.timeout(300000);
+    const r = compileAndRun('test/native/distributed_unavailable.cpp');
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /^init: this densetorch addon was built without distributed support/m);
+    assert.match(r.stdout, /^ok$/m);
+  });
 });
