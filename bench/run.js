@@ -8,6 +8,7 @@
 //   npm run bench -- --only infer  # only the inference (or train) cases
 //   npm run bench -- --serve [--soak]   # the HTTP server under load (bench/serve.js)
 //   npm run bench -- --data        # streamed image folders: memory and data wait (bench/data-loader.js)
+//   npm run bench -- --distributed # data-parallel training and all-reduce (bench/distributed.js)
 'use strict';
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -49,8 +50,9 @@ function hasTorch() {
   return spawnSync(python, ['-c', 'import torch'], { encoding: 'utf8' }).status === 0;
 }
 
-// Other benchmarks, each its own script: --serve (bench/serve.js), --data (bench/data-loader.js).
-for (const [flag, script] of [['--serve', 'serve.js'], ['--data', 'data-loader.js']]) {
+// Other benchmarks, each its own script: --serve (bench/serve.js), --data (bench/data-loader.js),
+// --distributed (bench/distributed.js).
+for (const [flag, script] of [['--serve', 'serve.js'], ['--data', 'data-loader.js'], ['--distributed', 'distributed.js']]) {
   if (process.argv.includes(flag)) {
     const rest = process.argv.slice(2).filter((a) => a !== flag);
     const r = spawnSync(process.execPath, ['--expose-gc', path.join(__dirname, script), ...rest], { stdio: 'inherit' });
