@@ -197,6 +197,29 @@ describe('distributed (c10d, Gloo)', function () {
     assert.deepEqual(history.epochs.map((e) => e.epoch), [2]);
   });
 
+  it('a rank whose data fails tells the other, which rejects with DistributedError quoting the reason', async () => {
+    const r = await spawnRanks('baddata', { DT_TIMEOUT_MS: '60000' });
+    dirs.push(r.out);
+    const [r0, r1] = [0, 1].map((rank) => readJson(r.out, `rank${rank}.json`));
+    assert.equal(r1.name, 'DataError');
+    assert.match(r1.message, /cannot decode cat-0042\.jpg/);
+    assert.equal(r0.name, 'DistributedError');
+    assert.match(r0.message, /rank 1 gave up: .*cannot decode cat-0042\.jpg/);
+    assert.ok(r0.ms < 30000, `rank 0 rejected after ${r0.ms} ms`);
+  });
+
+  it('resumeFrom works with the same world size: both ranks continue from rank 0\'s checkpoint, in step', async () => {
+    const r = await spawnRanks('resume');
+    dirs.push(r.out);
+    assert.deepEqual(r.codes.map((c) => c.code), [0, 0]);
+    const [r0, r1] = [0, 1].map((rank) => readJson(r.out, `rank${rank}.json`));
+    assert.deepEqual(r0.epochs, [2]);
+    assert.deepEqual(r1, r0);
+    const [m0, m1] = await Promise.all([0, 1].map((rank) => dt.load(path.join(r.out, `rank${rank}.safetensors`))));
+    const [a, b] = [m0.stateDict(), m1.stateDict()];
+    for (const name of Object.keys(a)) assert.equal(maxAbsDiff(a[name], b[name]), 0, name);
+  });
+
   it('launch stops the other workers and exits non-zero naming the rank that failed', async () => {
     const r = await launchWorkers('fail', { timeout: 60_000 });
     dirs.push(r.out);

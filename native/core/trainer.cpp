@@ -359,6 +359,10 @@ History fit_on(DenseNet& model, BatchSource& train, BatchSource* validation, con
       }
     }
     if (seen == 0) throw DataError("the training data delivered no batch in epoch " + std::to_string(epoch + 1));
+    if (par.on) {  // every rank leaves the epoch with rank 0's statistics: one model for validation, checkpoints and the caller
+      torch::NoGradGuard no_grad;
+      distributed::broadcast_coalesced(buffers, 0);
+    }
     EpochReport report{epoch + 1, loss_sum / static_cast<double>(seen), static_cast<double>(correct) / static_cast<double>(seen),
                        std::nullopt, std::nullopt, lr, 0, 0};
     report.seconds = seconds_since(epoch_start);
@@ -369,9 +373,11 @@ History fit_on(DenseNet& model, BatchSource& train, BatchSource* validation, con
       report.val_loss = v.loss;
       report.val_accuracy = v.accuracy;
     }
-    const bool writer = !par.on || par.rank == 0;  // one checkpoint file for the group
-    if (writer && !o.checkpoint_path.empty() && ((epoch + 1) % o.checkpoint_every == 0 || epoch + 1 == o.epochs))
-      save_checkpoint(o.checkpoint_path, model, *optimizer, epoch + 1, gen);
+    const bool checkpoint = !o.checkpoint_path.empty() && ((epoch + 1) % o.checkpoint_every == 0 || epoch + 1 == o.epochs);
+    if (checkpoint && (!par.on || par.rank == 0)) save_checkpoint(o.checkpoint_path, model, *optimizer, epoch + 1, gen);
+    // One checkpoint file for the group, written by rank 0; the others wait for it, so that a
+    // rank that resumes right after fit returns finds the file complete.
+    if (checkpoint && par.on) distributed::barrier();
     history.epochs.push_back(report);
     if (cb.on_epoch) cb.on_epoch(report);
   }

@@ -29,10 +29,18 @@ async function usage(): Promise<void> {
   const stats: dt.ServeStats = server.stats();
   await server.close();
   const image: dt.Tensor = await dt.image.read('a.jpg', { size: 224, transform: 'eval' });
+  const available: boolean = dt.distributed.available;
+  const group: dt.GroupInfo = await dt.distributed.init({ backend: 'gloo', worldSize: 2, masterPort: 29500, timeoutMs: 60_000 });
+  await dt.distributed.allReduce(x, { op: 'mean' });
+  await dt.distributed.broadcast(x, { src: 0 });
+  await model.fit(data, { dropLast: true });
+  dt.distributed.destroy();
+  // @ts-expect-error: reduce ops are a string-literal union
+  await dt.distributed.allReduce(x, { op: 'product' });
   // @ts-expect-error: the precision is a string-literal union
   await model.predict(x, { precision: 'fp64' });
   // @ts-expect-error: internal members are not part of the declarations
   x.handle();
-  void [cuda, shape, dtype, config, logits, history, evaluation, classes, first, stats, image];
+  void [cuda, shape, dtype, config, logits, history, evaluation, classes, first, stats, image, available, group];
 }
 void usage;
