@@ -62,7 +62,8 @@ export function findGloo(options: FindGlooOptions = {}): GlooHeaders {
 }
 
 /**
- * Downloads Debian's libgloo-dev with `apt-get download` (no root needed) and unpacks it with
+ * Downloads Debian's libgloo-dev with `apt-get download` (no root needed; when the system's package
+ * lists are empty, they are first read into a private folder of the cache) and unpacks it with
  * `dpkg -x` into the cache, atomically (staging folder, then rename).
  */
 export function fetchGloo(log: (message: string) => void): GlooHeaders {
@@ -77,8 +78,19 @@ export function fetchGloo(log: (message: string) => void): GlooHeaders {
   fs.mkdirSync(staging, { recursive: true });
   try {
     log(`densetorch: fetching gloo's headers (Debian's libgloo-dev) into ${target}`);
-    const download = spawnSync('apt-get', ['download', '-q', 'libgloo-dev'], { cwd: staging, encoding: 'utf8', timeout: 120_000 });
-    const deb = fs.readdirSync(staging).find((f) => f.startsWith('libgloo-dev_') && f.endsWith('.deb'));
+    const findDeb = () => fs.readdirSync(staging).find((f) => f.startsWith('libgloo-dev_') && f.endsWith('.deb'));
+    let download = spawnSync('apt-get', ['download', '-q', 'libgloo-dev'], { cwd: staging, encoding: 'utf8', timeout: 120_000 });
+    if (!findDeb()) {
+      // The system's package lists may be empty (no `apt-get update` yet, which needs root):
+      // read them into a private folder of the cache instead, then download from there.
+      const apt = path.join(cacheDir(), 'apt');
+      for (const dir of ['lists/partial', 'cache/archives/partial']) fs.mkdirSync(path.join(apt, dir), { recursive: true });
+      const options = ['-q', '-o', `Dir::State::Lists=${path.join(apt, 'lists')}`, '-o', `Dir::Cache=${path.join(apt, 'cache')}`, '-o', 'Debug::NoLocking=1'];
+      log("densetorch: apt-get download found no libgloo-dev; reading the package lists into the densetorch cache");
+      const update = spawnSync('apt-get', [...options, 'update'], { encoding: 'utf8', timeout: 300_000 });
+      if (update.status === 0) download = spawnSync('apt-get', [...options, 'download', 'libgloo-dev'], { cwd: staging, encoding: 'utf8', timeout: 120_000 });
+    }
+    const deb = findDeb();
     if (!deb) {
       const why = (download.stderr || download.error?.message || `exit code ${download.status}`).trim().split('\n').pop();
       return { found: false, reason: `apt-get download libgloo-dev failed (${why}); install libgloo-dev or set DENSETORCH_GLOO_INCLUDE` };
