@@ -167,39 +167,5 @@ export async function barrier(): Promise<void> {
   await native().barrier();
 }
 
-/** The share of a data set one rank reads (internal: streamed data sets apply it to their order). */
-export interface Shard {
-  rank: number;
-  worldSize: number;
-  dropLast: boolean;
-}
-
-/** @internal The shard of this process when a group is initialized, else undefined. */
-export function currentShard(dropLast: boolean): Shard | undefined {
-  if (!available || !isInitialized()) return undefined;
-  const { rank, worldSize } = native().info();
-  return { rank, worldSize, dropLast };
-}
-
-/**
- * The indices rank `shard.rank` takes from one epoch's `order`, as PyTorch's DistributedSampler:
- * padded by repeating the first indices up to a multiple of the world size (or cut down to one
- * with `dropLast`), then every worldSize-th index from the rank. With `pad` false (evaluation)
- * nothing is repeated or cut, so that the shards together hold each sample once.
- */
-export function shardOrder(order: readonly number[], shard: Shard, pad: boolean): number[] {
-  const { rank, worldSize: w } = shard;
-  let all = [...order];
-  if (pad && shard.dropLast) {
-    all = all.slice(0, Math.floor(all.length / w) * w);
-  } else if (pad && all.length > 0) {
-    const total = Math.ceil(all.length / w) * w;
-    for (let i = 0; all.length < total; i += 1) all.push(order[i % order.length]);
-  }
-  return all.filter((_, i) => i % w === rank);
-}
-
-/** Samples per epoch of a shard of a data set of `n` samples (training: padded or cut). */
-export function shardLength(n: number, shard: Shard): number {
-  return shard.dropLast ? Math.floor(n / shard.worldSize) : Math.ceil(n / shard.worldSize);
-}
+export { shardOrder, shardLength } from './data/shard';
+export type { Shard } from './data/shard';

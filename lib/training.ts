@@ -7,7 +7,7 @@ import { describe, DensetorchError, TrainingError } from './errors';
 import { boolean, checkSignal, numberIn, optionalFunction, optionsObject, positiveInt, seedArg } from './validate';
 import { Dataset } from './datasets';
 import { StreamDataset } from './data/stream';
-import { currentShard } from './distributed';
+import { currentShard } from './data/shard';
 
 /** The default learning rate of an optimizer: 0.1 for SGD (the paper's), 1e-3 for Adam and AdamW. */
 export function defaultLr(type: 'sgd' | 'adam' | 'adamw'): number {

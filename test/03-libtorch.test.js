@@ -119,8 +119,12 @@ describe('build settings (binding.gyp and CMakeLists.txt share scripts/native-co
     try {
       assert.equal(nativeConfig(['libs'], { DENSETORCH_LIBTORCH_ROOT: cuda }), '-lc10 -ltorch_cpu -ltorch -lc10_cuda -ltorch_cuda');
       assert.equal(nativeConfig(['libs'], { DENSETORCH_LIBTORCH_ROOT: cpu }), '-lc10 -ltorch_cpu -ltorch');
-      assert.equal(nativeConfig(['include'], { DENSETORCH_LIBTORCH_ROOT: cpu }),
-        [path.join(cpu, 'include'), path.join(cpu, 'include', 'torch', 'csrc', 'api', 'include')].join(' '));
+      const torchIncludes = [path.join(cpu, 'include'), path.join(cpu, 'include', 'torch', 'csrc', 'api', 'include')];
+      assert.equal(nativeConfig(['include'], { DENSETORCH_LIBTORCH_ROOT: cpu, DENSETORCH_GLOO_ROOT: '' }), torchIncludes.join(' '));
+      assert.equal(nativeConfig(['defines'], { DENSETORCH_GLOO_ROOT: '' }), '');
+      // With gloo's headers: their folder after LibTorch's, and the distributed part's switches.
+      assert.equal(nativeConfig(['include'], { DENSETORCH_LIBTORCH_ROOT: cpu, DENSETORCH_GLOO_ROOT: '/opt/gloo/include' }), [...torchIncludes, '/opt/gloo/include'].join(' '));
+      assert.equal(nativeConfig(['defines'], { DENSETORCH_GLOO_ROOT: '/opt/gloo/include' }), 'DENSETORCH_DISTRIBUTED USE_C10D_GLOO USE_DISTRIBUTED');
     } finally {
       fs.rmSync(cuda, { recursive: true, force: true });
       fs.rmSync(cpu, { recursive: true, force: true });

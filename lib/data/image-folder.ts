@@ -4,7 +4,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { shardOrder } from '../distributed';
+import { shardOrder } from './shard';
 import { describe, DataError } from '../errors';
 import { tensor } from '../tensor';
 import { knownOptions, positiveInt } from '../validate';

@@ -5,7 +5,7 @@
  * memory does not grow with the size of the data set.
  */
 import { describe } from '../errors';
-import type { Shard } from '../distributed';
+import type { Shard } from './shard';
 import { addon, NativeFeederHandle } from '../native';
 import { Tensor } from '../tensor';
 import { knownOptions, nonNegativeInt, positiveInt } from '../validate';
