@@ -113,6 +113,30 @@ describe('distributed (c10d, Gloo)', function () {
     }
   });
 
+  it("gives PyTorch's DistributedSampler indices (when Python has torch)", function () {
+    const script = [
+      'import json, torch.utils.data as u',
+      'out = {}',
+      'for n, w, shuffle, drop, seed, epoch in [(10, 3, False, False, 0, 0), (37, 4, True, False, 7, 1), (37, 4, True, True, 7, 2), (1000, 8, True, False, 123, 5)]:',
+      '    for r in range(w):',
+      '        s = u.DistributedSampler(range(n), num_replicas=w, rank=r, shuffle=shuffle, seed=seed, drop_last=drop)',
+      '        s.set_epoch(epoch)',
+      '        out[f"{n},{w},{shuffle},{drop},{seed},{epoch},{r}"] = list(s)',
+      'print(json.dumps(out))',
+    ].join('\n');
+    const py = spawnSync(process.env.PYTHON || 'python3', ['-c', script], { encoding: 'utf8' });
+    if (py.status !== 0) {
+      console.log('      skipped: Python cannot import torch here (pip install torch to run it)');
+      this.skip();
+    }
+    const native = require('../dist/native').addon().distributed;
+    const expected = JSON.parse(py.stdout);
+    for (const [key, indices] of Object.entries(expected)) {
+      const [n, w, shuffle, drop, seed, epoch, r] = key.split(',');
+      assert.deepEqual(native.shardIndices(Number(n), Number(r), Number(w), shuffle === 'True', Number(seed), Number(epoch), drop === 'True', true), indices, key);
+    }
+  });
+
   it('allReduce (sum, mean, max, min), broadcast and barrier across 2 ranks', async () => {
     const r = await launchWorkers('collectives');
     dirs.push(r.out);
