@@ -19,11 +19,26 @@ function build(c) {
   return c.model === 'densenet121' ? dt.densenet121(common) : dt.densenetCifar({ depth: c.depth, growthRate: c.growthRate, ...common });
 }
 
+// The limits of one case, measured through the same LibTorch and threads: the sgemm ceiling
+// (4096² at::mm) and the conv-only floor (each of the model's convolutions alone, channels-last;
+// for training with both backward convolutions), and the model's forward FLOPs per image.
+async function limits(c, model) {
+  const { roofline } = require('../dist/native').addon();
+  const n = 4096;
+  const sgemmSeconds = await roofline.sgemm(n, 5);
+  const m = await roofline.model(model.config, c.size, c.size, c.batch, c.mode === 'train', c.mode === 'train' ? 3 : 5);
+  return { sgemmGflops: (2 * n ** 3) / sgemmSeconds / 1e9, floorSeconds: m.floorSeconds, forwardFlopsPerImage: m.forwardFlopsPerImage, convolutions: m.convolutions };
+}
+
 async function main() {
   const c = JSON.parse(process.argv[2]);
   dt.setNumThreads(c.threads);
   dt.manualSeed(0);
   const model = build(c);
+  if (c.limits) {
+    console.log(JSON.stringify(await limits(c, model)));
+    return;
+  }
   const n = c.batch * 3 * c.size * c.size;
   if (c.mode === 'train') {
     const count = c.batch * (c.warmup + c.steps);

@@ -42,19 +42,23 @@ def main():
     torch.manual_seed(0)
     model = build(c)
     shape = (c['batch'], 3, c['size'], c['size'])
+    # layout 'channels_last': NHWC weights and inputs (oneDNN's preferred layout); 'nchw' otherwise.
+    fmt = torch.channels_last if c.get('layout') == 'channels_last' else torch.contiguous_format
+    model = model.to(memory_format=fmt)
+    run = torch.compile(model) if c.get('compile') else model
     seconds = []
     # precision 'bf16': autocast, as densetorch's precision option does
     autocast = torch.autocast('cpu', dtype=torch.bfloat16) if c.get('precision', 'fp32') == 'bf16' else contextlib.nullcontext()
     if c['mode'] == 'train':
         model.train()
         opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4)
-        x = torch.rand(shape) - 0.5
+        x = (torch.rand(shape) - 0.5).contiguous(memory_format=fmt)
         y = torch.tensor([i % c['classes'] for i in range(c['batch'])])
         for i in range(c['warmup'] + c['steps']):
             t = time.perf_counter()
             opt.zero_grad()
             with autocast:
-                out = model(x)
+                out = run(x)
             loss = torch.nn.functional.cross_entropy(out.float(), y)
             loss.backward()
             opt.step()
@@ -63,11 +67,11 @@ def main():
                 seconds.append(time.perf_counter() - t)
     else:
         model.eval()
-        x = torch.rand(shape) - 0.5
-        with torch.inference_mode(), autocast:
+        x = (torch.rand(shape) - 0.5).contiguous(memory_format=fmt)
+        with torch.no_grad() if c.get('compile') else torch.inference_mode(), autocast:
             for i in range(c['warmup'] + c['steps']):
                 t = time.perf_counter()
-                model(x).float()
+                run(x).float()
                 if i >= c['warmup']:
                     seconds.append(time.perf_counter() - t)
     step = statistics.median(seconds)

@@ -6,6 +6,10 @@
 //   npm run bench -- --scaling     # peak memory vs depth (CIFAR DenseNet-BC, k=12, batch 64)
 //   THREADS=2 STEPS=5 npm run bench
 //   npm run bench -- --only infer  # only the inference (or train) cases
+//   npm run bench -- --repeat 5    # every row in 5 fresh processes: median, with [min-max] images/s
+//   npm run bench -- --compile     # also PyTorch's torch.compile (inductor), naive rows
+// Every row shows achieved GFLOP/s (from the model's convolution shapes), its fraction of the
+// sgemm ceiling (4096² at::mm) and the step time over the conv-only floor, measured in the run.
 //   npm run bench -- --serve [--soak]   # the HTTP server under load (bench/serve.js)
 //   npm run bench -- --data        # streamed image folders: memory and data wait (bench/data-loader.js)
 //   npm run bench -- --distributed # data-parallel training and all-reduce (bench/distributed.js)
@@ -66,19 +70,65 @@ if (!withTorch) console.log(`(${python} cannot import torch: PyTorch columns ski
 const rows = [];
 const onlyAt = process.argv.indexOf('--only');
 const only = onlyAt > 0 ? process.argv[onlyAt + 1] : undefined;
+const repeatAt = process.argv.indexOf('--repeat');
+const repeat = repeatAt > 0 ? Number(process.argv[repeatAt + 1]) : 1;
+const withCompile = process.argv.includes('--compile');
+
+/** Runs a case `repeat` times, each in a fresh process: the median run, with min/median/max images/s. */
+function runRepeated(cmd, args, times) {
+  const runs = Array.from({ length: times }, () => run(cmd, args));
+  const ok = runs.filter((r) => !r.error);
+  if (ok.length === 0) return runs[0];
+  const ips = ok.map((r) => r.imagesPerSecond).sort((a, b) => a - b);
+  const median = ok.find((r) => r.imagesPerSecond === ips[Math.floor((ips.length - 1) / 2)]);
+  return { ...median, runs: ok.length, imagesPerSecondMin: ips[0], imagesPerSecondMax: ips[ips.length - 1] };
+}
+
+/** Achieved GFLOP/s, fraction of the sgemm ceiling, and step time over the conv-only floor. */
+function roofline(r, c, limits) {
+  if (!r || r.error || !limits || limits.error) return {};
+  // Training does the forward convolutions and both backward ones: about 3x the forward FLOPs.
+  const flops = limits.forwardFlopsPerImage * c.batch * (c.mode === 'train' ? 3 : 1);
+  const gflops = flops / r.stepSeconds / 1e9;
+  return { gflops, sgemmFraction: gflops / limits.sgemmGflops, floorRatio: r.stepSeconds / limits.floorSeconds };
+}
+
+const fmtRun = (r) => {
+  if (!r) return '-';
+  if (r.error) return `error: ${r.error}`;
+  const spread = r.runs > 1 ? ` [${r.imagesPerSecondMin.toFixed(1)}-${r.imagesPerSecondMax.toFixed(1)}]` : '';
+  const roof = r.gflops ? ` ${r.gflops.toFixed(0)} GFLOP/s ${(100 * r.sgemmFraction).toFixed(0)}% sgemm ${r.floorRatio.toFixed(2)}x floor` : '';
+  return `${r.stepSeconds.toFixed(3)} s/step ${r.imagesPerSecond.toFixed(1).padStart(6)} img/s${spread}${roof} peak ${r.peakRssMiB.toFixed(0).padStart(5)} MiB`;
+};
+
 for (const c of cases(scaling).filter((x) => !only || x.mode === only)) {
   const spec = JSON.stringify({ ...c, threads });
-  const ours = run(process.execPath, [path.join(__dirname, 'densetorch_case.js'), spec]);
-  const theirs = withTorch ? run(python, [path.join(__dirname, 'pytorch_reference.py'), spec]) : null;
-  const row = { ...c, threads, densetorch: ours, pytorch: theirs };
-  if (ours.imagesPerSecond && theirs?.imagesPerSecond) {
-    row.throughputRatio = ours.imagesPerSecond / theirs.imagesPerSecond;
-    row.memoryRatio = ours.peakRssMiB / theirs.peakRssMiB;
+  const limits = scaling ? null : run(process.execPath, [path.join(__dirname, 'densetorch_case.js'), JSON.stringify({ ...c, threads, limits: true })]);
+  const ours = runRepeated(process.execPath, [path.join(__dirname, 'densetorch_case.js'), spec], repeat);
+  Object.assign(ours, roofline(ours, c, limits));
+  const variants = withTorch ? [
+    ['eager NCHW', { layout: 'nchw' }],
+    ['eager channels-last', { layout: 'channels_last' }],
+    ...(withCompile && !c.memoryEfficient ? [['torch.compile', { layout: 'channels_last', compile: true }]] : []),
+  ] : [];
+  const pytorch = {};
+  for (const [name, extra] of variants) {
+    const r = runRepeated(python, [path.join(__dirname, 'pytorch_reference.py'), JSON.stringify({ ...c, threads, ...extra })], repeat);
+    pytorch[name] = Object.assign(r, roofline(r, c, limits));
+  }
+  // The comparison is against PyTorch's faster eager layout (and torch.compile when measured).
+  const best = Object.entries(pytorch).filter(([, r]) => r.imagesPerSecond).sort(([, a], [, b]) => b.imagesPerSecond - a.imagesPerSecond)[0];
+  const row = { ...c, threads, limits, densetorch: ours, pytorch, best: best?.[0] };
+  if (ours.imagesPerSecond && best) {
+    row.throughputRatio = ours.imagesPerSecond / best[1].imagesPerSecond;
+    row.memoryRatio = ours.peakRssMiB / best[1].peakRssMiB;
   }
   rows.push(row);
-  const fmt = (r) => (r?.error ? `error: ${r.error}` : r ? `${r.stepSeconds.toFixed(3)} s/step ${r.imagesPerSecond.toFixed(1).padStart(6)} img/s peak ${r.peakRssMiB.toFixed(0).padStart(5)} MiB` : '-');
-  console.log(`${c.mode.padEnd(5)} ${c.name.padEnd(22)} b${String(c.batch).padEnd(3)} ${c.memoryEfficient ? 'efficient' : 'naive    '} ${c.precision ?? 'fp32'} | densetorch ${fmt(ours)} | pytorch ${fmt(theirs)}` +
-    (row.throughputRatio ? ` | speed x${row.throughputRatio.toFixed(2)} memory x${row.memoryRatio.toFixed(2)}` : ''));
+  console.log(`${c.mode.padEnd(5)} ${c.name.padEnd(22)} b${String(c.batch).padEnd(3)} ${c.memoryEfficient ? 'efficient' : 'naive    '} ${c.precision ?? 'fp32'}` +
+    (limits && !limits.error ? ` | sgemm ${limits.sgemmGflops.toFixed(0)} GFLOP/s, floor ${limits.floorSeconds.toFixed(3)} s` : ''));
+  console.log(`      densetorch            ${fmtRun(ours)}`);
+  for (const [name, r] of Object.entries(pytorch)) console.log(`      pytorch ${name.padEnd(13)} ${fmtRun(r)}`);
+  if (row.throughputRatio) console.log(`      speed x${row.throughputRatio.toFixed(2)} and memory x${row.memoryRatio.toFixed(2)} of pytorch ${row.best}`);
 }
 const out = path.join(__dirname, 'results', `${new Date().toISOString().slice(0, 10)}${scaling ? '-scaling' : ''}${only ? `-${only}` : ''}.json`);
 fs.mkdirSync(path.dirname(out), { recursive: true });

@@ -91,6 +91,13 @@ export interface Addon {
     onRequest: (generation: number, epoch: number, train: boolean, start: boolean) => void) => NativeFeederHandle;
   readWeights(path: string): Promise<NativeWeightFile>;
   distributed: NativeDistributed;
+  /** The limits benchmarks measure a step against (bench/densetorch_case.js). */
+  roofline: {
+    /** Median seconds of an n x n float32 matmul. */
+    sgemm(n: number, reps: number): Promise<number>;
+    /** The model's forward FLOPs per image and its conv-only floor for one step at this batch. */
+    model(config: NativeModelConfig, height: number, width: number, batch: number, backward: boolean, reps: number): Promise<{ forwardFlopsPerImage: number; floorSeconds: number; convolutions: number }>;
+  };
   NativeTensor: {
     fromData(data: ArrayBufferView, shape: number[], source: string, target: string, device: string): NativeTensorHandle;
   };

@@ -120,6 +120,30 @@ describe('DenseNet: forward and predict', () => {
     for (let i = 0; i < f.length; i++) assert.ok(Math.abs(f[i] - pa[i]) <= 1e-5 * (1 + Math.abs(f[i])));
   });
 
+  it('inference folds norm2 into conv1 exactly: equal to the unfolded eval forward with autograd, with trained statistics', () => {
+    const m = dt.densenetCifar({ depth: 10, growthRate: 6, numClasses: 4 });
+    // Statistics and affine parameters far from their initial values.
+    const sd = m.stateDict();
+    let seed = 3;
+    const noise = (t, lo, hi) => dt.tensor(new Float32Array(t.shape.reduce((a, b) => a * b, 1)).map(() => {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      return lo + (hi - lo) * (seed / 2147483648);
+    }), t.shape);
+    const changed = {};
+    for (const [name, t] of Object.entries(sd)) {
+      if (/norm2\.(running_var|weight)$/.test(name)) changed[name] = noise(t, 0.3, 2.5);
+      else if (/norm2\.(running_mean|bias)$/.test(name)) changed[name] = noise(t, -1, 1);
+    }
+    assert.ok(Object.keys(changed).length >= 8);
+    m.loadStateDict(changed, { strict: false });
+    m.eval();
+    const x = randomImages(3, 3, 16, 16);
+    const labels = dt.tensor([0, 1, 2], [3], { dtype: 'int64' });
+    const unfolded = m.lossAndGrads(x, labels).output.toArray(); // autograd on: the plain path
+    const folded = m.forward(x).toArray();                         // no autograd: the folded path
+    for (let i = 0; i < unfolded.length; i++) assert.ok(Math.abs(unfolded[i] - folded[i]) <= 1e-5 * (1 + Math.abs(unfolded[i])), `${unfolded[i]} vs ${folded[i]}`);
+  });
+
   it('is reproducible under manualSeed', () => {
     dt.manualSeed(123);
     const a = small().stateDict()['features.conv0.weight'].toArray();

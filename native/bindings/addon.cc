@@ -8,6 +8,7 @@
 #include "distributed.h"
 #include "errors.h"
 #include "model.h"
+#include "roofline.h"
 #include "tensor.h"
 
 #include <string>
@@ -76,6 +77,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeModel", NativeModel::Init(env));
   exports.Set("NativeFeeder", NativeFeeder::Init(env));
   exports.Set("distributed", DistributedExports(env));
+  exports.Set("roofline", RooflineExports(env));
   exports.Set("readWeights", Napi::Function::New<ReadWeights>(env, "readWeights"));
   exports.Set("versions", Napi::Function::New<Versions>(env, "versions"));
   exports.Set("setNumThreads", Napi::Function::New<SetNumThreads>(env, "setNumThreads"));

@@ -18,6 +18,14 @@ namespace {
 int64_t get_int(const Napi::Object& o, const char* key) { return o.Get(key).As<Napi::Number>().Int64Value(); }
 double get_double(const Napi::Object& o, const char* key) { return o.Get(key).As<Napi::Number>().DoubleValue(); }
 
+Napi::Object tensors_to_js(Napi::Env env, NamedTensors& tensors) {
+  Napi::Object out = Napi::Object::New(env);
+  for (auto& [name, t] : tensors) out.Set(name, NativeTensor::Wrap(env, std::move(t)));
+  return out;
+}
+
+}  // namespace
+
 // The JS config has been validated by lib/densenet.ts; this only copies it.
 DenseNetConfig config_from(const Napi::Object& o) {
   DenseNetConfig c;
@@ -36,13 +44,6 @@ DenseNetConfig config_from(const Napi::Object& o) {
   return c;
 }
 
-Napi::Object tensors_to_js(Napi::Env env, NamedTensors& tensors) {
-  Napi::Object out = Napi::Object::New(env);
-  for (auto& [name, t] : tensors) out.Set(name, NativeTensor::Wrap(env, std::move(t)));
-  return out;
-}
-
-}  // namespace
 
 Napi::Function NativeModel::Init(Napi::Env env) {
   return DefineClass(env, "NativeModel",

@@ -11,6 +11,9 @@
 
 namespace densetorch::bindings {
 
+// A model config from its JS object (validated by lib/densenet.ts; this only copies it).
+DenseNetConfig config_from(const Napi::Object& o);
+
 class NativeModel : public Napi::ObjectWrap<NativeModel> {
  public:
   static Napi::Function Init(Napi::Env env);

@@ -1,0 +1,102 @@
+#include "roofline.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+namespace densetorch {
+
+std::vector<ConvShape> conv_shapes(const DenseNetConfig& c, int64_t height, int64_t width) {
+  validate(c);
+  std::vector<ConvShape> out;
+  int64_t h = height, w = width;
+  auto add = [&](int64_t cin, int64_t cout, int64_t k, int64_t stride, int64_t pad, bool input_grad) {
+    out.push_back({cin, cout, k, stride, pad, h, w, input_grad});
+    h = out.back().out_height();
+    w = out.back().out_width();
+  };
+  if (c.stem == Stem::kImageNet) {
+    add(c.in_channels, c.num_init_features, 7, 2, 3, false);
+    h = (h + 2 - 3) / 2 + 1;  // max pool 3x3, stride 2, padding 1
+    w = (w + 2 - 3) / 2 + 1;
+  } else {
+    add(c.in_channels, c.num_init_features, 3, 1, 1, false);
+  }
+  int64_t channels = c.num_init_features;
+  for (std::size_t b = 0; b < c.block_config.size(); ++b) {
+    for (int64_t i = 0; i < c.block_config[b]; ++i) {
+      const int64_t in = channels + i * c.growth_rate;
+      const int64_t bh = h, bw = w;
+      if (c.bn_size > 0) {
+        add(in, c.bn_size * c.growth_rate, 1, 1, 0, true);
+        add(c.bn_size * c.growth_rate, c.growth_rate, 3, 1, 1, true);
+      } else {
+        add(in, c.growth_rate, 3, 1, 1, true);
+      }
+      h = bh;
+      w = bw;
+    }
+    channels += c.block_config[b] * c.growth_rate;
+    if (b + 1 != c.block_config.size()) {
+      const auto next = static_cast<int64_t>(std::floor(c.compression * static_cast<double>(channels)));
+      add(channels, next, 1, 1, 0, true);
+      h /= 2;  // average pool 2x2
+      w /= 2;
+      channels = next;
+    }
+  }
+  h = w = 1;  // global average pool, then the classifier
+  add(channels, c.num_classes, 1, 1, 0, true);
+  return out;
+}
+
+double forward_flops(const std::vector<ConvShape>& shapes) {
+  double total = 0;
+  for (const auto& s : shapes) total += s.flops();
+  return total;
+}
+
+namespace {
+
+template <typename Fn>
+double median_seconds(int reps, Fn&& fn) {
+  fn();  // warm-up: oneDNN builds its primitive on first use
+  std::vector<double> times;
+  for (int i = 0; i < reps; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    fn();
+    times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
+}  // namespace
+
+double time_matmul(int64_t n, int reps) {
+  at::NoGradGuard no_grad;
+  const at::Tensor a = at::randn({n, n}), b = at::randn({n, n});
+  return median_seconds(reps, [&] { (void)at::mm(a, b); });
+}
+
+double time_convolutions(const std::vector<ConvShape>& shapes, int64_t batch, bool backward, int reps) {
+  at::NoGradGuard no_grad;
+  const auto cl = at::MemoryFormat::ChannelsLast;
+  double total = 0;
+  for (const auto& s : shapes) {
+    const at::Tensor x = at::randn({batch, s.in_channels, s.height, s.width}).contiguous(cl);
+    const at::Tensor weight = at::randn({s.out_channels, s.in_channels, s.kernel, s.kernel}).contiguous(cl);
+    const std::vector<int64_t> stride{s.stride, s.stride}, padding{s.padding, s.padding}, dilation{1, 1};
+    total += median_seconds(reps, [&] { (void)at::conv2d(x, weight, {}, stride, padding); });
+    if (backward) {
+      const at::Tensor grad = at::randn({batch, s.out_channels, s.out_height(), s.out_width()}).contiguous(cl);
+      total += median_seconds(reps, [&] {
+        (void)at::convolution_backward(grad, x, weight, std::nullopt, stride, padding, dilation, false, {0, 0}, 1,
+                                       {s.input_grad, true, false});
+      });
+    }
+  }
+  return total;
+}
+
+}  // namespace densetorch

@@ -1,0 +1,40 @@
+// The hardware limits a DenseNet step is measured against (benchmarks only): the model's
+// convolution shapes and FLOPs, the sgemm ceiling, and the conv-only floor (every convolution of
+// the model timed alone on its own input shape, channels-last, summed).
+#pragma once
+
+#include "densenet.h"
+
+#include <cstdint>
+#include <vector>
+
+namespace densetorch {
+
+struct ConvShape {
+  int64_t in_channels, out_channels, kernel, stride, padding;
+  int64_t height, width;  // of the input
+  bool input_grad;        // false for the first convolution (the image needs no gradient)
+  int64_t out_height() const { return (height + 2 * padding - kernel) / stride + 1; }
+  int64_t out_width() const { return (width + 2 * padding - kernel) / stride + 1; }
+  // 2 x multiply-adds of one image's forward pass.
+  double flops() const {
+    return 2.0 * static_cast<double>(in_channels * out_channels * kernel * kernel * out_height() * out_width());
+  }
+};
+
+// Every convolution of the model on an input of height x width, in forward order; the classifier
+// is the last entry, as a 1x1 convolution on a 1x1 map.
+std::vector<ConvShape> conv_shapes(const DenseNetConfig& config, int64_t height, int64_t width);
+
+// Forward FLOPs of one image (convolutions and classifier).
+double forward_flops(const std::vector<ConvShape>& shapes);
+
+// Median seconds of at::mm on two n x n float32 matrices over `reps` runs (after one warm-up).
+double time_matmul(int64_t n, int reps);
+
+// Sum over the shapes of each convolution's median seconds (batch `batch`, float32,
+// channels-last, `reps` runs after one warm-up): forward only, or forward plus both backward
+// convolutions (input gradient where input_grad, weight gradient) when `backward`.
+double time_convolutions(const std::vector<ConvShape>& shapes, int64_t batch, bool backward, int reps);
+
+}  // namespace densetorch
