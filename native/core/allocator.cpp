@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <malloc.h>
 #include <sys/mman.h>
 
 namespace densetorch {
@@ -56,6 +57,19 @@ class AlignedMallocAllocator final : public c10::Allocator {
 void install_cpu_allocator() {
   static AlignedMallocAllocator allocator;
   c10::SetCPUAllocator(&allocator, /*priority=*/1);
+  // glibc maps every block above its mmap threshold afresh (the threshold adapts, up to 32 MiB),
+  // so a training step's large activations fault in fresh, zeroed pages on every step: the
+  // first steps of a process ran at half speed and steady state came after 5-7 steps. Serving
+  // blocks up to 256 MiB from the heap lets later steps reuse the memory the previous one freed
+  // (BC-100 batch 64: steady state from the second step, 1.63 vs 2.19 s naive, 1.61 vs 2.40 s
+  // memory-efficient). Freed heap memory goes back to the system above 512 MiB of free top, and
+  // after each fit (release_free_memory). DENSETORCH_SYSTEM_MALLOC=1 keeps glibc's defaults.
+  if (std::getenv("DENSETORCH_SYSTEM_MALLOC") == nullptr) {
+    mallopt(M_MMAP_THRESHOLD, 256 << 20);
+    mallopt(M_TRIM_THRESHOLD, 512 << 20);
+  }
 }
+
+void release_free_memory() { malloc_trim(0); }
 
 }  // namespace densetorch

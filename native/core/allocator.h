@@ -8,7 +8,12 @@ namespace densetorch {
 // freed block can never serve the next request of the same size when a small allocation sits
 // above it: creating and freeing same-sized tensors then grows the heap without bound. Plain
 // malloc reuses an exact-size free block. Idempotent; tensors allocated before keep their own
-// deleters.
+// deleters. Also sets glibc's mmap and trim thresholds (see allocator.cpp) unless
+// DENSETORCH_SYSTEM_MALLOC is set.
 void install_cpu_allocator();
+
+// Returns the heap's free memory to the system (malloc_trim): after a training run, whose freed
+// activations the raised thresholds keep in the heap.
+void release_free_memory();
 
 }  // namespace densetorch

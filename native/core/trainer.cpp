@@ -1,5 +1,6 @@
 #include "trainer.h"
 
+#include "allocator.h"
 #include "atomic_file.h"
 #include "distributed.h"
 #include "errors.h"
@@ -388,6 +389,9 @@ History fit_on(DenseNet& model, BatchSource& train, BatchSource* validation, con
 
 History fit(DenseNet& model, BatchSource& train, BatchSource* validation, const FitOptions& o, const Callbacks& cb) {
   const Parallel par = parallel();
+  struct Release {
+    ~Release() { release_free_memory(); }  // the run's activations, kept in the heap for reuse until now
+  } release;
   return tell_others_on_error(par, [&] { return fit_on(model, train, validation, o, cb, par); });
 }
 
