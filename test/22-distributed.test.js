@@ -252,6 +252,19 @@ describe('distributed (c10d, Gloo)', function () {
     assert.match(r.stderr, /densetorch launch: failed: rank 1 exited with code 3/);
   });
 
+  it('launch refuses bad launcher options with the usage (exit 2)', () => {
+    const launch = (args) => spawnSync(process.execPath, [CLI, 'launch', ...args], { cwd: ROOT, encoding: 'utf8' });
+    const noNproc = launch([WORKER]);
+    assert.equal(noNproc.status, 2);
+    assert.match(noNproc.stderr, /--nproc-per-node <n>' not specified/);
+    const badRank = launch(['--nproc-per-node', '1', '--nnodes', '2', '--node-rank', '2', WORKER]);
+    assert.equal(badRank.status, 2);
+    assert.match(badRank.stderr, /--node-rank must be below --nnodes \(2\), got 2/);
+    const zero = launch(['--nproc-per-node', '0', WORKER]);
+    assert.equal(zero.status, 2);
+    assert.match(zero.stderr, /--nproc-per-node must be an integer >= 1, got '0'/);
+  });
+
   it('launch --nnodes 2 run twice on 127.0.0.1 (two machines of one worker each) trains and exits 0', async () => {
     const out = fs.mkdtempSync(path.join(os.tmpdir(), 'densetorch-nodes-'));
     dirs.push(out);
