@@ -49,7 +49,7 @@ function precisionOption(): Option {
 const DATASETS = ['mnist', 'fashion-mnist', 'cifar10', 'folder'] as const;
 type DatasetName = (typeof DATASETS)[number];
 
-interface TrainFlags {
+interface TrainFlags extends LauncherFlags {
   dataset: DatasetName;
   imageSize?: number;
   precision: Precision;
@@ -72,11 +72,6 @@ interface TrainFlags {
   checkpoint?: string;
   resume?: string;
   plot?: string;
-  nprocPerNode?: number;
-  nnodes: number;
-  nodeRank: number;
-  masterAddr: string;
-  masterPort: number;
 }
 
 /** The launcher options of `launch` and `train` (torchrun's names). */

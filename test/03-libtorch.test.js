@@ -8,6 +8,8 @@ const { ROOT, runNode } = require('./helpers');
 const libtorch = require('../dist/libtorch.js');
 const { loadNative } = require('../dist/native.js');
 const dt = require('..');
+// A gloo include folder by name only (nothing is read from it).
+const FAKE_GLOO = path.join(os.tmpdir(), 'densetorch-fake-gloo', 'include');
 
 /** A folder shaped like LibTorch (empty libraries), of `version`; with libtorch_cuda when `cuda`. */
 function fakeLibTorch(version, { cuda = false } = {}) {
@@ -123,8 +125,8 @@ describe('build settings (binding.gyp and CMakeLists.txt share scripts/native-co
       assert.equal(nativeConfig(['include'], { DENSETORCH_LIBTORCH_ROOT: cpu, DENSETORCH_GLOO_ROOT: '' }), torchIncludes.join(' '));
       assert.equal(nativeConfig(['defines'], { DENSETORCH_GLOO_ROOT: '' }), '');
       // With gloo's headers: their folder after LibTorch's, and the distributed part's switches.
-      assert.equal(nativeConfig(['include'], { DENSETORCH_LIBTORCH_ROOT: cpu, DENSETORCH_GLOO_ROOT: '/opt/gloo/include' }), [...torchIncludes, '/opt/gloo/include'].join(' '));
-      assert.equal(nativeConfig(['defines'], { DENSETORCH_GLOO_ROOT: '/opt/gloo/include' }), 'DENSETORCH_DISTRIBUTED USE_C10D_GLOO USE_DISTRIBUTED');
+      assert.equal(nativeConfig(['include'], { DENSETORCH_LIBTORCH_ROOT: cpu, DENSETORCH_GLOO_ROOT: FAKE_GLOO }), [...torchIncludes, FAKE_GLOO].join(' '));
+      assert.equal(nativeConfig(['defines'], { DENSETORCH_GLOO_ROOT: FAKE_GLOO }), 'DENSETORCH_DISTRIBUTED USE_C10D_GLOO USE_DISTRIBUTED');
     } finally {
       fs.rmSync(cuda, { recursive: true, force: true });
       fs.rmSync(cpu, { recursive: true, force: true });

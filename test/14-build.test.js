@@ -11,6 +11,8 @@ const nativeConfig = require('../scripts/native-config.js');
 
 // A LibTorch description only (nothing is read from its folder).
 const LT = { version: '2.13.0+cpu', root: path.join(os.tmpdir(), 'densetorch-fake-libtorch'), cuda: false };
+// A gloo include folder by name only (nothing is read from it).
+const FAKE_GLOO = path.join(os.tmpdir(), 'densetorch-fake-gloo', 'include');
 
 describe('build stamp', () => {
   let dir;
@@ -106,10 +108,10 @@ describe("gloo's headers (distributed part)", () => {
   it("the build's defines and include folders follow what was found", () => {
     setEnv({ DENSETORCH_GLOO_ROOT: '' });
     assert.deepEqual(nativeConfig.gloo(), { found: false, reason: 'not found at build time' });
-    setEnv({ DENSETORCH_GLOO_ROOT: '/opt/gloo/include' });
-    assert.deepEqual(nativeConfig.gloo(), { found: true, includeDir: '/opt/gloo/include' });
-    const stamp = stamps.currentStamp(LT, { builder: 'node-gyp', unity: 2, gloo: '/opt/gloo/include' });
-    assert.equal(stamp.configuration.gloo, '/opt/gloo/include');
+    setEnv({ DENSETORCH_GLOO_ROOT: FAKE_GLOO });
+    assert.deepEqual(nativeConfig.gloo(), { found: true, includeDir: FAKE_GLOO });
+    const stamp = stamps.currentStamp(LT, { builder: 'node-gyp', unity: 2, gloo: FAKE_GLOO });
+    assert.equal(stamp.configuration.gloo, FAKE_GLOO);
     assert.notDeepEqual(stamps.currentStamp(LT, { builder: 'node-gyp', unity: 2 }).configuration, stamp.configuration);
   });
 

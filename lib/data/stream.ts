@@ -5,7 +5,7 @@
  * memory does not grow with the size of the data set.
  */
 import { describe } from '../errors';
-import type { Shard } from './shard';
+import { Shard, shardLength } from './shard';
 import { addon, NativeFeederHandle } from '../native';
 import { Tensor } from '../tensor';
 import { knownOptions, nonNegativeInt, positiveInt } from '../validate';
@@ -59,7 +59,7 @@ export abstract class StreamDataset {
    * stops its producer once the call has settled.
    */
   open(batchSize: number, shuffle: boolean, seed: number, shard?: Shard): { native: { feeder: NativeFeederHandle }; close(): void } {
-    const length = shard && this.length > 0 ? Math.ceil(this.length / shard.worldSize) : this.length;
+    const length = shard && this.length > 0 ? shardLength(this.length, shard) : this.length;
     const batches = length > 0 ? Math.ceil(length / batchSize) : 0;
     let run: Run | undefined;
     const feeder: NativeFeederHandle = new (addon().NativeFeeder)(length, batches, this.prefetch, (generation: number, epoch: number, train: boolean, start: boolean) => {

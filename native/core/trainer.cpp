@@ -130,14 +130,6 @@ auto tell_others_on_error(const Parallel& par, Body&& body) -> decltype(body()) 
   }
 }
 
-// Every parameter and buffer, in the model's order.
-std::vector<at::Tensor> model_state(DenseNet& model) {
-  std::vector<at::Tensor> out = model->parameters();
-  for (const auto& b : model->buffers())
-    if (b.defined()) out.push_back(b);
-  return out;
-}
-
 }  // namespace
 
 double scheduled_lr(const FitOptions& o, int64_t epoch) {
@@ -261,14 +253,16 @@ History fit_on(DenseNet& model, BatchSource& train, BatchSource* validation, con
 
   int64_t first_epoch = 0;
   if (!o.resume_from.empty()) first_epoch = load_checkpoint(o.resume_from, model, *optimizer, gen);
-  if (par.on) {  // every rank starts from rank 0's weights and statistics, as DDP's constructor
-    torch::NoGradGuard no_grad;
-    distributed::broadcast_coalesced(model_state(model), 0);
-  }
   std::vector<at::Tensor> params = model->parameters();
   std::vector<at::Tensor> buffers;
   for (const auto& b : model->buffers())
     if (b.defined()) buffers.push_back(b);
+  if (par.on) {  // every rank starts from rank 0's weights and statistics, as DDP's constructor
+    torch::NoGradGuard no_grad;
+    std::vector<at::Tensor> state = params;
+    state.insert(state.end(), buffers.begin(), buffers.end());
+    distributed::broadcast_coalesced(state, 0);
+  }
 
   History history;
   const int64_t batches = train.batches();
