@@ -1,6 +1,7 @@
 #include "densenet.h"
 
 #include "efficient_concat.h"
+#include "fused_block.h"
 
 #include <cmath>
 #include <stdexcept>
@@ -66,6 +67,11 @@ NormArgs norm_args(nn::BatchNorm2d& norm) {
   return {norm->weight, norm->bias, norm->running_mean, norm->running_var, momentum, norm->options.eps()};
 }
 
+// Evaluation: the running statistics, no momentum.
+NormArgs eval_norm_args(const nn::BatchNorm2d& norm) {
+  return {norm->weight, norm->bias, norm->running_mean, norm->running_var, 0.0, norm->options.eps()};
+}
+
 }  // namespace
 
 at::Tensor DenseLayerImpl::forward(const std::vector<at::Tensor>& features) {
@@ -94,7 +100,7 @@ at::Tensor DenseLayerImpl::forward(const std::vector<at::Tensor>& features) {
 
 DenseBlockImpl::DenseBlockImpl(int64_t num_layers, int64_t in_channels, int64_t growth_rate, int64_t bn_size,
                                double drop_rate, bool memory_efficient)
-    : growth_rate_(growth_rate) {
+    : growth_rate_(growth_rate), drop_rate_(drop_rate), memory_efficient_(memory_efficient) {
   for (int64_t i = 0; i < num_layers; ++i) {
     layers_.push_back(register_module("denselayer" + std::to_string(i + 1),
                                       DenseLayer(in_channels + i * growth_rate, growth_rate, bn_size, drop_rate,
@@ -102,7 +108,29 @@ DenseBlockImpl::DenseBlockImpl(int64_t num_layers, int64_t in_channels, int64_t 
   }
 }
 
+// The fused block (fused_block.h) covers the CPU float32 cases without dropout: training (with or
+// without autograd) and evaluation without autograd. Evaluation with autograd (gradients of an
+// input in eval mode) and everything else runs layer by layer.
+bool DenseBlockImpl::runs_fused(const at::Tensor& x) const {
+  return drop_rate_ == 0 && fused_block_supported(x, is_training()) && (is_training() || !at::GradMode::is_enabled());
+}
+
 at::Tensor DenseBlockImpl::forward(const at::Tensor& x) {
+  if (runs_fused(x)) {
+    std::vector<FusedLayerArgs> args;
+    args.reserve(layers_.size());
+    for (auto& layer : layers_) {
+      auto& l = *layer;
+      FusedLayerArgs a{is_training() ? norm_args(l.norm1) : eval_norm_args(l.norm1), l.conv1->weight, l.padding1_,
+                       std::nullopt, {}};
+      if (l.conv2) {
+        a.norm2 = is_training() ? norm_args(l.norm2) : eval_norm_args(l.norm2);
+        a.conv2_weight = l.conv2->weight;
+      }
+      args.push_back(std::move(a));
+    }
+    return fused_dense_block(x, args, growth_rate_, is_training(), /*keep_normalized=*/!memory_efficient_);
+  }
   if (!at::GradMode::is_enabled()) return forward_into_buffer(x);
   std::vector<at::Tensor> features{x};
   features.reserve(layers_.size() + 1);

@@ -39,6 +39,7 @@ class DenseLayerImpl : public torch::nn::Module {
   at::Tensor forward(const std::vector<at::Tensor>& features);
 
  private:
+  friend class DenseBlockImpl;  // runs its layers as one fused block where it can (fused_block.h)
   torch::nn::BatchNorm2d norm1{nullptr}, norm2{nullptr};
   torch::nn::Conv2d conv1{nullptr}, conv2{nullptr};
   int64_t padding1_;  // conv1's padding: 0 for the 1x1 bottleneck, 1 for a plain 3x3 layer
@@ -56,9 +57,12 @@ class DenseBlockImpl : public torch::nn::Module {
 
  private:
   at::Tensor forward_into_buffer(const at::Tensor& x);  // without autograd
+  bool runs_fused(const at::Tensor& x) const;
 
   std::vector<DenseLayer> layers_;
   int64_t growth_rate_;
+  double drop_rate_;
+  bool memory_efficient_;
 };
 TORCH_MODULE(DenseBlock);
 

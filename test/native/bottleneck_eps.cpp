@@ -4,6 +4,7 @@
 // test/20-native-core.test.js; prints "ok" and exits 0, or the differences and exits 1.
 #include "../../native/core/densenet.cpp"
 #include "../../native/core/efficient_concat.cpp"
+#include "../../native/core/fused_block.cpp"
 
 #include <cstdio>
 

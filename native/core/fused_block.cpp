@@ -1,0 +1,517 @@
+#include "fused_block.h"
+
+#include <ATen/Parallel.h>
+#include <ATen/autocast_mode.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+// The per-pixel loops below are plain C++ that the compiler vectorises; on x86-64 Linux each is
+// built for AVX-512, AVX2 and baseline x86-64 and the loader picks one for the CPU it runs on.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define DT_VECTOR_KERNEL \
+  __attribute__((target_clones("avx512f", "avx2", "default"), optimize("O3", "tree-vectorize")))
+#else
+#define DT_VECTOR_KERNEL
+#endif
+
+namespace densetorch {
+
+namespace fused_kernels {
+
+// A row-major panel of an activation: row p is pixel p (channels-last), its C channels start at
+// data + p * ld. A view of some channels of a block buffer is a panel with ld = the buffer's width.
+struct Panel {
+  float* data;
+  int64_t ld;
+  int64_t rows;
+  int64_t channels;
+};
+
+Panel panel_of(const at::Tensor& t) {
+  // [N, C, H, W] with channels innermost and pixels evenly strided (a channels-last tensor or a
+  // channel range of one).
+  if (t.dim() != 4 || t.scalar_type() != at::kFloat || t.stride(1) != 1 || t.stride(2) != t.size(3) * t.stride(3) ||
+      t.stride(0) != t.size(2) * t.stride(2))
+    throw std::logic_error("fused dense block: expected a channels-last float32 panel, got strides " + c10::str(t.strides()));
+  return {t.data_ptr<float>(), t.stride(3), t.size(0) * t.size(2) * t.size(3), t.size(1)};
+}
+
+constexpr int64_t kRowGrain = 64;   // rows per parallel task at least
+constexpr int64_t kSumBlock = 64;   // rows summed in float before adding into double
+
+DT_VECTOR_KERNEL void sum_rows(const float* __restrict x, int64_t ldx, int64_t rows, int64_t C, float* __restrict acc) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* __restrict xr = x + r * ldx;
+    for (int64_t c = 0; c < C; ++c) acc[c] += xr[c];
+  }
+}
+
+DT_VECTOR_KERNEL void squared_deviation_rows(const float* __restrict x, int64_t ldx, int64_t rows, int64_t C,
+                                             const float* __restrict mean, float* __restrict acc) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* __restrict xr = x + r * ldx;
+    for (int64_t c = 0; c < C; ++c) {
+      const float d = xr[c] - mean[c];
+      acc[c] += d * d;
+    }
+  }
+}
+
+// y = relu(x * scale + shift); NaN stays NaN, as torch.relu.
+DT_VECTOR_KERNEL void norm_relu_rows(const float* __restrict x, int64_t ldx, float* __restrict y, int64_t ldy,
+                                     int64_t rows, int64_t C, const float* __restrict scale,
+                                     const float* __restrict shift) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* __restrict xr = x + r * ldx;
+    float* __restrict yr = y + r * ldy;
+    for (int64_t c = 0; c < C; ++c) {
+      const float v = xr[c] * scale[c] + shift[c];
+      yr[c] = v < 0.f ? 0.f : v;
+    }
+  }
+}
+
+// Backward of relu(x * scale + shift), first pass: per channel, the sums of the gradient that
+// passes the ReLU (gy) and of gy * (x - mean).
+DT_VECTOR_KERNEL void norm_relu_grad_sums_rows(const float* __restrict g, int64_t ldg, const float* __restrict x,
+                                               int64_t ldx, int64_t rows, int64_t C, const float* __restrict scale,
+                                               const float* __restrict shift, const float* __restrict mean,
+                                               float* __restrict sum_gy, float* __restrict sum_gy_dx) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* __restrict gr = g + r * ldg;
+    const float* __restrict xr = x + r * ldx;
+    for (int64_t c = 0; c < C; ++c) {
+      const float gy = xr[c] * scale[c] + shift[c] > 0.f ? gr[c] : 0.f;
+      sum_gy[c] += gy;
+      sum_gy_dx[c] += gy * (xr[c] - mean[c]);
+    }
+  }
+}
+
+// Second pass: the input gradient of batch norm (batch statistics) + ReLU,
+// gx = scale * gy + k1 * (x - mean) + k0, written into gx or added to it.
+template <bool kAccumulate>
+DT_VECTOR_KERNEL void norm_relu_grad_rows(const float* __restrict g, int64_t ldg, const float* __restrict x,
+                                          int64_t ldx, float* __restrict gx, int64_t ldgx, int64_t rows, int64_t C,
+                                          const float* __restrict scale, const float* __restrict shift,
+                                          const float* __restrict mean, const float* __restrict k1,
+                                          const float* __restrict k0) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* __restrict gr = g + r * ldg;
+    const float* __restrict xr = x + r * ldx;
+    float* __restrict gxr = gx + r * ldgx;
+    for (int64_t c = 0; c < C; ++c) {
+      const float gy = xr[c] * scale[c] + shift[c] > 0.f ? gr[c] : 0.f;
+      const float v = scale[c] * gy + k1[c] * (xr[c] - mean[c]) + k0[c];
+      gxr[c] = kAccumulate ? gxr[c] + v : v;
+    }
+  }
+}
+
+// Per-channel sums over the rows of panels, in parallel: `sum(begin, end, acc1, acc2)` adds rows
+// [begin, end) into float accumulators of C channels; blocks of kSumBlock rows are added into
+// double totals. Deterministic for a given thread count.
+template <class Sum>
+std::pair<std::vector<double>, std::vector<double>> sum_over_rows(int64_t rows, int64_t C, const Sum& sum) {
+  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), rows / kRowGrain));
+  std::vector<double> totals1(static_cast<std::size_t>(chunks * C), 0.0), totals2(totals1.size(), 0.0);
+  at::parallel_for(0, chunks, 1, [&](int64_t first, int64_t last) {
+    std::vector<float> acc1(static_cast<std::size_t>(C)), acc2(static_cast<std::size_t>(C));
+    for (int64_t chunk = first; chunk < last; ++chunk) {
+      const int64_t end = rows * (chunk + 1) / chunks;
+      for (int64_t b = rows * chunk / chunks; b < end; b += kSumBlock) {
+        std::fill(acc1.begin(), acc1.end(), 0.f);
+        std::fill(acc2.begin(), acc2.end(), 0.f);
+        sum(b, std::min(end, b + kSumBlock), acc1.data(), acc2.data());
+        double* t1 = totals1.data() + chunk * C;
+        double* t2 = totals2.data() + chunk * C;
+        for (int64_t c = 0; c < C; ++c) {
+          t1[c] += acc1[c];
+          t2[c] += acc2[c];
+        }
+      }
+    }
+  });
+  for (int64_t chunk = 1; chunk < chunks; ++chunk)
+    for (int64_t c = 0; c < C; ++c) {
+      totals1[c] += totals1[chunk * C + c];
+      totals2[c] += totals2[chunk * C + c];
+    }
+  totals1.resize(static_cast<std::size_t>(C));
+  totals2.resize(static_cast<std::size_t>(C));
+  return {std::move(totals1), std::move(totals2)};
+}
+
+template <class Rows>
+void over_rows(int64_t rows, const Rows& f) {
+  at::parallel_for(0, rows, kRowGrain, f);
+}
+
+at::Tensor float_vector(const std::vector<double>& v) {
+  at::Tensor t = at::empty({static_cast<int64_t>(v.size())}, at::kFloat);
+  std::copy(v.begin(), v.end(), t.data_ptr<float>());
+  return t;
+}
+
+// Mean and biased variance of every channel of a panel (two passes: exact for any offset).
+std::pair<at::Tensor, at::Tensor> channel_stats(const Panel& x) {
+  const auto sums = sum_over_rows(x.rows, x.channels, [&](int64_t b, int64_t e, float* acc, float*) {
+    sum_rows(x.data + b * x.ld, x.ld, e - b, x.channels, acc);
+  });
+  std::vector<double> mean(sums.first);
+  for (auto& m : mean) m /= static_cast<double>(x.rows);
+  const at::Tensor mean_f = float_vector(mean);
+  const float* mp = mean_f.data_ptr<float>();
+  const auto dev = sum_over_rows(x.rows, x.channels, [&](int64_t b, int64_t e, float* acc, float*) {
+    squared_deviation_rows(x.data + b * x.ld, x.ld, e - b, x.channels, mp, acc);
+  });
+  std::vector<double> var(dev.first);
+  for (auto& v : var) v /= static_cast<double>(x.rows);
+  return {mean_f, float_vector(var)};
+}
+
+void norm_relu(const Panel& x, const Panel& y, const at::Tensor& scale, const at::Tensor& shift) {
+  const float* s = scale.data_ptr<float>();
+  const float* t = shift.data_ptr<float>();
+  over_rows(x.rows, [&](int64_t b, int64_t e) {
+    norm_relu_rows(x.data + b * x.ld, x.ld, y.data + b * y.ld, y.ld, e - b, x.channels, s, t);
+  });
+}
+
+}  // namespace fused_kernels
+
+namespace {
+
+using fused_kernels::Panel;
+using fused_kernels::panel_of;
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+constexpr auto kChannelsLast = at::MemoryFormat::ChannelsLast;
+
+std::atomic<int> fused_override{-1};  // -1: from the environment
+
+// relu(batch_norm(x)) of a panel into a new channels-last tensor of x's shape.
+at::Tensor normalized(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& shift) {
+  at::Tensor y = at::empty(x.sizes(), x.options().memory_format(kChannelsLast));
+  fused_kernels::norm_relu(panel_of(x), panel_of(y), scale, shift);
+  return y;
+}
+
+// scale = gamma / sqrt(var + eps), shift = beta - mean * scale.
+std::pair<at::Tensor, at::Tensor> affine(const at::Tensor& weight, const at::Tensor& bias, const at::Tensor& mean,
+                                         const at::Tensor& var, double eps) {
+  at::Tensor scale = weight * (var + eps).rsqrt();
+  at::Tensor shift = bias - mean * scale;
+  return {scale.contiguous(), shift.contiguous()};
+}
+
+// BatchNorm2d's running averages from batch statistics over `count` values per channel.
+void update_running(const NormArgs& n, const at::Tensor& mean, const at::Tensor& var, int64_t count) {
+  const double m = n.momentum;
+  n.running_mean.mul_(1 - m).add_(mean, m);
+  n.running_var.mul_(1 - m).add_(var, m * static_cast<double>(count) / static_cast<double>(count - 1));
+}
+
+// Backward of relu(batch_norm(x)) with batch statistics (mean, biased var): the gradient of x is
+// written to gx (or added to it), returns the gradients of gamma and beta.
+std::pair<at::Tensor, at::Tensor> norm_relu_backward(const at::Tensor& grad, const Panel& x, const Panel& gx,
+                                                     bool accumulate, const at::Tensor& weight, const at::Tensor& bias,
+                                                     const at::Tensor& mean, const at::Tensor& var, double eps) {
+  const at::Tensor g_cl = grad.contiguous(kChannelsLast);
+  const Panel g = panel_of(g_cl);
+  const at::Tensor invstd = (var + eps).rsqrt();
+  const at::Tensor scale = (weight * invstd).contiguous();
+  const at::Tensor shift = (bias - mean * scale).contiguous();
+  const float* s = scale.data_ptr<float>();
+  const float* t = shift.data_ptr<float>();
+  const float* m = mean.data_ptr<float>();
+  const int64_t C = x.channels;
+  const auto sums = fused_kernels::sum_over_rows(x.rows, C, [&](int64_t b, int64_t e, float* acc1, float* acc2) {
+    fused_kernels::norm_relu_grad_sums_rows(g.data + b * g.ld, g.ld, x.data + b * x.ld, x.ld, e - b, C, s, t, m, acc1, acc2);
+  });
+  at::Tensor grad_bias = fused_kernels::float_vector(sums.first);
+  at::Tensor grad_weight = fused_kernels::float_vector(sums.second) * invstd;
+  // gx = scale * (gy - mean(gy) - xhat * mean(gy * xhat)), xhat = (x - mean) * invstd
+  const double n = static_cast<double>(x.rows);
+  const at::Tensor k0 = (-scale * grad_bias / n).contiguous();
+  const at::Tensor k1 = (-scale * grad_weight * invstd / n).contiguous();
+  const float* k0p = k0.data_ptr<float>();
+  const float* k1p = k1.data_ptr<float>();
+  fused_kernels::over_rows(x.rows, [&](int64_t b, int64_t e) {
+    const float* gb = g.data + b * g.ld;
+    const float* xb = x.data + b * x.ld;
+    float* out = gx.data + b * gx.ld;
+    if (accumulate)
+      fused_kernels::norm_relu_grad_rows<true>(gb, g.ld, xb, x.ld, out, gx.ld, e - b, C, s, t, m, k1p, k0p);
+    else
+      fused_kernels::norm_relu_grad_rows<false>(gb, g.ld, xb, x.ld, out, gx.ld, e - b, C, s, t, m, k1p, k0p);
+  });
+  return {grad_weight, grad_bias};
+}
+
+// What backward needs from forward (training only).
+struct BlockState {
+  at::Tensor mean, var;  // batch statistics of every channel of the block, [C0 + L*k]
+  std::vector<at::Tensor> y1, mean2, var2;  // bottleneck layers: conv1's output and its statistics
+  std::vector<at::Tensor> normed1, normed2;  // keep_normalized only
+};
+
+at::Tensor conv(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, int64_t padding) {
+  return at::conv2d(x, weight, bias, /*stride=*/1, /*padding=*/padding);
+}
+
+// The block's forward; `state` (training only) receives what backward needs, or is null.
+at::Tensor block_forward(const at::Tensor& x_in, const std::vector<FusedLayerArgs>& layers, int64_t k, bool training,
+                         bool keep_normalized, BlockState* state) {
+  const at::Tensor x = x_in.contiguous(kChannelsLast);
+  const int64_t N = x.size(0), C0 = x.size(1), H = x.size(2), W = x.size(3);
+  const int64_t total = C0 + static_cast<int64_t>(layers.size()) * k;
+  const int64_t count = N * H * W;
+  at::Tensor buffer = at::empty({N, total, H, W}, x.options().memory_format(kChannelsLast));
+  buffer.narrow(1, 0, C0).copy_(x);
+  at::Tensor mean, var;
+  if (training) {
+    mean = at::empty({total}, at::kFloat);
+    var = at::empty({total}, at::kFloat);
+    auto [m, v] = fused_kernels::channel_stats(panel_of(x));
+    mean.narrow(0, 0, C0).copy_(m);
+    var.narrow(0, 0, C0).copy_(v);
+  }
+  int64_t channels = C0;
+  for (const auto& layer : layers) {
+    const at::Tensor features = buffer.narrow(1, 0, channels);
+    at::Tensor scale, shift;
+    if (training) {
+      const at::Tensor m = mean.narrow(0, 0, channels), v = var.narrow(0, 0, channels);
+      update_running(layer.norm1, m, v, count);
+      std::tie(scale, shift) = affine(layer.norm1.weight, layer.norm1.bias, m, v, layer.norm1.eps);
+    } else {
+      std::tie(scale, shift) = affine(layer.norm1.weight, layer.norm1.bias, layer.norm1.running_mean,
+                                      layer.norm1.running_var, layer.norm1.eps);
+    }
+    at::Tensor normed1 = normalized(features, scale, shift);
+    at::Tensor out;
+    if (!layer.norm2) {
+      out = conv(normed1, layer.conv1_weight, {}, layer.padding1);
+    } else if (!training) {
+      // norm2 folded into conv1: conv -> BN -> ReLU is conv with scaled weights and a bias -> ReLU.
+      const NormArgs& n2 = *layer.norm2;
+      const at::Tensor s2 = n2.weight * (n2.running_var + n2.eps).rsqrt();
+      const at::Tensor y1 = conv(normed1, layer.conv1_weight * s2.view({-1, 1, 1, 1}), n2.bias - n2.running_mean * s2, 0);
+      normed1.reset();
+      out = conv(y1.relu_(), layer.conv2_weight, {}, 1);
+    } else {
+      const NormArgs& n2 = *layer.norm2;
+      at::Tensor y1 = conv(normed1, layer.conv1_weight, {}, 0).contiguous(kChannelsLast);
+      auto [m2, v2] = fused_kernels::channel_stats(panel_of(y1));
+      update_running(n2, m2, v2, count);
+      auto [scale2, shift2] = affine(n2.weight, n2.bias, m2, v2, n2.eps);
+      at::Tensor normed2 = normalized(y1, scale2, shift2);
+      out = conv(normed2, layer.conv2_weight, {}, 1);
+      if (state) {
+        state->y1.push_back(y1);
+        state->mean2.push_back(m2);
+        state->var2.push_back(v2);
+        if (keep_normalized) state->normed2.push_back(normed2);
+      }
+    }
+    if (state && keep_normalized) state->normed1.push_back(normed1);
+    at::Tensor fresh = buffer.narrow(1, channels, k);
+    fresh.copy_(out);
+    if (training) {
+      auto [m, v] = fused_kernels::channel_stats(panel_of(fresh));
+      mean.narrow(0, channels, k).copy_(m);
+      var.narrow(0, channels, k).copy_(v);
+    }
+    channels += k;
+  }
+  if (state) {
+    state->mean = mean;
+    state->var = var;
+  }
+  return buffer;
+}
+
+// Non-tensor arguments of the autograd function.
+struct BlockSettings {
+  int64_t growth_rate;
+  bool keep_normalized;
+  bool bottleneck;
+  std::vector<int64_t> padding1;
+  std::vector<double> momentum1, eps1, momentum2, eps2;
+};
+
+constexpr std::size_t kParamsPerLayer = 3;  // norm weight, norm bias, conv weight (per norm/conv pair)
+constexpr std::size_t kRunningPerNorm = 2;  // running mean, running var
+
+// Rebuilds the layers from the flat lists the autograd function receives: params per layer
+// [norm1 weight, bias, conv1 weight (, norm2 weight, bias, conv2 weight)], running per layer
+// [norm1 mean, var (, norm2 mean, var)].
+std::vector<FusedLayerArgs> unflatten(at::TensorList params, at::TensorList running, const BlockSettings& s) {
+  const std::size_t pairs = s.bottleneck ? 2 : 1;
+  std::vector<FusedLayerArgs> layers(s.padding1.size());
+  for (std::size_t i = 0; i < layers.size(); ++i) {
+    const at::Tensor* p = params.data() + i * pairs * kParamsPerLayer;
+    const at::Tensor* r = running.data() + i * pairs * kRunningPerNorm;
+    auto& l = layers[i];
+    l.norm1 = {p[0], p[1], r[0], r[1], s.momentum1[i], s.eps1[i]};
+    l.conv1_weight = p[2];
+    l.padding1 = s.padding1[i];
+    if (s.bottleneck) {
+      l.norm2 = NormArgs{p[3], p[4], r[2], r[3], s.momentum2[i], s.eps2[i]};
+      l.conv2_weight = p[5];
+    }
+  }
+  return layers;
+}
+
+std::vector<at::Tensor> take(AutogradContext* ctx, const char* key) {
+  auto it = ctx->saved_data.find(key);
+  if (it == ctx->saved_data.end())
+    throw std::runtime_error(
+        "Trying to backward through a fused dense block a second time: its saved tensors were freed by the first "
+        "backward (retain_graph is not supported by the fused block; DENSETORCH_FUSED=0 turns it off)");
+  std::vector<at::Tensor> v = it->second.toTensorVector();
+  ctx->saved_data.erase(it);
+  return v;
+}
+
+struct FusedBlockFunction : public torch::autograd::Function<FusedBlockFunction> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, at::TensorList params, at::TensorList running,
+                            const BlockSettings& s) {
+    BlockState state;
+    at::Tensor out = block_forward(x, unflatten(params, running, s), s.growth_rate, /*training=*/true,
+                                   s.keep_normalized, &state);
+    variable_list saved(params.begin(), params.end());
+    saved.push_back(out);
+    ctx->save_for_backward(saved);
+    ctx->saved_data["c0"] = x.size(1);
+    ctx->saved_data["stats"] = std::vector<at::Tensor>{state.mean, state.var};
+    ctx->saved_data["y1"] = state.y1;
+    ctx->saved_data["mean2"] = state.mean2;
+    ctx->saved_data["var2"] = state.var2;
+    ctx->saved_data["normed1"] = state.normed1;
+    ctx->saved_data["normed2"] = state.normed2;
+    ctx->saved_data["growth_rate"] = s.growth_rate;
+    ctx->saved_data["keep_normalized"] = s.keep_normalized;
+    ctx->saved_data["bottleneck"] = s.bottleneck;
+    ctx->saved_data["padding1"] = s.padding1;
+    ctx->saved_data["eps1"] = s.eps1;
+    ctx->saved_data["eps2"] = s.eps2;
+    return out;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    const variable_list saved = ctx->get_saved_variables();
+    BlockSettings s;
+    s.growth_rate = ctx->saved_data["growth_rate"].toInt();
+    s.keep_normalized = ctx->saved_data["keep_normalized"].toBool();
+    s.bottleneck = ctx->saved_data["bottleneck"].toBool();
+    s.padding1 = ctx->saved_data["padding1"].toIntVector();
+    s.eps1 = ctx->saved_data["eps1"].toDoubleVector();
+    s.eps2 = ctx->saved_data["eps2"].toDoubleVector();
+    const int64_t c0 = ctx->saved_data["c0"].toInt();
+    const std::vector<at::Tensor> stats = take(ctx, "stats");
+    std::vector<at::Tensor> y1 = take(ctx, "y1"), mean2 = take(ctx, "mean2"), var2 = take(ctx, "var2");
+    std::vector<at::Tensor> normed1 = take(ctx, "normed1"), normed2 = take(ctx, "normed2");
+    const at::Tensor& buffer = saved.back();
+    const std::size_t pairs = s.bottleneck ? 2 : 1;
+    const std::size_t L = s.padding1.size();
+    const int64_t k = s.growth_rate;
+
+    at::Tensor grad_buffer = at::empty(buffer.sizes(), buffer.options().memory_format(kChannelsLast));
+    grad_buffer.copy_(grad_outputs[0]);
+    variable_list param_grads(saved.size() - 1);
+    for (std::size_t j = L; j-- > 0;) {
+      const int64_t channels = c0 + static_cast<int64_t>(j) * k;
+      const at::Tensor* p = saved.data() + j * pairs * kParamsPerLayer;
+      at::Tensor* gp = param_grads.data() + j * pairs * kParamsPerLayer;
+      at::Tensor grad = grad_buffer.narrow(1, channels, k).contiguous(kChannelsLast);
+      if (s.bottleneck) {
+        const at::Tensor& y = y1[j];
+        at::Tensor n2 = s.keep_normalized ? std::move(normed2[j]) : at::Tensor();
+        if (!n2.defined()) {
+          auto [scale2, shift2] = affine(p[3], p[4], mean2[j], var2[j], s.eps2[j]);
+          n2 = normalized(y, scale2, shift2);
+        }
+        auto [g_n2, g_w2, unused2] = at::convolution_backward(
+            grad, n2, p[5], std::nullopt, {1, 1}, {1, 1}, {1, 1}, false, {0, 0}, 1, {true, true, false});
+        n2.reset();
+        gp[5] = g_w2;
+        at::Tensor g_y1 = at::empty(y.sizes(), y.options().memory_format(kChannelsLast));
+        std::tie(gp[3], gp[4]) =
+            norm_relu_backward(g_n2, panel_of(y), panel_of(g_y1), false, p[3], p[4], mean2[j], var2[j], s.eps2[j]);
+        y1[j].reset();
+        grad = g_y1;
+      }
+      const at::Tensor features = buffer.narrow(1, 0, channels);
+      const at::Tensor m = stats[0].narrow(0, 0, channels), v = stats[1].narrow(0, 0, channels);
+      at::Tensor n1 = s.keep_normalized ? std::move(normed1[j]) : at::Tensor();
+      if (!n1.defined()) {
+        auto [scale1, shift1] = affine(p[0], p[1], m, v, s.eps1[j]);
+        n1 = normalized(features, scale1, shift1);
+      }
+      const int64_t pad = s.padding1[j];
+      auto [g_n1, g_w1, unused1] = at::convolution_backward(
+          grad, n1, p[2], std::nullopt, {1, 1}, {pad, pad}, {1, 1}, false, {0, 0}, 1, {true, true, false});
+      n1.reset();
+      grad.reset();
+      gp[2] = g_w1;
+      std::tie(gp[0], gp[1]) = norm_relu_backward(g_n1, panel_of(features), panel_of(grad_buffer.narrow(1, 0, channels)),
+                                                  true, p[0], p[1], m, v, s.eps1[j]);
+    }
+    variable_list grads{ctx->needs_input_grad(0) ? grad_buffer.narrow(1, 0, c0).contiguous(kChannelsLast) : at::Tensor()};
+    grads.insert(grads.end(), param_grads.begin(), param_grads.end());
+    grads.resize(grads.size() + L * pairs * kRunningPerNorm + 1);  // running statistics, settings
+    return grads;
+  }
+};
+
+}  // namespace
+
+bool fused_blocks_enabled() {
+  const int forced = fused_override.load();
+  if (forced >= 0) return forced == 1;
+  static const bool from_env = [] {
+    const char* v = std::getenv("DENSETORCH_FUSED");
+    return v == nullptr || std::string(v) != "0";
+  }();
+  return from_env;
+}
+
+void set_fused_blocks(bool enabled) { fused_override.store(enabled ? 1 : 0); }
+
+bool fused_block_supported(const at::Tensor& x, bool training) {
+  return fused_blocks_enabled() && x.device().is_cpu() && x.scalar_type() == at::kFloat && x.dim() == 4 &&
+         !at::autocast::is_autocast_enabled(at::kCPU) && (!training || x.size(0) * x.size(2) * x.size(3) > 1);
+}
+
+at::Tensor fused_dense_block(const at::Tensor& x, const std::vector<FusedLayerArgs>& layers, int64_t growth_rate,
+                             bool training, bool keep_normalized) {
+  if (!training || !at::GradMode::is_enabled())
+    return block_forward(x, layers, growth_rate, training, keep_normalized, nullptr);
+  BlockSettings s{growth_rate, keep_normalized, !layers.empty() && layers[0].norm2.has_value(), {}, {}, {}, {}, {}};
+  std::vector<at::Tensor> params, running;
+  for (const auto& l : layers) {
+    s.padding1.push_back(l.padding1);
+    s.momentum1.push_back(l.norm1.momentum);
+    s.eps1.push_back(l.norm1.eps);
+    params.insert(params.end(), {l.norm1.weight, l.norm1.bias, l.conv1_weight});
+    running.insert(running.end(), {l.norm1.running_mean, l.norm1.running_var});
+    if (s.bottleneck) {
+      s.momentum2.push_back(l.norm2->momentum);
+      s.eps2.push_back(l.norm2->eps);
+      params.insert(params.end(), {l.norm2->weight, l.norm2->bias, l.conv2_weight});
+      running.insert(running.end(), {l.norm2->running_mean, l.norm2->running_var});
+    }
+  }
+  return FusedBlockFunction::apply(x, at::TensorList(params), at::TensorList(running), s);
+}
+
+}  // namespace densetorch

@@ -1,0 +1,48 @@
+// A whole dense block as one operation on the CPU (float32): one buffer holds every feature map
+// of the block, the batch statistics of each feature are computed once, when it is produced
+// (every later layer's batch norm reads the same per-channel mean and variance; only its own
+// gamma and beta differ), batch norm + ReLU is one pass from the buffer into the convolution's
+// input, and in backward one gradient buffer accumulates every layer's contribution to the
+// features it read (batch norm, ReLU and the accumulation in one pass; no torch::cat, no
+// per-feature gradient additions).
+//
+// keep_normalized (naive mode) keeps each BN + ReLU output for the convolutions' weight
+// gradients; without it (memory-efficient mode) they are recomputed in backward from the buffer
+// and the statistics, so memory grows linearly with depth.
+#pragma once
+
+#include "efficient_concat.h"
+
+#include <torch/torch.h>
+
+#include <optional>
+#include <vector>
+
+namespace densetorch {
+
+// One dense layer for the fused block: norm1 -> ReLU -> conv1 [-> norm2 -> ReLU -> conv2].
+struct FusedLayerArgs {
+  NormArgs norm1;               // momentum is used in training only
+  at::Tensor conv1_weight;      // 1x1 (bottleneck) or 3x3
+  int64_t padding1;             // conv1's padding
+  std::optional<NormArgs> norm2;  // bottleneck layers only
+  at::Tensor conv2_weight;      // 3x3, bottleneck layers only
+};
+
+// Whether blocks run fused where they can (default: yes; DENSETORCH_FUSED=0 turns it off, for
+// A/B measurements and as an escape hatch). set_fused_blocks overrides it for this process.
+bool fused_blocks_enabled();
+void set_fused_blocks(bool enabled);
+
+// Whether the fused block can compute a block on `x`: CPU, float32, no autocast, at least two
+// values per channel (as batch norm requires in training).
+bool fused_block_supported(const at::Tensor& x, bool training);
+
+// The block: x followed by every layer's growth_rate new channels, [N, C0 + L*k, H, W],
+// channels-last. training: batch statistics (running statistics updated as BatchNorm2d does),
+// else running statistics (and norm2 folded into conv1). With autograd recording, a custom
+// autograd function whose backward returns the gradients of x and of every parameter.
+at::Tensor fused_dense_block(const at::Tensor& x, const std::vector<FusedLayerArgs>& layers, int64_t growth_rate,
+                             bool training, bool keep_normalized);
+
+}  // namespace densetorch
