@@ -94,8 +94,7 @@ DT_VECTOR_KERNEL void norm_relu_grad_sums_rows(const float* __restrict g, int64_
 }
 
 // Second pass: the input gradient of batch norm (batch statistics) + ReLU,
-// gx = scale * gy + k1 * (x - mean) + k0, written into gx or added to it.
-template <bool kAccumulate>
+// gx = scale * gy + k1 * (x - mean) + k0.
 DT_VECTOR_KERNEL void norm_relu_grad_rows(const float* __restrict g, int64_t ldg, const float* __restrict x,
                                           int64_t ldx, float* __restrict gx, int64_t ldgx, int64_t rows, int64_t C,
                                           const float* __restrict scale, const float* __restrict shift,
@@ -108,8 +107,42 @@ DT_VECTOR_KERNEL void norm_relu_grad_rows(const float* __restrict g, int64_t ldg
     for (int64_t c = 0; c < C; ++c) {
       const float gy = xr[c] * scale[c] + shift[c] > 0.f ? gr[c] : 0.f;
       const float v = scale[c] * gy + k1[c] * (xr[c] - mean[c]) + k0[c];
-      gxr[c] = kAccumulate ? gxr[c] + v : v;
+      gxr[c] = v;
     }
+  }
+}
+
+// One pass of the backward of relu(x * scale + shift) with batch statistics, for a panel whose
+// gradient is completed later: gy = the gradient that passes the ReLU; sums of gy and of
+// gy * (x - mean) per channel; gx += scale * gy. The rest of the input gradient, an affine
+// function of x per channel, is the same kind of term for every layer that reads x, so it is
+// summed over those layers and added once (affine_add_rows).
+DT_VECTOR_KERNEL void norm_relu_grad_accumulate_rows(const float* __restrict g, int64_t ldg, const float* __restrict x,
+                                                     int64_t ldx, float* __restrict gx, int64_t ldgx, int64_t rows,
+                                                     int64_t C, const float* __restrict scale,
+                                                     const float* __restrict shift, const float* __restrict mean,
+                                                     float* __restrict sum_gy, float* __restrict sum_gy_dx) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* __restrict gr = g + r * ldg;
+    const float* __restrict xr = x + r * ldx;
+    float* __restrict gxr = gx + r * ldgx;
+    for (int64_t c = 0; c < C; ++c) {
+      const float gy = xr[c] * scale[c] + shift[c] > 0.f ? gr[c] : 0.f;
+      sum_gy[c] += gy;
+      sum_gy_dx[c] += gy * (xr[c] - mean[c]);
+      gxr[c] += scale[c] * gy;
+    }
+  }
+}
+
+// gx += k1 * (x - mean) + k0.
+DT_VECTOR_KERNEL void affine_add_rows(const float* __restrict x, int64_t ldx, float* __restrict gx, int64_t ldgx,
+                                      int64_t rows, int64_t C, const float* __restrict mean,
+                                      const float* __restrict k1, const float* __restrict k0) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* __restrict xr = x + r * ldx;
+    float* __restrict gxr = gx + r * ldgx;
+    for (int64_t c = 0; c < C; ++c) gxr[c] += k1[c] * (xr[c] - mean[c]) + k0[c];
   }
 }
 
@@ -183,6 +216,7 @@ void norm_relu(const Panel& x, const Panel& y, const at::Tensor& scale, const at
   });
 }
 
+
 }  // namespace fused_kernels
 
 namespace {
@@ -219,9 +253,9 @@ void update_running(const NormArgs& n, const at::Tensor& mean, const at::Tensor&
 }
 
 // Backward of relu(batch_norm(x)) with batch statistics (mean, biased var): the gradient of x is
-// written to gx (or added to it), returns the gradients of gamma and beta.
+// written to gx, returns the gradients of gamma and beta.
 std::pair<at::Tensor, at::Tensor> norm_relu_backward(const at::Tensor& grad, const Panel& x, const Panel& gx,
-                                                     bool accumulate, const at::Tensor& weight, const at::Tensor& bias,
+                                                     const at::Tensor& weight, const at::Tensor& bias,
                                                      const at::Tensor& mean, const at::Tensor& var, double eps) {
   const at::Tensor g_cl = grad.contiguous(kChannelsLast);
   const Panel g = panel_of(g_cl);
@@ -247,10 +281,7 @@ std::pair<at::Tensor, at::Tensor> norm_relu_backward(const at::Tensor& grad, con
     const float* gb = g.data + b * g.ld;
     const float* xb = x.data + b * x.ld;
     float* out = gx.data + b * gx.ld;
-    if (accumulate)
-      fused_kernels::norm_relu_grad_rows<true>(gb, g.ld, xb, x.ld, out, gx.ld, e - b, C, s, t, m, k1p, k0p);
-    else
-      fused_kernels::norm_relu_grad_rows<false>(gb, g.ld, xb, x.ld, out, gx.ld, e - b, C, s, t, m, k1p, k0p);
+    fused_kernels::norm_relu_grad_rows(gb, g.ld, xb, x.ld, out, gx.ld, e - b, C, s, t, m, k1p, k0p);
   });
   return {grad_weight, grad_bias};
 }
@@ -259,7 +290,7 @@ std::pair<at::Tensor, at::Tensor> norm_relu_backward(const at::Tensor& grad, con
 struct BlockState {
   at::Tensor mean, var;  // batch statistics of every channel of the block, [C0 + L*k]
   std::vector<at::Tensor> y1, mean2, var2;  // bottleneck layers: conv1's output and its statistics
-  std::vector<at::Tensor> normed1, normed2;  // keep_normalized only
+  std::vector<at::Tensor> normed1, normed2;  // keep_normalized only: the BN + ReLU outputs
 };
 
 at::Tensor conv(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, int64_t padding) {
@@ -303,7 +334,7 @@ at::Tensor block_forward(const at::Tensor& x_in, const std::vector<FusedLayerArg
       // norm2 folded into conv1: conv -> BN -> ReLU is conv with scaled weights and a bias -> ReLU.
       const NormArgs& n2 = *layer.norm2;
       const at::Tensor s2 = n2.weight * (n2.running_var + n2.eps).rsqrt();
-      const at::Tensor y1 = conv(normed1, layer.conv1_weight * s2.view({-1, 1, 1, 1}), n2.bias - n2.running_mean * s2, 0);
+      at::Tensor y1 = conv(normed1, layer.conv1_weight * s2.view({-1, 1, 1, 1}), n2.bias - n2.running_mean * s2, 0);
       normed1.reset();
       out = conv(y1.relu_(), layer.conv2_weight, {}, 1);
     } else {
@@ -382,6 +413,34 @@ std::vector<at::Tensor> take(AutogradContext* ctx, const char* key) {
   return v;
 }
 
+// The part of batch norm's input gradient that is affine in x per channel, summed over every
+// layer that normalises a channel: gx += k1 * (x - mean) + k0 (see norm_relu_grad_accumulate_rows).
+struct DeferredAffine {
+  at::Tensor k1, k0;  // [C0 + L*k]
+
+  // Adds one layer's terms for its first `channels` channels, from the sums of its gradient.
+  void add(int64_t channels, const std::vector<double>& sum_gy, const std::vector<double>& sum_gy_dx,
+           const at::Tensor& scale, const at::Tensor& invstd, int64_t count, at::Tensor& grad_weight,
+           at::Tensor& grad_bias) {
+    grad_bias = fused_kernels::float_vector(sum_gy);
+    grad_weight = fused_kernels::float_vector(sum_gy_dx) * invstd;
+    const double n = static_cast<double>(count);
+    k1.narrow(0, 0, channels).sub_(scale * grad_weight * invstd / n);
+    k0.narrow(0, 0, channels).sub_(scale * grad_bias / n);
+  }
+
+  // Completes the gradient of channels [first, first + C) once no layer that reads them is left.
+  void apply(const at::Tensor& x, const at::Tensor& grad, const at::Tensor& mean, int64_t first) const {
+    const Panel xp = panel_of(x), gp = panel_of(grad);
+    const float* m = mean.data_ptr<float>() + first;
+    const float* a = k1.data_ptr<float>() + first;
+    const float* b = k0.data_ptr<float>() + first;
+    fused_kernels::over_rows(xp.rows, [&](int64_t r0, int64_t r1) {
+      fused_kernels::affine_add_rows(xp.data + r0 * xp.ld, xp.ld, gp.data + r0 * gp.ld, gp.ld, r1 - r0, xp.channels, m, a, b);
+    });
+  }
+};
+
 struct FusedBlockFunction : public torch::autograd::Function<FusedBlockFunction> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, at::TensorList params, at::TensorList running,
                             const BlockSettings& s) {
@@ -409,64 +468,80 @@ struct FusedBlockFunction : public torch::autograd::Function<FusedBlockFunction>
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
     const variable_list saved = ctx->get_saved_variables();
-    BlockSettings s;
-    s.growth_rate = ctx->saved_data["growth_rate"].toInt();
-    s.keep_normalized = ctx->saved_data["keep_normalized"].toBool();
-    s.bottleneck = ctx->saved_data["bottleneck"].toBool();
-    s.padding1 = ctx->saved_data["padding1"].toIntVector();
-    s.eps1 = ctx->saved_data["eps1"].toDoubleVector();
-    s.eps2 = ctx->saved_data["eps2"].toDoubleVector();
+    const bool keep = ctx->saved_data["keep_normalized"].toBool();
+    const bool bottleneck = ctx->saved_data["bottleneck"].toBool();
+    const std::vector<int64_t> padding1 = ctx->saved_data["padding1"].toIntVector();
+    const std::vector<double> eps1 = ctx->saved_data["eps1"].toDoubleVector();
+    const std::vector<double> eps2 = ctx->saved_data["eps2"].toDoubleVector();
     const int64_t c0 = ctx->saved_data["c0"].toInt();
+    const int64_t k = ctx->saved_data["growth_rate"].toInt();
     const std::vector<at::Tensor> stats = take(ctx, "stats");
     std::vector<at::Tensor> y1 = take(ctx, "y1"), mean2 = take(ctx, "mean2"), var2 = take(ctx, "var2");
     std::vector<at::Tensor> normed1 = take(ctx, "normed1"), normed2 = take(ctx, "normed2");
     const at::Tensor& buffer = saved.back();
-    const std::size_t pairs = s.bottleneck ? 2 : 1;
-    const std::size_t L = s.padding1.size();
-    const int64_t k = s.growth_rate;
+    const at::Tensor& mean = stats[0];
+    const at::Tensor& var = stats[1];
+    const std::size_t pairs = bottleneck ? 2 : 1;
+    const std::size_t L = padding1.size();
+    const int64_t count = buffer.size(0) * buffer.size(2) * buffer.size(3);
 
     at::Tensor grad_buffer = at::empty(buffer.sizes(), buffer.options().memory_format(kChannelsLast));
     grad_buffer.copy_(grad_outputs[0]);
+    DeferredAffine deferred{at::zeros({buffer.size(1)}, at::kFloat), at::zeros({buffer.size(1)}, at::kFloat)};
     variable_list param_grads(saved.size() - 1);
     for (std::size_t j = L; j-- > 0;) {
       const int64_t channels = c0 + static_cast<int64_t>(j) * k;
       const at::Tensor* p = saved.data() + j * pairs * kParamsPerLayer;
       at::Tensor* gp = param_grads.data() + j * pairs * kParamsPerLayer;
+      // Every layer that reads this layer's k channels is done: complete their gradient.
+      deferred.apply(buffer.narrow(1, channels, k), grad_buffer.narrow(1, channels, k), mean, channels);
       at::Tensor grad = grad_buffer.narrow(1, channels, k).contiguous(kChannelsLast);
-      if (s.bottleneck) {
-        const at::Tensor& y = y1[j];
-        at::Tensor n2 = s.keep_normalized ? std::move(normed2[j]) : at::Tensor();
+      const at::Tensor features = buffer.narrow(1, 0, channels);
+      const Panel grad_features = panel_of(grad_buffer.narrow(1, 0, channels));
+      const at::Tensor m = mean.narrow(0, 0, channels);
+      const at::Tensor invstd = (var.narrow(0, 0, channels) + eps1[j]).rsqrt();
+      const at::Tensor scale = (p[0] * invstd).contiguous();
+      const at::Tensor shift = (p[1] - m * scale).contiguous();
+      if (bottleneck) {
+        at::Tensor n2 = keep ? std::move(normed2[j]) : at::Tensor();
         if (!n2.defined()) {
-          auto [scale2, shift2] = affine(p[3], p[4], mean2[j], var2[j], s.eps2[j]);
-          n2 = normalized(y, scale2, shift2);
+          auto [scale2, shift2] = affine(p[3], p[4], mean2[j], var2[j], eps2[j]);
+          n2 = normalized(y1[j], scale2, shift2);
         }
         auto [g_n2, g_w2, unused2] = at::convolution_backward(
             grad, n2, p[5], std::nullopt, {1, 1}, {1, 1}, {1, 1}, false, {0, 0}, 1, {true, true, false});
         n2.reset();
         gp[5] = g_w2;
-        at::Tensor g_y1 = at::empty(y.sizes(), y.options().memory_format(kChannelsLast));
+        grad = at::empty(y1[j].sizes(), y1[j].options().memory_format(kChannelsLast));
         std::tie(gp[3], gp[4]) =
-            norm_relu_backward(g_n2, panel_of(y), panel_of(g_y1), false, p[3], p[4], mean2[j], var2[j], s.eps2[j]);
+            norm_relu_backward(g_n2, panel_of(y1[j]), panel_of(grad), p[3], p[4], mean2[j], var2[j], eps2[j]);
         y1[j].reset();
-        grad = g_y1;
       }
-      const at::Tensor features = buffer.narrow(1, 0, channels);
-      const at::Tensor m = stats[0].narrow(0, 0, channels), v = stats[1].narrow(0, 0, channels);
-      at::Tensor n1 = s.keep_normalized ? std::move(normed1[j]) : at::Tensor();
-      if (!n1.defined()) {
-        auto [scale1, shift1] = affine(p[0], p[1], m, v, s.eps1[j]);
-        n1 = normalized(features, scale1, shift1);
-      }
-      const int64_t pad = s.padding1[j];
+      at::Tensor n1 = keep ? std::move(normed1[j]) : at::Tensor();
+      if (!n1.defined()) n1 = normalized(features, scale, shift);
+      const int64_t pad = padding1[j];
       auto [g_n1, g_w1, unused1] = at::convolution_backward(
           grad, n1, p[2], std::nullopt, {1, 1}, {pad, pad}, {1, 1}, false, {0, 0}, 1, {true, true, false});
       n1.reset();
       grad.reset();
       gp[2] = g_w1;
-      std::tie(gp[0], gp[1]) = norm_relu_backward(g_n1, panel_of(features), panel_of(grad_buffer.narrow(1, 0, channels)),
-                                                  true, p[0], p[1], m, v, s.eps1[j]);
+      const at::Tensor g_cl = g_n1.contiguous(kChannelsLast);
+      g_n1.reset();
+      const Panel g = panel_of(g_cl), xp = panel_of(features);
+      const float *s = scale.data_ptr<float>(), *t = shift.data_ptr<float>(), *mp = m.data_ptr<float>();
+      auto [sum_gy, sum_gy_dx] =
+          fused_kernels::sum_over_rows(xp.rows, channels, [&](int64_t b, int64_t e, float* acc1, float* acc2) {
+            fused_kernels::norm_relu_grad_accumulate_rows(g.data + b * g.ld, g.ld, xp.data + b * xp.ld, xp.ld,
+                                                          grad_features.data + b * grad_features.ld, grad_features.ld,
+                                                          e - b, channels, s, t, mp, acc1, acc2);
+          });
+      deferred.add(channels, sum_gy, sum_gy_dx, scale, invstd, count, gp[0], gp[1]);
     }
-    variable_list grads{ctx->needs_input_grad(0) ? grad_buffer.narrow(1, 0, c0).contiguous(kChannelsLast) : at::Tensor()};
+    variable_list grads{at::Tensor()};
+    if (ctx->needs_input_grad(0)) {
+      deferred.apply(buffer.narrow(1, 0, c0), grad_buffer.narrow(1, 0, c0), mean, 0);
+      grads[0] = grad_buffer.narrow(1, 0, c0).contiguous(kChannelsLast);
+    }
     grads.insert(grads.end(), param_grads.begin(), param_grads.end());
     grads.resize(grads.size() + L * pairs * kRunningPerNorm + 1);  // running statistics, settings
     return grads;
