@@ -34,6 +34,14 @@ describe('native core (C++ tests)', () => {
     assert.match(r.stdout, /^ok$/m);
   });
 
+  it('the fused dense block equals the layer-by-layer path: outputs, input and parameter gradients, BN statistics (bottleneck and plain, naive and memory-efficient, two stems, training and evaluation)', function () {
+    this.timeout(300000);
+    const r = compileAndRun('test/native/fused_block.cpp');
+    console.log(`      ${r.stdout.trim().split('\n').filter((l) => !l.startsWith('ok')).join('\n      ')}`);
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /^ok$/m);
+  });
+
   it('without gloo\'s headers the distributed part still compiles: available() explains what to install, init throws DistributedError', function () {
     this.timeout(300000);
     const r = compileAndRun('test/native/distributed_unavailable.cpp');

@@ -70,7 +70,7 @@ void install_cpu_allocator() {
   // DENSETORCH_SYSTEM_MALLOC=1 keeps glibc's defaults.
   if (std::getenv("DENSETORCH_SYSTEM_MALLOC") == nullptr) {
     mallopt(M_MMAP_THRESHOLD, 256 << 20);
-    mallopt(M_TRIM_THRESHOLD, 512 << 20);
+    mallopt(M_TRIM_THRESHOLD, -1);
     mallopt(M_ARENA_MAX, 1);
   }
 }
