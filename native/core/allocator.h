@@ -16,4 +16,18 @@ void install_cpu_allocator();
 // activations the raised thresholds keep in the heap.
 void release_free_memory();
 
+// While alive, this thread's blocks of 32 MiB and more come from the heap and stay there when
+// freed, for the next training step to reuse; outside it they are mapped for themselves and
+// returned to the system when freed. Nests.
+class HeapReuseScope {
+ public:
+  HeapReuseScope();
+  ~HeapReuseScope();
+  HeapReuseScope(const HeapReuseScope&) = delete;
+  HeapReuseScope& operator=(const HeapReuseScope&) = delete;
+
+ private:
+  bool previous_;
+};
+
 }  // namespace densetorch

@@ -76,48 +76,13 @@ DT_VECTOR_KERNEL void norm_relu_rows(const float* __restrict x, int64_t ldx, flo
   }
 }
 
-// Backward of relu(x * scale + shift), first pass: per channel, the sums of the gradient that
-// passes the ReLU (gy) and of gy * (x - mean).
-DT_VECTOR_KERNEL void norm_relu_grad_sums_rows(const float* __restrict g, int64_t ldg, const float* __restrict x,
-                                               int64_t ldx, int64_t rows, int64_t C, const float* __restrict scale,
-                                               const float* __restrict shift, const float* __restrict mean,
-                                               float* __restrict sum_gy, float* __restrict sum_gy_dx) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* __restrict gr = g + r * ldg;
-    const float* __restrict xr = x + r * ldx;
-    for (int64_t c = 0; c < C; ++c) {
-      const float gy = xr[c] * scale[c] + shift[c] > 0.f ? gr[c] : 0.f;
-      sum_gy[c] += gy;
-      sum_gy_dx[c] += gy * (xr[c] - mean[c]);
-    }
-  }
-}
-
-// Second pass: the input gradient of batch norm (batch statistics) + ReLU,
-// gx = scale * gy + k1 * (x - mean) + k0.
+// One pass of the backward of relu(x * scale + shift) with batch statistics: gy = the gradient
+// that passes the ReLU; sums of gy and of gy * (x - mean) per channel; gx += scale * gy (or =,
+// without kAccumulate). The rest of the input gradient is affine in x per channel; in a block it
+// is the same kind of term for every layer that reads x, so it is summed over those layers and
+// added once (affine_add_rows).
+template <bool kAccumulate>
 DT_VECTOR_KERNEL void norm_relu_grad_rows(const float* __restrict g, int64_t ldg, const float* __restrict x,
-                                          int64_t ldx, float* __restrict gx, int64_t ldgx, int64_t rows, int64_t C,
-                                          const float* __restrict scale, const float* __restrict shift,
-                                          const float* __restrict mean, const float* __restrict k1,
-                                          const float* __restrict k0) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* __restrict gr = g + r * ldg;
-    const float* __restrict xr = x + r * ldx;
-    float* __restrict gxr = gx + r * ldgx;
-    for (int64_t c = 0; c < C; ++c) {
-      const float gy = xr[c] * scale[c] + shift[c] > 0.f ? gr[c] : 0.f;
-      const float v = scale[c] * gy + k1[c] * (xr[c] - mean[c]) + k0[c];
-      gxr[c] = v;
-    }
-  }
-}
-
-// One pass of the backward of relu(x * scale + shift) with batch statistics, for a panel whose
-// gradient is completed later: gy = the gradient that passes the ReLU; sums of gy and of
-// gy * (x - mean) per channel; gx += scale * gy. The rest of the input gradient, an affine
-// function of x per channel, is the same kind of term for every layer that reads x, so it is
-// summed over those layers and added once (affine_add_rows).
-DT_VECTOR_KERNEL void norm_relu_grad_accumulate_rows(const float* __restrict g, int64_t ldg, const float* __restrict x,
                                                      int64_t ldx, float* __restrict gx, int64_t ldgx, int64_t rows,
                                                      int64_t C, const float* __restrict scale,
                                                      const float* __restrict shift, const float* __restrict mean,
@@ -130,7 +95,7 @@ DT_VECTOR_KERNEL void norm_relu_grad_accumulate_rows(const float* __restrict g, 
       const float gy = xr[c] * scale[c] + shift[c] > 0.f ? gr[c] : 0.f;
       sum_gy[c] += gy;
       sum_gy_dx[c] += gy * (xr[c] - mean[c]);
-      gxr[c] += scale[c] * gy;
+      gxr[c] = (kAccumulate ? gxr[c] : 0.f) + scale[c] * gy;
     }
   }
 }
@@ -231,8 +196,14 @@ constexpr auto kChannelsLast = at::MemoryFormat::ChannelsLast;
 std::atomic<int> fused_override{-1};  // -1: from the environment
 
 // relu(batch_norm(x)) of a panel into a new channels-last tensor of x's shape.
-at::Tensor normalized(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& shift) {
-  at::Tensor y = at::empty(x.sizes(), x.options().memory_format(kChannelsLast));
+// With `storage` (at least x.numel() floats), the result is a view of it: a block's layers
+// normalise ever wider inputs, and one allocation of the widest reused by every layer keeps a
+// single heap from growing by each layer's new, larger block.
+at::Tensor normalized(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& shift,
+                      const at::Tensor& storage = {}) {
+  at::Tensor y = storage.defined()
+                     ? storage.narrow(0, 0, x.numel()).view({x.size(0), x.size(2), x.size(3), x.size(1)}).permute({0, 3, 1, 2})
+                     : at::empty(x.sizes(), x.options().memory_format(kChannelsLast));
   fused_kernels::norm_relu(panel_of(x), panel_of(y), scale, shift);
   return y;
 }
@@ -252,38 +223,53 @@ void update_running(const NormArgs& n, const at::Tensor& mean, const at::Tensor&
   n.running_var.mul_(1 - m).add_(var, m * static_cast<double>(count) / static_cast<double>(count - 1));
 }
 
+// Batch norm's parameter gradients and the affine part of its input gradient,
+// k1 * (x - mean) + k0, from the sums of norm_relu_grad_rows over `count` values per channel.
+struct NormGradTerms {
+  at::Tensor grad_weight, grad_bias, k1, k0;
+};
+NormGradTerms norm_grad_terms(const std::pair<std::vector<double>, std::vector<double>>& sums, const at::Tensor& scale,
+                              const at::Tensor& invstd, int64_t count) {
+  // gx = scale * (gy - mean(gy) - xhat * mean(gy * xhat)), xhat = (x - mean) * invstd
+  at::Tensor grad_bias = fused_kernels::float_vector(sums.first);
+  at::Tensor grad_weight = fused_kernels::float_vector(sums.second) * invstd;
+  const double n = static_cast<double>(count);
+  at::Tensor k1 = (-scale * grad_weight * invstd / n).contiguous();
+  at::Tensor k0 = (-scale * grad_bias / n).contiguous();
+  return {grad_weight, grad_bias, k1, k0};
+}
+
+// gx += k1 * (x - mean) + k0 over the panels' rows, in parallel.
+void affine_add(const Panel& x, const Panel& gx, const float* mean, const float* k1, const float* k0) {
+  fused_kernels::over_rows(x.rows, [&](int64_t r0, int64_t r1) {
+    fused_kernels::affine_add_rows(x.data + r0 * x.ld, x.ld, gx.data + r0 * gx.ld, gx.ld, r1 - r0, x.channels, mean, k1, k0);
+  });
+}
+
+// One pass of norm_relu_grad_rows over the panels' rows, in parallel; returns the sums.
+template <bool kAccumulate>
+std::pair<std::vector<double>, std::vector<double>> norm_relu_grad(const Panel& g, const Panel& x, const Panel& gx,
+                                                                   const at::Tensor& scale, const at::Tensor& shift,
+                                                                   const at::Tensor& mean) {
+  const float *s = scale.data_ptr<float>(), *t = shift.data_ptr<float>(), *m = mean.data_ptr<float>();
+  return fused_kernels::sum_over_rows(x.rows, x.channels, [&](int64_t b, int64_t e, float* acc1, float* acc2) {
+    fused_kernels::norm_relu_grad_rows<kAccumulate>(g.data + b * g.ld, g.ld, x.data + b * x.ld, x.ld, gx.data + b * gx.ld,
+                                                    gx.ld, e - b, x.channels, s, t, m, acc1, acc2);
+  });
+}
+
 // Backward of relu(batch_norm(x)) with batch statistics (mean, biased var): the gradient of x is
 // written to gx, returns the gradients of gamma and beta.
 std::pair<at::Tensor, at::Tensor> norm_relu_backward(const at::Tensor& grad, const Panel& x, const Panel& gx,
                                                      const at::Tensor& weight, const at::Tensor& bias,
                                                      const at::Tensor& mean, const at::Tensor& var, double eps) {
-  const at::Tensor g_cl = grad.contiguous(kChannelsLast);
-  const Panel g = panel_of(g_cl);
+  const at::Tensor g = grad.contiguous(kChannelsLast);
   const at::Tensor invstd = (var + eps).rsqrt();
   const at::Tensor scale = (weight * invstd).contiguous();
   const at::Tensor shift = (bias - mean * scale).contiguous();
-  const float* s = scale.data_ptr<float>();
-  const float* t = shift.data_ptr<float>();
-  const float* m = mean.data_ptr<float>();
-  const int64_t C = x.channels;
-  const auto sums = fused_kernels::sum_over_rows(x.rows, C, [&](int64_t b, int64_t e, float* acc1, float* acc2) {
-    fused_kernels::norm_relu_grad_sums_rows(g.data + b * g.ld, g.ld, x.data + b * x.ld, x.ld, e - b, C, s, t, m, acc1, acc2);
-  });
-  at::Tensor grad_bias = fused_kernels::float_vector(sums.first);
-  at::Tensor grad_weight = fused_kernels::float_vector(sums.second) * invstd;
-  // gx = scale * (gy - mean(gy) - xhat * mean(gy * xhat)), xhat = (x - mean) * invstd
-  const double n = static_cast<double>(x.rows);
-  const at::Tensor k0 = (-scale * grad_bias / n).contiguous();
-  const at::Tensor k1 = (-scale * grad_weight * invstd / n).contiguous();
-  const float* k0p = k0.data_ptr<float>();
-  const float* k1p = k1.data_ptr<float>();
-  fused_kernels::over_rows(x.rows, [&](int64_t b, int64_t e) {
-    const float* gb = g.data + b * g.ld;
-    const float* xb = x.data + b * x.ld;
-    float* out = gx.data + b * gx.ld;
-    fused_kernels::norm_relu_grad_rows(gb, g.ld, xb, x.ld, out, gx.ld, e - b, C, s, t, m, k1p, k0p);
-  });
-  return {grad_weight, grad_bias};
+  const NormGradTerms terms = norm_grad_terms(norm_relu_grad<false>(panel_of(g), x, gx, scale, shift, mean), scale, invstd, x.rows);
+  affine_add(x, gx, mean.data_ptr<float>(), terms.k1.data_ptr<float>(), terms.k0.data_ptr<float>());
+  return {terms.grad_weight, terms.grad_bias};
 }
 
 // What backward needs from forward (training only).
@@ -314,6 +300,9 @@ at::Tensor block_forward(const at::Tensor& x_in, const std::vector<FusedLayerArg
     mean.narrow(0, 0, C0).copy_(m);
     var.narrow(0, 0, C0).copy_(v);
   }
+  // Normalised inputs that are not kept (evaluation, memory-efficient training) share one block.
+  const bool keep = state && keep_normalized;
+  const at::Tensor storage = keep ? at::Tensor() : at::empty({count * (total - k)}, x.options());
   int64_t channels = C0;
   for (const auto& layer : layers) {
     const at::Tensor features = buffer.narrow(1, 0, channels);
@@ -326,7 +315,7 @@ at::Tensor block_forward(const at::Tensor& x_in, const std::vector<FusedLayerArg
       std::tie(scale, shift) = affine(layer.norm1.weight, layer.norm1.bias, layer.norm1.running_mean,
                                       layer.norm1.running_var, layer.norm1.eps);
     }
-    at::Tensor normed1 = normalized(features, scale, shift);
+    at::Tensor normed1 = normalized(features, scale, shift, storage);
     at::Tensor out;
     if (!layer.norm2) {
       out = conv(normed1, layer.conv1_weight, {}, layer.padding1);
@@ -352,7 +341,7 @@ at::Tensor block_forward(const at::Tensor& x_in, const std::vector<FusedLayerArg
         if (keep_normalized) state->normed2.push_back(normed2);
       }
     }
-    if (state && keep_normalized) state->normed1.push_back(normed1);
+    if (keep) state->normed1.push_back(normed1);
     at::Tensor fresh = buffer.narrow(1, channels, k);
     fresh.copy_(out);
     if (training) {
@@ -418,26 +407,20 @@ std::vector<at::Tensor> take(AutogradContext* ctx, const char* key) {
 struct DeferredAffine {
   at::Tensor k1, k0;  // [C0 + L*k]
 
-  // Adds one layer's terms for its first `channels` channels, from the sums of its gradient.
-  void add(int64_t channels, const std::vector<double>& sum_gy, const std::vector<double>& sum_gy_dx,
-           const at::Tensor& scale, const at::Tensor& invstd, int64_t count, at::Tensor& grad_weight,
-           at::Tensor& grad_bias) {
-    grad_bias = fused_kernels::float_vector(sum_gy);
-    grad_weight = fused_kernels::float_vector(sum_gy_dx) * invstd;
-    const double n = static_cast<double>(count);
-    k1.narrow(0, 0, channels).sub_(scale * grad_weight * invstd / n);
-    k0.narrow(0, 0, channels).sub_(scale * grad_bias / n);
+  // Adds one layer's terms for its first `channels` channels, from the sums of its gradient;
+  // returns its norm's weight and bias gradients.
+  std::pair<at::Tensor, at::Tensor> add(int64_t channels, const std::pair<std::vector<double>, std::vector<double>>& sums,
+                                        const at::Tensor& scale, const at::Tensor& invstd, int64_t count) {
+    NormGradTerms terms = norm_grad_terms(sums, scale, invstd, count);
+    k1.narrow(0, 0, channels).add_(terms.k1);
+    k0.narrow(0, 0, channels).add_(terms.k0);
+    return {terms.grad_weight, terms.grad_bias};
   }
 
   // Completes the gradient of channels [first, first + C) once no layer that reads them is left.
   void apply(const at::Tensor& x, const at::Tensor& grad, const at::Tensor& mean, int64_t first) const {
-    const Panel xp = panel_of(x), gp = panel_of(grad);
-    const float* m = mean.data_ptr<float>() + first;
-    const float* a = k1.data_ptr<float>() + first;
-    const float* b = k0.data_ptr<float>() + first;
-    fused_kernels::over_rows(xp.rows, [&](int64_t r0, int64_t r1) {
-      fused_kernels::affine_add_rows(xp.data + r0 * xp.ld, xp.ld, gp.data + r0 * gp.ld, gp.ld, r1 - r0, xp.channels, m, a, b);
-    });
+    affine_add(panel_of(x), panel_of(grad), mean.data_ptr<float>() + first, k1.data_ptr<float>() + first,
+               k0.data_ptr<float>() + first);
   }
 };
 
@@ -527,15 +510,9 @@ struct FusedBlockFunction : public torch::autograd::Function<FusedBlockFunction>
       gp[2] = g_w1;
       const at::Tensor g_cl = g_n1.contiguous(kChannelsLast);
       g_n1.reset();
-      const Panel g = panel_of(g_cl), xp = panel_of(features);
-      const float *s = scale.data_ptr<float>(), *t = shift.data_ptr<float>(), *mp = m.data_ptr<float>();
-      auto [sum_gy, sum_gy_dx] =
-          fused_kernels::sum_over_rows(xp.rows, channels, [&](int64_t b, int64_t e, float* acc1, float* acc2) {
-            fused_kernels::norm_relu_grad_accumulate_rows(g.data + b * g.ld, g.ld, xp.data + b * xp.ld, xp.ld,
-                                                          grad_features.data + b * grad_features.ld, grad_features.ld,
-                                                          e - b, channels, s, t, mp, acc1, acc2);
-          });
-      deferred.add(channels, sum_gy, sum_gy_dx, scale, invstd, count, gp[0], gp[1]);
+      std::tie(gp[0], gp[1]) = deferred.add(
+          channels, norm_relu_grad<true>(panel_of(g_cl), panel_of(features), grad_features, scale, shift, m), scale,
+          invstd, count);
     }
     variable_list grads{at::Tensor()};
     if (ctx->needs_input_grad(0)) {

@@ -386,6 +386,7 @@ History fit(DenseNet& model, BatchSource& train, BatchSource* validation, const 
   struct Release {
     ~Release() { release_free_memory(); }  // the run's activations, kept in the heap for reuse until now
   } release;
+  const HeapReuseScope reuse;  // declared after release: ends first
   return tell_others_on_error(par, [&] { return fit_on(model, train, validation, o, cb, par); });
 }
 
