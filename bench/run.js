@@ -130,7 +130,7 @@ for (const c of cases(scaling).filter((x) => !only || x.mode === only)) {
   for (const [name, r] of Object.entries(pytorch)) console.log(`      pytorch ${name.padEnd(13)} ${fmtRun(r)}`);
   if (row.throughputRatio) console.log(`      speed x${row.throughputRatio.toFixed(2)} and memory x${row.memoryRatio.toFixed(2)} of pytorch ${row.best}`);
 }
-const out = path.join(__dirname, 'results', `${new Date().toISOString().slice(0, 10)}${scaling ? '-scaling' : ''}${only ? `-${only}` : ''}.json`);
+const out = path.join(__dirname, 'results', `${new Date().toISOString().slice(0, 10)}${scaling ? '-scaling' : ''}${only ? `-${only}` : ''}${repeat > 1 ? `-repeat${repeat}` : ''}.json`);
 fs.mkdirSync(path.dirname(out), { recursive: true });
 const torchVersion = withTorch ? spawnSync(python, ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8' }).stdout.trim() : null;
 fs.writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), threads, steps, cpu: os.cpus()[0].model, cores: os.cpus().length, pytorch: torchVersion, rows }, null, 2) + '\n');
