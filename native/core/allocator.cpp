@@ -91,22 +91,18 @@ void install_cpu_allocator() {
   static AlignedMallocAllocator allocator;
   c10::SetCPUAllocator(&allocator, /*priority=*/1);
   // glibc maps every block above its mmap threshold afresh (the threshold adapts, up to 32 MiB),
-  // so a training step's large activations fault in fresh, zeroed pages on every step: the
+  // so a training step's large activations faulted in fresh, zeroed pages on every step: the
   // first steps of a process ran at half speed and steady state came after 5-7 steps. Serving
-  // blocks up to 256 MiB from the heap lets later steps reuse the memory the previous one freed
-  // (BC-100 batch 64: steady state from the second step, 1.63 vs 2.19 s naive, 1.61 vs 2.40 s
-  // memory-efficient). Freed heap memory stays for the next step (no trimming: a step frees
-  // more than any threshold) and goes back to the system after each fit (release_free_memory).
-  // One arena: training runs on worker threads, and glibc's per-thread arenas grow in heaps of
-  // at most 64 MiB, so their larger blocks were mapped afresh on every step whatever the
-  // threshold, and a heap that emptied was unmapped: one arena keeps them all in the heap
-  // (BC-100 batch 64, fused blocks: 1.22-1.35 vs 1.82 s per step; inference at batch 256 peaks
-  // higher, 1453 vs 974 MiB).
-  // DENSETORCH_SYSTEM_MALLOC=1 keeps glibc's defaults.
-  // Outside a training run (inference, evaluation on its own) blocks of 32 MiB and more are
-  // mapped for themselves and unmapped when freed: a batch's large blocks grow layer by layer and
-  // would otherwise leave the one heap holding more than the batch needs (BC-100 inference at
-  // batch 256 peaked at 1430 MiB instead of 918-971 MiB).
+  // blocks up to 256 MiB from the heap lets a step reuse the memory the previous one freed
+  // (BC-100 batch 64: 1.63 vs 2.19 s naive, 1.61 vs 2.40 s memory-efficient). One arena:
+  // training runs on worker threads, whose arenas grow in heaps of at most 64 MiB, so their
+  // larger blocks were mapped afresh whatever the threshold and emptied heaps were unmapped
+  // (fused blocks: 1.22-1.35 vs 1.82 s). No trimming while a run holds the heap (a step frees
+  // more than any threshold); release_free_memory returns it after each fit.
+  // Outside a run (HeapReuseScope), blocks of 32 MiB and more are mapped for themselves and
+  // unmapped when freed: a batch's large blocks grow layer by layer and would otherwise leave the
+  // one heap holding more than the batch needs (BC-100 inference at batch 256 peaked at 1430 MiB
+  // instead of 918-971 MiB). DENSETORCH_SYSTEM_MALLOC=1 keeps glibc's defaults for everything.
   system_malloc = std::getenv("DENSETORCH_SYSTEM_MALLOC") != nullptr;
   if (!system_malloc) {
     mallopt(M_MMAP_THRESHOLD, 256 << 20);

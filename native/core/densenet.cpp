@@ -80,15 +80,11 @@ at::Tensor DenseLayerImpl::forward(const std::vector<at::Tensor>& features) {
     out = conv2 ? efficient_bottleneck_layer(features, norm_args(norm1), conv1->weight, norm_args(norm2), conv2->weight)
                 : efficient_concat_norm_relu_conv(features, norm_args(norm1), conv1->weight, padding1_);
   } else if (conv2 && !is_training() && !at::GradMode::is_enabled()) {
-    // Inference: norm2 folded into conv1 (conv -> BN -> ReLU -> conv is exactly conv with scaled
-    // weights and a bias -> ReLU -> conv), so the 4k-channel bottleneck is written once, not
-    // normalised in a second pass. Folded on every call: weights may change between calls, and
-    // scaling conv1's weights costs little next to the convolution.
+    // Inference: norm2 folded into conv1, so the 4k-channel bottleneck is written once, not
+    // normalised in a second pass.
     at::Tensor x = features.size() == 1 ? features[0] : torch::cat(features, 1);
-    const at::Tensor scale = norm2->weight * (norm2->running_var + norm2->options.eps()).rsqrt();
-    const at::Tensor weight = conv1->weight * scale.view({-1, 1, 1, 1});
-    const at::Tensor bias = norm2->bias - norm2->running_mean * scale;
-    out = conv2->forward(at::conv2d(norm1->forward(x).relu_(), weight, bias).relu_());
+    const FoldedConv folded = fold_norm_into_conv(conv1->weight, eval_norm_args(norm2));
+    out = conv2->forward(at::conv2d(norm1->forward(x).relu_(), folded.weight, folded.bias).relu_());
   } else {
     at::Tensor x = features.size() == 1 ? features[0] : torch::cat(features, 1);
     out = conv1->forward(norm1->forward(x).relu_());  // in place: batch norm backward needs its input, not its output

@@ -208,12 +208,16 @@ at::Tensor normalized(const at::Tensor& x, const at::Tensor& scale, const at::Te
   return y;
 }
 
-// scale = gamma / sqrt(var + eps), shift = beta - mean * scale.
-std::pair<at::Tensor, at::Tensor> affine(const at::Tensor& weight, const at::Tensor& bias, const at::Tensor& mean,
-                                         const at::Tensor& var, double eps) {
-  at::Tensor scale = weight * (var + eps).rsqrt();
-  at::Tensor shift = bias - mean * scale;
-  return {scale.contiguous(), shift.contiguous()};
+// batch_norm(x) as x * scale + shift: invstd = 1 / sqrt(var + eps), scale = gamma * invstd,
+// shift = beta - mean * scale.
+struct NormAffine {
+  at::Tensor scale, shift, invstd;
+};
+NormAffine affine(const at::Tensor& weight, const at::Tensor& bias, const at::Tensor& mean, const at::Tensor& var,
+                  double eps) {
+  at::Tensor invstd = (var + eps).rsqrt();
+  at::Tensor scale = (weight * invstd).contiguous();
+  return {scale, (bias - mean * scale).contiguous(), invstd};
 }
 
 // BatchNorm2d's running averages from batch statistics over `count` values per channel.
@@ -258,16 +262,13 @@ std::pair<std::vector<double>, std::vector<double>> norm_relu_grad(const Panel& 
   });
 }
 
-// Backward of relu(batch_norm(x)) with batch statistics (mean, biased var): the gradient of x is
-// written to gx, returns the gradients of gamma and beta.
+// Backward of relu(batch_norm(x)) with batch statistics (mean and the affine form of the
+// forward): the gradient of x is written to gx, returns the gradients of gamma and beta.
 std::pair<at::Tensor, at::Tensor> norm_relu_backward(const at::Tensor& grad, const Panel& x, const Panel& gx,
-                                                     const at::Tensor& weight, const at::Tensor& bias,
-                                                     const at::Tensor& mean, const at::Tensor& var, double eps) {
+                                                     const NormAffine& a, const at::Tensor& mean) {
   const at::Tensor g = grad.contiguous(kChannelsLast);
-  const at::Tensor invstd = (var + eps).rsqrt();
-  const at::Tensor scale = (weight * invstd).contiguous();
-  const at::Tensor shift = (bias - mean * scale).contiguous();
-  const NormGradTerms terms = norm_grad_terms(norm_relu_grad<false>(panel_of(g), x, gx, scale, shift, mean), scale, invstd, x.rows);
+  const NormGradTerms terms =
+      norm_grad_terms(norm_relu_grad<false>(panel_of(g), x, gx, a.scale, a.shift, mean), a.scale, a.invstd, x.rows);
   affine_add(x, gx, mean.data_ptr<float>(), terms.k1.data_ptr<float>(), terms.k0.data_ptr<float>());
   return {terms.grad_weight, terms.grad_bias};
 }
@@ -306,24 +307,22 @@ at::Tensor block_forward(const at::Tensor& x_in, const std::vector<FusedLayerArg
   int64_t channels = C0;
   for (const auto& layer : layers) {
     const at::Tensor features = buffer.narrow(1, 0, channels);
-    at::Tensor scale, shift;
+    NormAffine a1;
     if (training) {
       const at::Tensor m = mean.narrow(0, 0, channels), v = var.narrow(0, 0, channels);
       update_running(layer.norm1, m, v, count);
-      std::tie(scale, shift) = affine(layer.norm1.weight, layer.norm1.bias, m, v, layer.norm1.eps);
+      a1 = affine(layer.norm1.weight, layer.norm1.bias, m, v, layer.norm1.eps);
     } else {
-      std::tie(scale, shift) = affine(layer.norm1.weight, layer.norm1.bias, layer.norm1.running_mean,
-                                      layer.norm1.running_var, layer.norm1.eps);
+      a1 = affine(layer.norm1.weight, layer.norm1.bias, layer.norm1.running_mean, layer.norm1.running_var,
+                  layer.norm1.eps);
     }
-    at::Tensor normed1 = normalized(features, scale, shift, storage);
+    at::Tensor normed1 = normalized(features, a1.scale, a1.shift, storage);
     at::Tensor out;
     if (!layer.norm2) {
       out = conv(normed1, layer.conv1_weight, {}, layer.padding1);
     } else if (!training) {
-      // norm2 folded into conv1: conv -> BN -> ReLU is conv with scaled weights and a bias -> ReLU.
-      const NormArgs& n2 = *layer.norm2;
-      const at::Tensor s2 = n2.weight * (n2.running_var + n2.eps).rsqrt();
-      at::Tensor y1 = conv(normed1, layer.conv1_weight * s2.view({-1, 1, 1, 1}), n2.bias - n2.running_mean * s2, 0);
+      const FoldedConv folded = fold_norm_into_conv(layer.conv1_weight, *layer.norm2);
+      at::Tensor y1 = conv(normed1, folded.weight, folded.bias, 0);
       normed1.reset();
       out = conv(y1.relu_(), layer.conv2_weight, {}, 1);
     } else {
@@ -331,8 +330,8 @@ at::Tensor block_forward(const at::Tensor& x_in, const std::vector<FusedLayerArg
       at::Tensor y1 = conv(normed1, layer.conv1_weight, {}, 0).contiguous(kChannelsLast);
       auto [m2, v2] = fused_kernels::channel_stats(panel_of(y1));
       update_running(n2, m2, v2, count);
-      auto [scale2, shift2] = affine(n2.weight, n2.bias, m2, v2, n2.eps);
-      at::Tensor normed2 = normalized(y1, scale2, shift2);
+      const NormAffine a2 = affine(n2.weight, n2.bias, m2, v2, n2.eps);
+      at::Tensor normed2 = normalized(y1, a2.scale, a2.shift);
       out = conv(normed2, layer.conv2_weight, {}, 1);
       if (state) {
         state->y1.push_back(y1);
@@ -482,26 +481,20 @@ struct FusedBlockFunction : public torch::autograd::Function<FusedBlockFunction>
       const at::Tensor features = buffer.narrow(1, 0, channels);
       const Panel grad_features = panel_of(grad_buffer.narrow(1, 0, channels));
       const at::Tensor m = mean.narrow(0, 0, channels);
-      const at::Tensor invstd = (var.narrow(0, 0, channels) + eps1[j]).rsqrt();
-      const at::Tensor scale = (p[0] * invstd).contiguous();
-      const at::Tensor shift = (p[1] - m * scale).contiguous();
+      const NormAffine a1 = affine(p[0], p[1], m, var.narrow(0, 0, channels), eps1[j]);
       if (bottleneck) {
-        at::Tensor n2 = keep ? std::move(normed2[j]) : at::Tensor();
-        if (!n2.defined()) {
-          auto [scale2, shift2] = affine(p[3], p[4], mean2[j], var2[j], eps2[j]);
-          n2 = normalized(y1[j], scale2, shift2);
-        }
+        const NormAffine a2 = affine(p[3], p[4], mean2[j], var2[j], eps2[j]);
+        at::Tensor n2 = keep ? std::move(normed2[j]) : normalized(y1[j], a2.scale, a2.shift);
         auto [g_n2, g_w2, unused2] = at::convolution_backward(
             grad, n2, p[5], std::nullopt, {1, 1}, {1, 1}, {1, 1}, false, {0, 0}, 1, {true, true, false});
         n2.reset();
         gp[5] = g_w2;
         grad = at::empty(y1[j].sizes(), y1[j].options().memory_format(kChannelsLast));
         std::tie(gp[3], gp[4]) =
-            norm_relu_backward(g_n2, panel_of(y1[j]), panel_of(grad), p[3], p[4], mean2[j], var2[j], eps2[j]);
+            norm_relu_backward(g_n2, panel_of(y1[j]), panel_of(grad), a2, mean2[j]);
         y1[j].reset();
       }
-      at::Tensor n1 = keep ? std::move(normed1[j]) : at::Tensor();
-      if (!n1.defined()) n1 = normalized(features, scale, shift);
+      at::Tensor n1 = keep ? std::move(normed1[j]) : normalized(features, a1.scale, a1.shift);
       const int64_t pad = padding1[j];
       auto [g_n1, g_w1, unused1] = at::convolution_backward(
           grad, n1, p[2], std::nullopt, {1, 1}, {pad, pad}, {1, 1}, false, {0, 0}, 1, {true, true, false});
@@ -511,8 +504,8 @@ struct FusedBlockFunction : public torch::autograd::Function<FusedBlockFunction>
       const at::Tensor g_cl = g_n1.contiguous(kChannelsLast);
       g_n1.reset();
       std::tie(gp[0], gp[1]) = deferred.add(
-          channels, norm_relu_grad<true>(panel_of(g_cl), panel_of(features), grad_features, scale, shift, m), scale,
-          invstd, count);
+          channels, norm_relu_grad<true>(panel_of(g_cl), panel_of(features), grad_features, a1.scale, a1.shift, m),
+          a1.scale, a1.invstd, count);
     }
     variable_list grads{at::Tensor()};
     if (ctx->needs_input_grad(0)) {
@@ -526,6 +519,11 @@ struct FusedBlockFunction : public torch::autograd::Function<FusedBlockFunction>
 };
 
 }  // namespace
+
+FoldedConv fold_norm_into_conv(const at::Tensor& conv_weight, const NormArgs& norm) {
+  const at::Tensor scale = norm.weight * (norm.running_var + norm.eps).rsqrt();
+  return {conv_weight * scale.view({-1, 1, 1, 1}), norm.bias - norm.running_mean * scale};
+}
 
 bool fused_blocks_enabled() {
   const int forced = fused_override.load();

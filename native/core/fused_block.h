@@ -29,6 +29,14 @@ struct FusedLayerArgs {
   at::Tensor conv2_weight;      // 3x3, bottleneck layers only
 };
 
+// conv -> BatchNorm2d with running statistics (evaluation) as one convolution: each output
+// channel's weights scaled and a bias (exact). Folded on every call: weights may change between
+// calls, and scaling a convolution's weights costs little next to running it.
+struct FoldedConv {
+  at::Tensor weight, bias;
+};
+FoldedConv fold_norm_into_conv(const at::Tensor& conv_weight, const NormArgs& norm);
+
 // Whether blocks run fused where they can (default: yes; DENSETORCH_FUSED=0 turns it off, for
 // A/B measurements and as an escape hatch). set_fused_blocks overrides it for this process.
 bool fused_blocks_enabled();
