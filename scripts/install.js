@@ -28,6 +28,6 @@ if (!fs.existsSync(path.join(root, 'dist', 'libtorch.js'))) {
     console.error(`densetorch: no prebuilt binary for ${process.platform}-${process.arch} and no TypeScript to build from source.`);
     process.exit(1);
   }
-  step([tsc, '-p', 'tsconfig.json']);
+  require('./build-ts.js').buildTs(tsc);
 }
 step([path.join(__dirname, 'build-native.js')]);
