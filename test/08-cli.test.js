@@ -71,6 +71,14 @@ describe('CLI', () => {
     assert.match(r.err, /error: no such file: \/nonexistent\/model\.safetensors/);
   });
 
+  it('runs as its own program, as `npx densetorch` in a clone runs it: executable, with a node shebang', () => {
+    fs.accessSync(CLI, fs.constants.X_OK);
+    assert.match(fs.readFileSync(CLI, 'utf8'), /^#!\/usr\/bin\/env node\n/);
+    const r = spawnSync(CLI, ['--help'], { encoding: 'utf8', timeout: 60000 });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /Usage: densetorch/);
+  });
+
   it('doctor reports versions, where LibTorch was found, CUDA and threads', () => {
     const r = cli(['doctor']);
     assert.equal(r.status, 0, r.out + r.err);
