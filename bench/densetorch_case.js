@@ -14,8 +14,17 @@ function median(xs) {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
+// On CUDA the memory that counts is the device's: the caching allocator's peak (as PyTorch's
+// torch.cuda.max_memory_allocated), and time is read after the queued kernels finished.
+const cuda = (c) => (c.device ?? 'cpu') !== 'cpu';
+function memory(c) {
+  if (!cuda(c)) return { peakRssMiB: peakRssMiB() };
+  const s = dt.cuda.memoryStats();
+  return { peakRssMiB: peakRssMiB(), peakCudaMiB: s.peakAllocated / 2 ** 20, peakCudaReservedMiB: s.peakReserved / 2 ** 20 };
+}
+
 function build(c) {
-  const common = { memoryEfficient: c.memoryEfficient, numClasses: c.classes };
+  const common = { memoryEfficient: c.memoryEfficient, numClasses: c.classes, device: c.device ?? 'cpu' };
   return c.model === 'densenet121' ? dt.densenet121(common) : dt.densenetCifar({ depth: c.depth, growthRate: c.growthRate, ...common });
 }
 
@@ -53,17 +62,18 @@ async function main() {
       onBatchEnd: (b) => { if (b.batch > c.warmup) seconds.push(c.batch / b.imagesPerSecond); },
     });
     const step = median(seconds);
-    console.log(JSON.stringify({ stepSeconds: step, imagesPerSecond: c.batch / step, peakRssMiB: peakRssMiB() }));
+    console.log(JSON.stringify({ stepSeconds: step, imagesPerSecond: c.batch / step, ...memory(c) }));
   } else {
-    const x = dt.tensor(new Float32Array(n).map(() => Math.random() - 0.5), [c.batch, 3, c.size, c.size]);
+    const x = dt.tensor(new Float32Array(n).map(() => Math.random() - 0.5), [c.batch, 3, c.size, c.size], { device: c.device ?? 'cpu' });
     const seconds = [];
     for (let i = 0; i < c.warmup + c.steps; i++) {
       const t = process.hrtime.bigint();
       (await model.predict(x, { batchSize: c.batch, precision: c.precision ?? 'fp32' })).dispose();
+      if (cuda(c)) dt.cuda.synchronize();
       if (i >= c.warmup) seconds.push(Number(process.hrtime.bigint() - t) / 1e9);
     }
     const step = median(seconds);
-    console.log(JSON.stringify({ stepSeconds: step, imagesPerSecond: c.batch / step, peakRssMiB: peakRssMiB() }));
+    console.log(JSON.stringify({ stepSeconds: step, imagesPerSecond: c.batch / step, ...memory(c) }));
   }
 }
 

@@ -8,6 +8,8 @@
 //   npm run bench -- --only infer  # only the inference (or train) cases
 //   npm run bench -- --repeat 5    # every row in 5 fresh processes: median, with [min-max] images/s
 //   npm run bench -- --compile     # also PyTorch's torch.compile (inductor), naive rows
+//   npm run bench -- --device cuda # the GPU cases: larger batches, fp32 and fp16 (autocast, loss
+//                                  # scaling), device memory from the caching allocator's peak
 // Every row shows achieved GFLOP/s (from the model's convolution shapes), its fraction of the
 // sgemm ceiling (4096² at::mm) and the step time over the conv-only floor, measured in the run.
 //   npm run bench -- --serve [--soak]   # the HTTP server under load (bench/serve.js)
@@ -25,7 +27,26 @@ const python = process.env.PYTHON || 'python3';
 const bc100 = { model: 'cifar', depth: 100, growthRate: 12, size: 32, classes: 10 };
 const dn121 = { model: 'densenet121', size: 224, classes: 1000 };
 
+const deviceAt = process.argv.indexOf('--device');
+const device = deviceAt > 0 ? process.argv[deviceAt + 1] : 'cpu';
+const onCuda = device !== 'cpu';
+
+function cudaCases() {
+  const train = [
+    { name: 'DenseNet-BC L=100 k=12', ...bc100, batch: 64 },
+    { name: 'DenseNet-121', ...dn121, batch: 64 },
+  ].flatMap((c) => [false, true].map((memoryEfficient) => ({ ...c, mode: 'train', memoryEfficient, warmup: 3, steps: Math.max(steps, 10) })));
+  const infer = [
+    { name: 'DenseNet-BC L=100 k=12', ...bc100, batch: 1024 },
+    { name: 'DenseNet-121', ...dn121, batch: 128 },
+  ].map((c) => ({ ...c, mode: 'infer', memoryEfficient: false, warmup: 3, steps: Math.max(steps, 10) }));
+  // float16 (autocast; loss scaling in training) for DenseNet-121, whose convolutions use the tensor cores
+  const fp16 = [...train, ...infer].filter((c) => c.model === 'densenet121' && !c.memoryEfficient).map((c) => ({ ...c, precision: 'fp16' }));
+  return [...train, ...infer, ...fp16].map((c) => ({ ...c, device }));
+}
+
 function cases(scaling) {
+  if (onCuda) return cudaCases();
   if (scaling) {
     return [40, 100, 190, 250].flatMap((depth) => [false, true].map((memoryEfficient) => ({
       name: `DenseNet-BC L=${depth} k=12`, ...bc100, depth, batch: 64, mode: 'train', memoryEfficient, warmup: 0, steps: 1,
@@ -46,7 +67,10 @@ function cases(scaling) {
 
 function run(cmd, args) {
   const r = spawnSync(cmd, args, { encoding: 'utf8', cwd: path.join(__dirname, '..'), maxBuffer: 1 << 24 });
-  if (r.status !== 0) return { error: (r.stderr || r.error?.message || '').trim().split('\n').pop() };
+  if (r.status !== 0) {
+    const lines = (r.stderr || r.error?.message || '').trim().split('\n');
+    return { error: lines.find((l) => /Error\b/.test(l)) ?? lines.pop() };
+  }
   return JSON.parse(r.stdout.trim().split('\n').pop());
 }
 
@@ -98,12 +122,13 @@ const fmtRun = (r) => {
   if (r.error) return `error: ${r.error}`;
   const spread = r.runs > 1 ? ` [${r.imagesPerSecondMin.toFixed(1)}-${r.imagesPerSecondMax.toFixed(1)}]` : '';
   const roof = r.gflops ? ` ${r.gflops.toFixed(0)} GFLOP/s ${(100 * r.sgemmFraction).toFixed(0)}% sgemm ${r.floorRatio.toFixed(2)}x floor` : '';
-  return `${r.stepSeconds.toFixed(3)} s/step ${r.imagesPerSecond.toFixed(1).padStart(6)} img/s${spread}${roof} peak ${r.peakRssMiB.toFixed(0).padStart(5)} MiB`;
+  const peak = r.peakCudaMiB !== undefined ? `device peak ${r.peakCudaMiB.toFixed(0).padStart(5)} MiB (reserved ${r.peakCudaReservedMiB.toFixed(0)})` : `peak ${r.peakRssMiB.toFixed(0).padStart(5)} MiB`;
+  return `${r.stepSeconds.toFixed(3)} s/step ${r.imagesPerSecond.toFixed(1).padStart(6)} img/s${spread}${roof} ${peak}`;
 };
 
 for (const c of cases(scaling).filter((x) => !only || x.mode === only)) {
   const spec = JSON.stringify({ ...c, threads });
-  const limits = scaling ? null : run(process.execPath, [path.join(__dirname, 'densetorch_case.js'), JSON.stringify({ ...c, threads, limits: true })]);
+  const limits = scaling || onCuda ? null : run(process.execPath, [path.join(__dirname, 'densetorch_case.js'), JSON.stringify({ ...c, threads, limits: true })]);
   const ours = runRepeated(process.execPath, [path.join(__dirname, 'densetorch_case.js'), spec], repeat);
   Object.assign(ours, roofline(ours, c, limits));
   const variants = withTorch ? [
@@ -121,7 +146,7 @@ for (const c of cases(scaling).filter((x) => !only || x.mode === only)) {
   const row = { ...c, threads, limits, densetorch: ours, pytorch, best: best?.[0] };
   if (ours.imagesPerSecond && best) {
     row.throughputRatio = ours.imagesPerSecond / best[1].imagesPerSecond;
-    row.memoryRatio = ours.peakRssMiB / best[1].peakRssMiB;
+    row.memoryRatio = onCuda ? ours.peakCudaMiB / best[1].peakCudaMiB : ours.peakRssMiB / best[1].peakRssMiB;
   }
   rows.push(row);
   console.log(`${c.mode.padEnd(5)} ${c.name.padEnd(22)} b${String(c.batch).padEnd(3)} ${c.memoryEfficient ? 'efficient' : 'naive    '} ${c.precision ?? 'fp32'}` +
@@ -130,8 +155,10 @@ for (const c of cases(scaling).filter((x) => !only || x.mode === only)) {
   for (const [name, r] of Object.entries(pytorch)) console.log(`      pytorch ${name.padEnd(13)} ${fmtRun(r)}`);
   if (row.throughputRatio) console.log(`      speed x${row.throughputRatio.toFixed(2)} and memory x${row.memoryRatio.toFixed(2)} of pytorch ${row.best}`);
 }
-const out = path.join(__dirname, 'results', `${new Date().toISOString().slice(0, 10)}${scaling ? '-scaling' : ''}${only ? `-${only}` : ''}${repeat > 1 ? `-repeat${repeat}` : ''}.json`);
+const out = path.join(__dirname, 'results', `${new Date().toISOString().slice(0, 10)}${onCuda ? '-cuda' : ''}${scaling ? '-scaling' : ''}${only ? `-${only}` : ''}${repeat > 1 ? `-repeat${repeat}` : ''}.json`);
 fs.mkdirSync(path.dirname(out), { recursive: true });
 const torchVersion = withTorch ? spawnSync(python, ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8' }).stdout.trim() : null;
-fs.writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), threads, steps, cpu: os.cpus()[0].model, cores: os.cpus().length, pytorch: torchVersion, rows }, null, 2) + '\n');
+const gpu = onCuda ? spawnSync('nvidia-smi', ['--query-gpu=name,driver_version,memory.total', '--format=csv,noheader'], { encoding: 'utf8' }).stdout?.trim() ?? null : undefined;
+const libtorch = require('..').versions.libtorch;
+fs.writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), device, gpu, threads, steps, cpu: os.cpus()[0].model, cores: os.cpus().length, libtorch, pytorch: torchVersion, rows }, null, 2) + '\n');
 console.log(`wrote ${path.relative(process.cwd(), out)}`);

@@ -28,6 +28,8 @@ export type { Classification, ClassScore } from './classify';
 export * as datasets from './datasets';
 export * as image from './image';
 export * as distributed from './distributed';
+export * as cuda from './cuda';
+export type { MemoryStats } from './cuda';
 export type { InitOptions, GroupInfo, ReduceOp, Backend } from './distributed';
 export type { Dataset, DatasetOptions, Normalize, Augment, StreamDataset, Batch, ImageFolderDataset, ImageFolderOptions } from './datasets';
 export type { ReadOptions } from './image';

@@ -84,6 +84,16 @@ export interface NativeWeightFile {
   metadata: Record<string, string>;
 }
 
+/** Bytes held by the CUDA caching allocator for one device (internal; see lib/cuda.ts). */
+export interface NativeCudaMemoryStats {
+  allocated: number;
+  peakAllocated: number;
+  reserved: number;
+  peakReserved: number;
+  allocRetries: number;
+  ooms: number;
+}
+
 /** The addon's exports (internal). */
 export interface Addon {
   NativeModel: new (config: NativeModelConfig) => NativeModelHandle;
@@ -97,6 +107,13 @@ export interface Addon {
     sgemm(n: number, reps: number): Promise<number>;
     /** The model's forward FLOPs per image and its conv-only floor for one step at this batch. */
     model(config: NativeModelConfig, height: number, width: number, batch: number, backward: boolean, reps: number): Promise<{ forwardFlopsPerImage: number; floorSeconds: number; convolutions: number }>;
+  };
+  /** The CUDA caching allocator's counters and controls (lib/cuda.ts). */
+  cuda: {
+    memoryStats(device: number): NativeCudaMemoryStats;
+    resetPeakMemoryStats(device: number): void;
+    emptyCache(): void;
+    synchronize(device: number): void;
   };
   NativeTensor: {
     fromData(data: ArrayBufferView, shape: number[], source: string, target: string, device: string): NativeTensorHandle;

@@ -42,6 +42,14 @@ describe('native core (C++ tests)', () => {
     assert.match(r.stdout, /^ok$/m);
   });
 
+  it('float16 training\'s loss scaling: unscaled gradients equal plain ones, an overflowing step is refused and halves the scale, clean steps double it', function () {
+    this.timeout(300000);
+    const r = compileAndRun('test/native/loss_scaler.cpp');
+    console.log(`      ${r.stdout.trim().split('\n')[0]}`);
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /^ok$/m);
+  });
+
   it('without gloo\'s headers the distributed part still compiles: available() explains what to install, init throws DistributedError', function () {
     this.timeout(300000);
     const r = compileAndRun('test/native/distributed_unavailable.cpp');

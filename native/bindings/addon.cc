@@ -63,6 +63,49 @@ Napi::Value SetErrorClasses(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// cuda.memoryStats(index) -> { allocated, peakAllocated, reserved, peakReserved, allocRetries, ooms }
+Napi::Value CudaMemoryStats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    const auto s = cuda_memory_stats(info[0].As<Napi::Number>().Int32Value());
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("allocated", static_cast<double>(s.allocated));
+    out.Set("peakAllocated", static_cast<double>(s.peak_allocated));
+    out.Set("reserved", static_cast<double>(s.reserved));
+    out.Set("peakReserved", static_cast<double>(s.peak_reserved));
+    out.Set("allocRetries", static_cast<double>(s.alloc_retries));
+    out.Set("ooms", static_cast<double>(s.ooms));
+    return out;
+  });
+}
+
+Napi::Value CudaResetPeakMemoryStats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  guarded(env, [&] { cuda_reset_peak_memory_stats(info[0].As<Napi::Number>().Int32Value()); });
+  return env.Undefined();
+}
+
+Napi::Value CudaEmptyCache(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  guarded(env, [&] { cuda_empty_cache(); });
+  return env.Undefined();
+}
+
+Napi::Value CudaSynchronize(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  guarded(env, [&] { cuda_synchronize(info[0].As<Napi::Number>().Int32Value()); });
+  return env.Undefined();
+}
+
+Napi::Object CudaExports(Napi::Env env) {
+  Napi::Object cuda = Napi::Object::New(env);
+  cuda.Set("memoryStats", Napi::Function::New<CudaMemoryStats>(env, "memoryStats"));
+  cuda.Set("resetPeakMemoryStats", Napi::Function::New<CudaResetPeakMemoryStats>(env, "resetPeakMemoryStats"));
+  cuda.Set("emptyCache", Napi::Function::New<CudaEmptyCache>(env, "emptyCache"));
+  cuda.Set("synchronize", Napi::Function::New<CudaSynchronize>(env, "synchronize"));
+  return cuda;
+}
+
 Napi::Value ExternalMemory(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(Napi::MemoryManagement::AdjustExternalMemory(info.Env(), 0)));
 }
@@ -78,6 +121,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeFeeder", NativeFeeder::Init(env));
   exports.Set("distributed", DistributedExports(env));
   exports.Set("roofline", RooflineExports(env));
+  exports.Set("cuda", CudaExports(env));
   exports.Set("readWeights", Napi::Function::New<ReadWeights>(env, "readWeights"));
   exports.Set("versions", Napi::Function::New<Versions>(env, "versions"));
   exports.Set("setNumThreads", Napi::Function::New<SetNumThreads>(env, "setNumThreads"));

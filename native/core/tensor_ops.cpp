@@ -2,6 +2,8 @@
 
 #include <ATen/Context.h>
 #include <ATen/ops/_nnpack_available.h>
+#include <c10/core/CachingDeviceAllocator.h>
+#include <c10/core/impl/DeviceGuardImplInterface.h>
 #include <c10/util/Logging.h>
 #include <torch/cuda.h>
 #include <torch/headeronly/version.h>
@@ -83,6 +85,37 @@ int64_t host_bytes(const at::Tensor& t) {
 RuntimeInfo runtime_info() {
   const bool cuda = torch::cuda::is_available();
   return RuntimeInfo{TORCH_VERSION, cuda, cuda ? static_cast<int>(torch::cuda::device_count()) : 0};
+}
+
+namespace {
+c10::DeviceIndex cuda_index(int index) {
+  if (!torch::cuda::is_available()) throw std::runtime_error("CUDA is not available");
+  const auto count = static_cast<int>(torch::cuda::device_count());
+  if (index < 0 || index >= count)
+    throw std::out_of_range("CUDA device " + std::to_string(index) + " does not exist (" + std::to_string(count) +
+                            " device(s))");
+  return static_cast<c10::DeviceIndex>(index);
+}
+}  // namespace
+
+DeviceMemoryStats cuda_memory_stats(int index) {
+  const auto s = c10::getDeviceAllocator(c10::kCUDA)->getDeviceStats(cuda_index(index));
+  constexpr std::size_t kAll = 0;  // StatType::AGGREGATE: every pool together
+  return {s.allocated_bytes[kAll].current, s.allocated_bytes[kAll].peak, s.reserved_bytes[kAll].current,
+          s.reserved_bytes[kAll].peak,      s.num_alloc_retries,          s.num_ooms};
+}
+
+void cuda_reset_peak_memory_stats(int index) {
+  c10::getDeviceAllocator(c10::kCUDA)->resetPeakStats(cuda_index(index));
+}
+
+void cuda_empty_cache() {
+  cuda_index(0);
+  c10::getDeviceAllocator(c10::kCUDA)->emptyCache();
+}
+
+void cuda_synchronize(int index) {
+  c10::impl::getDeviceGuardImpl(c10::kCUDA)->synchronizeDevice(cuda_index(index));
 }
 
 void set_num_threads(int n) { at::set_num_threads(n); }

@@ -39,6 +39,20 @@ struct RuntimeInfo {
 };
 RuntimeInfo runtime_info();
 
+// The CUDA caching allocator's counters for device `index` (bytes, all pools together): what
+// tensors hold now and at most since the last reset, and what the cache holds from the driver.
+// Each throws std::runtime_error when CUDA is not available and std::out_of_range for an index
+// past the devices.
+struct DeviceMemoryStats {
+  int64_t allocated, peak_allocated, reserved, peak_reserved, alloc_retries, ooms;
+};
+DeviceMemoryStats cuda_memory_stats(int index);
+void cuda_reset_peak_memory_stats(int index);
+// Returns the cache's unused blocks to the driver.
+void cuda_empty_cache();
+// Waits until every kernel queued on device `index` has finished.
+void cuda_synchronize(int index);
+
 // Turns off backends this CPU cannot run: NNPACK, when it cannot initialise here, would be
 // asked (and warn on stderr) for every small-batch convolution, e.g. each batch-1 request of a
 // server. The availability check itself runs with warnings silenced. Call once at load.

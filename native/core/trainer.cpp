@@ -264,6 +264,10 @@ History fit_on(DenseNet& model, BatchSource& train, BatchSource* validation, con
     distributed::broadcast_coalesced(state, 0);
   }
 
+  // float16 forward passes (CUDA): dynamic loss scaling keeps small gradients from flushing to zero.
+  std::optional<LossScaler> scaler;
+  if (o.precision == Precision::kFp16) scaler.emplace(device);
+
   History history;
   const int64_t batches = train.batches();
   for (int64_t epoch = first_epoch; epoch < o.epochs; ++epoch) {
@@ -321,7 +325,7 @@ History fit_on(DenseNet& model, BatchSource& train, BatchSource* validation, con
                               " (try a lower learning rate)");
       };
       if (!par.on) check_loss();
-      loss.backward();
+      (scaler ? scaler->scale(loss) : loss).backward();
       if (par.on) {
         // Gradients summed over ranks in buckets (last layers first, as DDP's reducer), with
         // this batch's loss sum, correct count and size riding in the last bucket; then averaged.
@@ -344,7 +348,9 @@ History fit_on(DenseNet& model, BatchSource& train, BatchSource* validation, con
         loss_value = metrics[0].item<double>() / static_cast<double>(count);
         check_loss();  // the group's loss: every rank stops together
       }
-      optimizer->step();
+      // With loss scaling, a step whose (summed) gradients overflowed is skipped on every rank.
+      if (!scaler || scaler->unscale(params)) optimizer->step();
+      if (scaler) scaler->update();
       loss_sum += loss_value * static_cast<double>(count);
       correct += batch_correct;
       seen += count;
