@@ -12,7 +12,7 @@
  * ```
  */
 import { addon } from './native';
-import { nonNegativeInt } from './validate';
+import { boolean, nonNegativeInt } from './validate';
 
 /** Bytes on one CUDA device, as the caching allocator counts them (all memory pools together). */
 export interface MemoryStats {
@@ -60,4 +60,20 @@ export function emptyCache(): void {
  */
 export function synchronize(device?: number): void {
   addon().cuda.synchronize(deviceIndex(device));
+}
+
+/**
+ * Whether float32 convolutions (cuDNN) and matrix products (cuBLAS) on CUDA may round their inputs
+ * to TF32 (10-bit mantissa, on tensor cores): faster on Ampere and later GPUs, about 1e-3 relative
+ * error per operation. LibTorch's defaults: convolutions yes, matrix products no (PyTorch's
+ * `torch.backends.cudnn.allow_tf32` and `torch.backends.cuda.matmul.allow_tf32`).
+ * @param allow - when given, sets both; process-wide
+ * @returns whether convolutions may use TF32 (after the change)
+ * @example
+ * ```js
+ * dt.cuda.allowTF32(false); // IEEE float32 everywhere, e.g. to compare with CPU results
+ * ```
+ */
+export function allowTF32(allow?: boolean): boolean {
+  return addon().cuda.allowTF32(allow === undefined ? undefined : boolean(allow, 'allow'));
 }

@@ -114,6 +114,7 @@ export interface Addon {
     resetPeakMemoryStats(device: number): void;
     emptyCache(): void;
     synchronize(device: number): void;
+    allowTF32(allow?: boolean): boolean;
   };
   NativeTensor: {
     fromData(data: ArrayBufferView, shape: number[], source: string, target: string, device: string): NativeTensorHandle;

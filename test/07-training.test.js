@@ -100,6 +100,44 @@ describe('training: fit and evaluate', () => {
     assert.deepEqual(Object.keys(history).sort(), ['accuracy', 'epochs', 'loss', 'lr', 'seconds', 'valAccuracy', 'valLoss']);
   });
 
+  it('SGD with momentum, Nesterov and weight decay updates every parameter by PyTorch\'s formula over two steps', async () => {
+    // Two batches of the same 16 images: the second step's gradient is the one-step model's.
+    const one = quadrants(16);
+    const both = dt.datasets.fromTensors(dt.tensor(new Float32Array([...one.images.toArray(), ...one.images.toArray()]), [32, 1, 8, 8]),
+      dt.tensor(new BigInt64Array([...one.labels.toArray(), ...one.labels.toArray()]), [32]));
+    const [lr, momentum, wd] = [0.1, 0.9, 1e-2];
+    const optimizer = { type: 'sgd', lr, momentum, nesterov: true, weightDecay: wd };
+    const options = { epochs: 1, batchSize: 16, shuffle: false, optimizer };
+    dt.manualSeed(3);
+    const a = tiny();
+    const w0 = weightsOf(a);
+    const b = tiny();
+    b.loadStateDict(a.stateDict());
+    const g0 = b.lossAndGrads(one.images, one.labels).grads;
+    await b.fit(one, options); // one step: w1
+    const w1 = weightsOf(b);
+    const g1 = b.lossAndGrads(one.images, one.labels).grads;
+    await a.fit(both, options); // two steps: w2
+    const w2 = weightsOf(a);
+    let worst = 0;
+    for (const [name, grad0] of Object.entries(g0)) {
+      const x0 = w0[name];
+      const x1 = w1[name];
+      const x2 = w2[name];
+      const d0 = Array.from(grad0.toArray(), (g, i) => g + wd * x0[i]);
+      const buf0 = d0;
+      const d1 = Array.from(g1[name].toArray(), (g, i) => g + wd * x1[i]);
+      const buf1 = buf0.map((v, i) => momentum * v + d1[i]);
+      for (let i = 0; i < x0.length; i++) {
+        const step1 = x0[i] - lr * (d0[i] + momentum * buf0[i]);
+        const step2 = x1[i] - lr * (d1[i] + momentum * buf1[i]);
+        worst = Math.max(worst, Math.abs(step1 - x1[i]), Math.abs(step2 - x2[i]));
+      }
+    }
+    assert.ok(Object.keys(g0).length > 10);
+    assert.ok(worst < 1e-5, `largest difference from the formula ${worst}`);
+  });
+
   it('uses the cosine schedule', async () => {
     const h = await tiny().fit(quadrants(16), { epochs: 4, batchSize: 16, schedule: { type: 'cosine' }, optimizer: { type: 'sgd', lr: 0.2 } });
     assert.deepEqual(h.lr.map((x) => +x.toFixed(6)), [0.2, 0.170711, 0.1, 0.029289]);

@@ -1,7 +1,8 @@
 'use strict';
 // The CUDA path on a real GPU: these tests skip (with the reason printed) where
-// dt.versions.cudaAvailable is false. cuDNN may run float32 convolutions in TF32 (LibTorch's
-// default), so CUDA results are compared with the CPU's by relative error, not bit for bit.
+// dt.versions.cudaAvailable is false. Gradients are compared with TF32 off (IEEE float32): with
+// it on (cuDNN's default) the gradients of batch-norm biases, sums that nearly cancel because
+// every consumer of a feature is a training-mode batch norm, differ from the CPU's by 10-25%.
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const os = require('node:os');
@@ -23,6 +24,17 @@ function relativeError(a, b) {
     norm += x[i] ** 2;
   }
   return Math.sqrt(diff) / Math.max(Math.sqrt(norm), 1e-12);
+}
+
+/** Runs `body` with TF32 off, then restores the setting. */
+function ieee(body) {
+  const was = dt.cuda.allowTF32();
+  dt.cuda.allowTF32(false);
+  try {
+    return body();
+  } finally {
+    dt.cuda.allowTF32(was);
+  }
 }
 
 /** The same model (weights and statistics) on `device`. */
@@ -88,6 +100,14 @@ describe('CUDA (needs a GPU and a CUDA LibTorch)', function () {
     assert.throws(() => dt.cuda.memoryStats(1e6), RangeError);
   });
 
+  it('allowTF32 reads and sets whether float32 convolutions may use TF32 (on by default, as in PyTorch)', () => {
+    assert.equal(dt.cuda.allowTF32(), true);
+    assert.equal(dt.cuda.allowTF32(false), false);
+    assert.equal(dt.cuda.allowTF32(), false);
+    assert.equal(dt.cuda.allowTF32(true), true);
+    assert.throws(() => dt.cuda.allowTF32('no'), TypeError);
+  });
+
   it('runs forward and predict on cuda and matches the CPU model', async () => {
     dt.manualSeed(0);
     const cpu = dt.densenetCifar({ depth: 16, growthRate: 6 }).eval();
@@ -113,7 +133,7 @@ describe('CUDA (needs a GPU and a CUDA LibTorch)', function () {
         const x = randomImages(...args.input, 3);
         const labels = dt.tensor(Array.from({ length: args.input[0] }, (_, i) => i % 10), [args.input[0]], { dtype: 'int64' });
         const a = cpu.lossAndGrads(x, labels);
-        const b = gpu.lossAndGrads(x.to('cuda'), labels.to('cuda'));
+        const b = ieee(() => gpu.lossAndGrads(x.to('cuda'), labels.to('cuda')));
         assert.ok(Math.abs(a.loss - b.loss) <= 1e-3 * Math.abs(a.loss), `loss ${a.loss} vs ${b.loss}`);
         let worst = 0;
         let where = '';
@@ -123,7 +143,7 @@ describe('CUDA (needs a GPU and a CUDA LibTorch)', function () {
           if (err > worst) [worst, where] = [err, name];
         }
         console.log(`      ${Object.keys(a.grads).length} gradients, worst relative error ${worst.toExponential(2)} (${where})`);
-        assert.ok(worst < 2e-2, `${where}: relative error ${worst}`);
+        assert.ok(worst < 1e-2, `${where}: relative error ${worst}`);
       });
     }
   }
@@ -144,8 +164,8 @@ describe('CUDA (needs a GPU and a CUDA LibTorch)', function () {
       dt.cuda.synchronize();
       return { r, mib: (dt.cuda.memoryStats().peakAllocated - base) / MiB };
     };
-    const n = peak(naive);
-    const e = peak(efficient);
+    const n = ieee(() => peak(naive));
+    const e = ieee(() => peak(efficient));
     let worst = 0;
     for (const [name, g] of Object.entries(n.r.grads)) worst = Math.max(worst, relativeError(g, e.r.grads[name]));
     console.log(`      peak above the model: naive ${n.mib.toFixed(0)} MiB, memory-efficient ${e.mib.toFixed(0)} MiB (${(e.mib / n.mib).toFixed(2)}x); worst gradient relative error ${worst.toExponential(2)}`);

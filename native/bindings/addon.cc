@@ -97,12 +97,22 @@ Napi::Value CudaSynchronize(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// cuda.allowTF32(allow?) -> whether TF32 is allowed (after setting it when `allow` is given)
+Napi::Value CudaAllowTF32(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    if (info.Length() > 0 && info[0].IsBoolean()) set_allow_tf32(info[0].As<Napi::Boolean>().Value());
+    return Napi::Boolean::New(env, allow_tf32());
+  });
+}
+
 Napi::Object CudaExports(Napi::Env env) {
   Napi::Object cuda = Napi::Object::New(env);
   cuda.Set("memoryStats", Napi::Function::New<CudaMemoryStats>(env, "memoryStats"));
   cuda.Set("resetPeakMemoryStats", Napi::Function::New<CudaResetPeakMemoryStats>(env, "resetPeakMemoryStats"));
   cuda.Set("emptyCache", Napi::Function::New<CudaEmptyCache>(env, "emptyCache"));
   cuda.Set("synchronize", Napi::Function::New<CudaSynchronize>(env, "synchronize"));
+  cuda.Set("allowTF32", Napi::Function::New<CudaAllowTF32>(env, "allowTF32"));
   return cuda;
 }
 

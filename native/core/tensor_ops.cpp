@@ -118,6 +118,13 @@ void cuda_synchronize(int index) {
   c10::impl::getDeviceGuardImpl(c10::kCUDA)->synchronizeDevice(cuda_index(index));
 }
 
+void set_allow_tf32(bool allow) {
+  at::globalContext().setAllowTF32CuDNN(allow);
+  at::globalContext().setAllowTF32CuBLAS(allow);
+}
+
+bool allow_tf32() { return at::globalContext().allowTF32CuDNN(); }
+
 void set_num_threads(int n) { at::set_num_threads(n); }
 int num_threads() { return at::get_num_threads(); }
 void manual_seed(uint64_t seed) { torch::manual_seed(seed); }

@@ -53,6 +53,11 @@ void cuda_empty_cache();
 // Waits until every kernel queued on device `index` has finished.
 void cuda_synchronize(int index);
 
+// Whether float32 convolutions (cuDNN) and matrix products (cuBLAS) on CUDA may round their
+// inputs to TF32. LibTorch's defaults: convolutions yes, matrix products no.
+void set_allow_tf32(bool allow);
+bool allow_tf32();
+
 // Turns off backends this CPU cannot run: NNPACK, when it cannot initialise here, would be
 // asked (and warn on stderr) for every small-batch convolution, e.g. each batch-1 request of a
 // server. The availability check itself runs with warnings silenced. Call once at load.
