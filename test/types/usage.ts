@@ -35,12 +35,20 @@ async function usage(): Promise<void> {
   await dt.distributed.broadcast(x, { src: 0 });
   await model.fit(data, { dropLast: true });
   dt.distributed.destroy();
+  const memory: dt.MemoryStats = dt.cuda.memoryStats(0);
+  const peakMiB: number = memory.peakAllocated / 2 ** 20;
+  dt.cuda.resetPeakMemoryStats();
+  dt.cuda.synchronize();
+  dt.cuda.emptyCache();
+  const tf32: boolean = dt.cuda.allowTF32(false);
+  // @ts-expect-error: the counters are read-only
+  memory.allocated = 0;
   // @ts-expect-error: reduce ops are a string-literal union
   await dt.distributed.allReduce(x, { op: 'product' });
   // @ts-expect-error: the precision is a string-literal union
   await model.predict(x, { precision: 'fp64' });
   // @ts-expect-error: internal members are not part of the declarations
   x.handle();
-  void [cuda, shape, dtype, config, logits, history, evaluation, classes, first, stats, image, available, group];
+  void [cuda, shape, dtype, config, logits, history, evaluation, classes, first, stats, image, available, group, peakMiB, tf32];
 }
 void usage;
