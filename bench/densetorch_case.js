@@ -50,16 +50,20 @@ async function main() {
   }
   const n = c.batch * 3 * c.size * c.size;
   if (c.mode === 'train') {
-    const count = c.batch * (c.warmup + c.steps);
-    const images = dt.tensor(new Float32Array(count * 3 * c.size * c.size).map(() => Math.random() - 0.5), [count, 3, c.size, c.size]);
-    const labels = dt.tensor(Array.from({ length: count }, (_, i) => i % c.classes), [count], { dtype: 'int64' });
+    // One batch of data, one step per epoch: the data held is one batch, as on PyTorch's side.
+    const images = dt.tensor(new Float32Array(n).map(() => Math.random() - 0.5), [c.batch, 3, c.size, c.size]);
+    const labels = dt.tensor(Array.from({ length: c.batch }, (_, i) => i % c.classes), [c.batch], { dtype: 'int64' });
     const data = dt.datasets.fromTensors(images, labels);
     const seconds = [];
+    let done = 0;
     await model.fit(data, {
-      epochs: 1, batchSize: c.batch, shuffle: false,
+      epochs: c.warmup + c.steps, batchSize: c.batch, shuffle: false,
       optimizer: { type: 'sgd', lr: 0.1, momentum: 0.9, nesterov: true, weightDecay: 1e-4 },
       precision: c.precision ?? 'fp32',
-      onBatchEnd: (b) => { if (b.batch > c.warmup) seconds.push(c.batch / b.imagesPerSecond); },
+      onBatchEnd: (b) => {
+        done += 1;
+        if (done > c.warmup) seconds.push(c.batch / b.imagesPerSecond);
+      },
     });
     const step = median(seconds);
     console.log(JSON.stringify({ stepSeconds: step, imagesPerSecond: c.batch / step, ...memory(c) }));

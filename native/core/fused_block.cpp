@@ -194,6 +194,7 @@ using torch::autograd::variable_list;
 constexpr auto kChannelsLast = at::MemoryFormat::ChannelsLast;
 
 std::atomic<int> fused_override{-1};  // -1: from the environment
+std::atomic<int> recompute_override{-1};
 
 // relu(batch_norm(x)) of a panel into a new channels-last tensor of x's shape.
 // With `storage` (at least x.numel() floats), the result is a view of it: a block's layers
@@ -277,6 +278,7 @@ std::pair<at::Tensor, at::Tensor> norm_relu_backward(const at::Tensor& grad, con
 struct BlockState {
   at::Tensor mean, var;  // batch statistics of every channel of the block, [C0 + L*k]
   std::vector<at::Tensor> y1, mean2, var2;  // bottleneck layers: conv1's output and its statistics
+  bool recompute_y1 = false;  // y1 left undefined: backward recomputes it from the buffer
   std::vector<at::Tensor> normed1, normed2;  // keep_normalized only: the BN + ReLU outputs
 };
 
@@ -334,7 +336,7 @@ at::Tensor block_forward(const at::Tensor& x_in, const std::vector<FusedLayerArg
       at::Tensor normed2 = normalized(y1, a2.scale, a2.shift);
       out = conv(normed2, layer.conv2_weight, {}, 1);
       if (state) {
-        state->y1.push_back(y1);
+        state->y1.push_back(state->recompute_y1 ? at::Tensor() : y1);
         state->mean2.push_back(m2);
         state->var2.push_back(v2);
         if (keep_normalized) state->normed2.push_back(normed2);
@@ -427,6 +429,7 @@ struct FusedBlockFunction : public torch::autograd::Function<FusedBlockFunction>
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, at::TensorList params, at::TensorList running,
                             const BlockSettings& s) {
     BlockState state;
+    state.recompute_y1 = !s.keep_normalized && recompute_bottleneck();
     at::Tensor out = block_forward(x, unflatten(params, running, s), s.growth_rate, /*training=*/true,
                                    s.keep_normalized, &state);
     variable_list saved(params.begin(), params.end());
@@ -482,7 +485,12 @@ struct FusedBlockFunction : public torch::autograd::Function<FusedBlockFunction>
       const Panel grad_features = panel_of(grad_buffer.narrow(1, 0, channels));
       const at::Tensor m = mean.narrow(0, 0, channels);
       const NormAffine a1 = affine(p[0], p[1], m, var.narrow(0, 0, channels), eps1[j]);
+      at::Tensor n1;
       if (bottleneck) {
+        if (!y1[j].defined()) {  // recompute conv1's output; its input is needed for conv1's backward anyway
+          n1 = normalized(features, a1.scale, a1.shift);
+          y1[j] = conv(n1, p[2], {}, padding1[j]).contiguous(kChannelsLast);
+        }
         const NormAffine a2 = affine(p[3], p[4], mean2[j], var2[j], eps2[j]);
         at::Tensor n2 = keep ? std::move(normed2[j]) : normalized(y1[j], a2.scale, a2.shift);
         auto [g_n2, g_w2, unused2] = at::convolution_backward(
@@ -494,7 +502,7 @@ struct FusedBlockFunction : public torch::autograd::Function<FusedBlockFunction>
             norm_relu_backward(g_n2, panel_of(y1[j]), panel_of(grad), a2, mean2[j]);
         y1[j].reset();
       }
-      at::Tensor n1 = keep ? std::move(normed1[j]) : normalized(features, a1.scale, a1.shift);
+      if (!n1.defined()) n1 = keep ? std::move(normed1[j]) : normalized(features, a1.scale, a1.shift);
       const int64_t pad = padding1[j];
       auto [g_n1, g_w1, unused1] = at::convolution_backward(
           grad, n1, p[2], std::nullopt, {1, 1}, {pad, pad}, {1, 1}, false, {0, 0}, 1, {true, true, false});
@@ -536,6 +544,15 @@ bool fused_blocks_enabled() {
 }
 
 void set_fused_blocks(bool enabled) { fused_override.store(enabled ? 1 : 0); }
+
+bool recompute_bottleneck() {
+  const int forced = recompute_override.load();
+  if (forced >= 0) return forced == 1;
+  static const bool from_env = std::getenv("DENSETORCH_KEEP_BOTTLENECK") == nullptr;
+  return from_env;
+}
+
+void set_recompute_bottleneck(bool enabled) { recompute_override.store(enabled ? 1 : 0); }
 
 bool fused_block_supported(const at::Tensor& x, bool training) {
   return fused_blocks_enabled() && x.device().is_cpu() && x.scalar_type() == at::kFloat && x.dim() == 4 &&
