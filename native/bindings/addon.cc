@@ -28,9 +28,11 @@ Napi::Value Versions(const Napi::CallbackInfo& info) {
   });
 }
 
-Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
+// A binding that calls Fn with its first argument as an int and returns undefined.
+template <void (*Fn)(int)>
+Napi::Value WithInt(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  guarded(env, [&] { set_num_threads(info[0].As<Napi::Number>().Int32Value()); });
+  guarded(env, [&] { Fn(info[0].As<Napi::Number>().Int32Value()); });
   return env.Undefined();
 }
 
@@ -79,21 +81,9 @@ Napi::Value CudaMemoryStats(const Napi::CallbackInfo& info) {
   });
 }
 
-Napi::Value CudaResetPeakMemoryStats(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  guarded(env, [&] { cuda_reset_peak_memory_stats(info[0].As<Napi::Number>().Int32Value()); });
-  return env.Undefined();
-}
-
 Napi::Value CudaEmptyCache(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   guarded(env, [&] { cuda_empty_cache(); });
-  return env.Undefined();
-}
-
-Napi::Value CudaSynchronize(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  guarded(env, [&] { cuda_synchronize(info[0].As<Napi::Number>().Int32Value()); });
   return env.Undefined();
 }
 
@@ -109,9 +99,9 @@ Napi::Value CudaAllowTF32(const Napi::CallbackInfo& info) {
 Napi::Object CudaExports(Napi::Env env) {
   Napi::Object cuda = Napi::Object::New(env);
   cuda.Set("memoryStats", Napi::Function::New<CudaMemoryStats>(env, "memoryStats"));
-  cuda.Set("resetPeakMemoryStats", Napi::Function::New<CudaResetPeakMemoryStats>(env, "resetPeakMemoryStats"));
+  cuda.Set("resetPeakMemoryStats", Napi::Function::New<WithInt<cuda_reset_peak_memory_stats>>(env, "resetPeakMemoryStats"));
   cuda.Set("emptyCache", Napi::Function::New<CudaEmptyCache>(env, "emptyCache"));
-  cuda.Set("synchronize", Napi::Function::New<CudaSynchronize>(env, "synchronize"));
+  cuda.Set("synchronize", Napi::Function::New<WithInt<cuda_synchronize>>(env, "synchronize"));
   cuda.Set("allowTF32", Napi::Function::New<CudaAllowTF32>(env, "allowTF32"));
   return cuda;
 }
@@ -134,7 +124,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cuda", CudaExports(env));
   exports.Set("readWeights", Napi::Function::New<ReadWeights>(env, "readWeights"));
   exports.Set("versions", Napi::Function::New<Versions>(env, "versions"));
-  exports.Set("setNumThreads", Napi::Function::New<SetNumThreads>(env, "setNumThreads"));
+  exports.Set("setNumThreads", Napi::Function::New<WithInt<set_num_threads>>(env, "setNumThreads"));
   exports.Set("getNumThreads", Napi::Function::New<GetNumThreads>(env, "getNumThreads"));
   exports.Set("manualSeed", Napi::Function::New<ManualSeed>(env, "manualSeed"));
   exports.Set("externalMemory", Napi::Function::New<ExternalMemory>(env, "externalMemory"));
