@@ -154,13 +154,19 @@ at::Tensor DenseBlockImpl::forward_into_buffer(const at::Tensor& x) {
   return buffer;
 }
 
-TransitionImpl::TransitionImpl(int64_t in_channels, int64_t out_channels) {
+TransitionImpl::TransitionImpl(int64_t in_channels, int64_t out_channels, bool memory_efficient)
+    : memory_efficient_(memory_efficient) {
   norm = register_module("norm", nn::BatchNorm2d(in_channels));
   conv = register_module("conv", densetorch::conv(in_channels, out_channels, 1));
 }
 
 at::Tensor TransitionImpl::forward(const at::Tensor& x) {
-  return torch::avg_pool2d(conv->forward(norm->forward(x).relu_()), 2, 2);
+  // Memory-efficient training keeps the block's output (alive anyway) and the statistics, and
+  // recomputes the BN + ReLU output in backward, as the dense layers do.
+  at::Tensor y = memory_efficient_ && records_graph(*this)
+                     ? efficient_concat_norm_relu_conv({x}, norm_args(norm), conv->weight, /*padding=*/0)
+                     : conv->forward(norm->forward(x).relu_());
+  return torch::avg_pool2d(y, 2, 2);
 }
 
 DenseNetImpl::DenseNetImpl(DenseNetConfig config) : config_(std::move(config)) {
@@ -183,7 +189,7 @@ DenseNetImpl::DenseNetImpl(DenseNetConfig config) : config_(std::move(config)) {
     channels += layers * c.growth_rate;
     if (i + 1 != c.block_config.size()) {
       const auto out = static_cast<int64_t>(std::floor(c.compression * static_cast<double>(channels)));
-      features->push_back("transition" + std::to_string(i + 1), Transition(channels, out));
+      features->push_back("transition" + std::to_string(i + 1), Transition(channels, out, c.memory_efficient));
       channels = out;
     }
   }

@@ -69,12 +69,13 @@ TORCH_MODULE(DenseBlock);
 // BN-ReLU-Conv1x1-AvgPool2x2 between blocks.
 class TransitionImpl : public torch::nn::Module {
  public:
-  TransitionImpl(int64_t in_channels, int64_t out_channels);
+  TransitionImpl(int64_t in_channels, int64_t out_channels, bool memory_efficient = false);
   at::Tensor forward(const at::Tensor& x);
 
  private:
   torch::nn::BatchNorm2d norm{nullptr};
   torch::nn::Conv2d conv{nullptr};
+  bool memory_efficient_;
 };
 TORCH_MODULE(Transition);
 

@@ -9,6 +9,9 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
+// The features as one tensor: the only one itself (a transition's input), else their concatenation.
+at::Tensor cat_features(at::TensorList features) { return features.size() == 1 ? features[0] : at::cat(features, 1); }
+
 // Recomputes relu(batch_norm(x)) from the saved batch statistics, as the CPU kernel does:
 // y = x * (weight * invstd) + (bias - mean * weight * invstd), in the dtype `compute`.
 at::Tensor recompute_norm_relu(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
@@ -47,8 +50,9 @@ NormReluConvGrads norm_relu_conv_backward(const at::Tensor& grad, const at::Tens
       grad_out, normed, conv_weight.to(compute), /*bias_sizes=*/std::nullopt, /*stride=*/{1, 1},
       /*padding=*/{padding, padding}, /*dilation=*/{1, 1}, /*transposed=*/false, /*output_padding=*/{0, 0},
       /*groups=*/1, {true, true, false});
-  grad_normed = at::threshold_backward(grad_normed, normed, 0).to(x.scalar_type());
+  at::threshold_backward_out(grad_normed, grad_normed, normed, 0);  // ReLU's backward in place: one tensor less at the peak
   normed.reset();
+  grad_normed = grad_normed.to(x.scalar_type());
   auto [grad_x, grad_norm_weight, grad_norm_bias] = at::native_batch_norm_backward(
       grad_normed, x, norm_weight, /*running_mean=*/{}, /*running_var=*/{}, mean, invstd, /*train=*/true, eps,
       {true, true, true});
@@ -73,7 +77,7 @@ struct ConcatNormReluConv : public torch::autograd::Function<ConcatNormReluConv>
   static at::Tensor forward(AutogradContext* ctx, at::TensorList features, const at::Tensor& norm_weight,
                             const at::Tensor& norm_bias, const at::Tensor& running_mean, const at::Tensor& running_var,
                             const at::Tensor& conv_weight, double momentum, double eps, int64_t padding) {
-    auto r = norm_relu_conv(at::cat(features, 1), {norm_weight, norm_bias, running_mean, running_var, momentum, eps},
+    auto r = norm_relu_conv(cat_features(features), {norm_weight, norm_bias, running_mean, running_var, momentum, eps},
                             conv_weight, padding);
     variable_list saved(features.begin(), features.end());
     saved.insert(saved.end(), {norm_weight, norm_bias, conv_weight});
@@ -90,7 +94,7 @@ struct ConcatNormReluConv : public torch::autograd::Function<ConcatNormReluConv>
     const variable_list saved = ctx->get_saved_variables();
     const auto count = static_cast<std::size_t>(ctx->saved_data["count"].toInt());
     const at::TensorList features(saved.data(), count);
-    auto g = norm_relu_conv_backward(grad_outputs[0], at::cat(features, 1), saved[count], saved[count + 1],
+    auto g = norm_relu_conv_backward(grad_outputs[0], cat_features(features), saved[count], saved[count + 1],
                                      ctx->saved_data["mean"].toTensor(), ctx->saved_data["invstd"].toTensor(),
                                      ctx->saved_data["eps"].toDouble(), saved[count + 2], ctx->saved_data["padding"].toInt());
     variable_list grads = split_features(g.input, features, ctx);
@@ -111,7 +115,7 @@ struct BottleneckLayer : public torch::autograd::Function<BottleneckLayer> {
                             const at::Tensor& conv1_weight, const at::Tensor& n2_weight, const at::Tensor& n2_bias,
                             const at::Tensor& n2_mean, const at::Tensor& n2_var, const at::Tensor& conv2_weight,
                             double momentum1, double momentum2, double eps1, double eps2) {
-    auto r1 = norm_relu_conv(at::cat(features, 1), {n1_weight, n1_bias, n1_mean, n1_var, momentum1, eps1}, conv1_weight, 0);
+    auto r1 = norm_relu_conv(cat_features(features), {n1_weight, n1_bias, n1_mean, n1_var, momentum1, eps1}, conv1_weight, 0);
     auto r2 = norm_relu_conv(r1.out, {n2_weight, n2_bias, n2_mean, n2_var, momentum2, eps2}, conv2_weight, 1);
     variable_list saved(features.begin(), features.end());
     saved.insert(saved.end(), {n1_weight, n1_bias, conv1_weight, r1.out, n2_weight, n2_bias, conv2_weight});
@@ -134,7 +138,7 @@ struct BottleneckLayer : public torch::autograd::Function<BottleneckLayer> {
                                       ctx->saved_data["mean2"].toTensor(), ctx->saved_data["invstd2"].toTensor(),
                                       ctx->saved_data["eps2"].toDouble(),
                                       saved[count + 6], 1);
-    auto g1 = norm_relu_conv_backward(g2.input, at::cat(features, 1), saved[count], saved[count + 1],
+    auto g1 = norm_relu_conv_backward(g2.input, cat_features(features), saved[count], saved[count + 1],
                                       ctx->saved_data["mean1"].toTensor(), ctx->saved_data["invstd1"].toTensor(),
                                       ctx->saved_data["eps1"].toDouble(),
                                       saved[count + 2], 0);
