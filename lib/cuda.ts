@@ -31,9 +31,9 @@ export interface MemoryStats {
 }
 
 function deviceIndex(device: number | undefined): number {
-  if (!addon().versions().cudaAvailable) throw new RangeError('Expected a CUDA device, but CUDA is not available (no CUDA LibTorch or no GPU)');
+  const { cudaAvailable, cudaDeviceCount: count } = addon().versions();
+  if (!cudaAvailable) throw new RangeError('Expected a CUDA device, but CUDA is not available (no CUDA LibTorch or no GPU)');
   const index = device === undefined ? 0 : nonNegativeInt(device, 'device');
-  const count = addon().versions().cudaDeviceCount;
   if (index >= count) throw new RangeError(`Expected device to be below ${count} (the CUDA devices here) but received ${index}`);
   return index;
 }

@@ -139,13 +139,14 @@ describe('CUDA (needs a GPU and a CUDA LibTorch)', function () {
         // median gradient norm: some gradients are zero up to rounding, such as norm0.weight's of
         // the ImageNet stem (norm0 -> ReLU -> max pool feeds only training-mode batch norms, which
         // make the pooled features' gradient orthogonal to them), and rounding has no relative size.
-        const norms = Object.values(a.grads).map((g) => Math.sqrt(g.toArray().reduce((t, v) => t + v * v, 0))).sort((p, q) => p - q);
+        const normOf = Object.fromEntries(Object.entries(a.grads).map(([name, g]) => [name, Math.sqrt(g.toArray().reduce((t, v) => t + v * v, 0))]));
+        const norms = Object.values(normOf).sort((p, q) => p - q);
         const floor = 1e-3 * norms[Math.floor(norms.length / 2)];
         let worst = 0;
         let where = '';
         for (const [name, g] of Object.entries(a.grads)) {
           assert.equal(b.grads[name].device, 'cuda:0');
-          const norm = Math.sqrt(g.toArray().reduce((t, v) => t + v * v, 0));
+          const norm = normOf[name];
           const err = relativeError(g, b.grads[name]) * norm / Math.max(norm, floor);
           if (err > worst) [worst, where] = [err, name];
         }

@@ -82,11 +82,11 @@ at::Tensor DenseLayerImpl::forward(const std::vector<at::Tensor>& features) {
   } else if (conv2 && !is_training() && !at::GradMode::is_enabled()) {
     // Inference: norm2 folded into conv1, so the 4k-channel bottleneck is written once, not
     // normalised in a second pass.
-    at::Tensor x = features.size() == 1 ? features[0] : torch::cat(features, 1);
+    at::Tensor x = cat_features(features);
     const FoldedConv folded = fold_norm_into_conv(conv1->weight, eval_norm_args(norm2));
     out = conv2->forward(at::conv2d(norm1->forward(x).relu_(), folded.weight, folded.bias).relu_());
   } else {
-    at::Tensor x = features.size() == 1 ? features[0] : torch::cat(features, 1);
+    at::Tensor x = cat_features(features);
     out = conv1->forward(norm1->forward(x).relu_());  // in place: batch norm backward needs its input, not its output
     if (conv2) out = conv2->forward(norm2->forward(out).relu_());
   }

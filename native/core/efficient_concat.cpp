@@ -4,13 +4,12 @@
 
 namespace densetorch {
 
+at::Tensor cat_features(at::TensorList features) { return features.size() == 1 ? features[0] : at::cat(features, 1); }
+
 namespace {
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
-
-// The features as one tensor: the only one itself (a transition's input), else their concatenation.
-at::Tensor cat_features(at::TensorList features) { return features.size() == 1 ? features[0] : at::cat(features, 1); }
 
 // Recomputes relu(batch_norm(x)) from the saved batch statistics, as the CPU kernel does:
 // y = x * (weight * invstd) + (bias - mean * weight * invstd), in the dtype `compute`.

@@ -21,6 +21,10 @@ struct NormArgs {
   double eps;
 };
 
+// The features as one tensor along the channels: the only one itself (no copy), else their
+// concatenation.
+at::Tensor cat_features(at::TensorList features);
+
 // conv(relu(norm(cat(features)))); `padding` is the convolution's (0 for 1x1, 1 for 3x3). Saves
 // the features and the batch statistics.
 at::Tensor efficient_concat_norm_relu_conv(at::TensorList features, const NormArgs& norm, const at::Tensor& conv_weight,
