@@ -6,10 +6,11 @@
 // features it read (batch norm, ReLU and the accumulation in one pass; no torch::cat, no
 // per-feature gradient additions).
 //
-// keep_normalized (naive mode) keeps each BN + ReLU output for the convolutions' weight
-// gradients; without it (memory-efficient mode) they are recomputed in backward from the buffer
-// and the statistics, and so is each bottleneck's 1x1 convolution output: a block keeps its
-// buffer and per-channel statistics only, and memory grows linearly with depth.
+// The BN + ReLU outputs are never kept: backward recomputes them from the buffer and the
+// statistics (one pass into storage every layer reuses, cheaper than writing and keeping fresh
+// tensors). keep_bottleneck (naive mode) keeps each bottleneck's 1x1 convolution output; without
+// it (memory-efficient mode) backward recomputes that too, and a block keeps its buffer and
+// per-channel statistics only: memory grows linearly with depth.
 #pragma once
 
 #include "efficient_concat.h"
@@ -43,13 +44,6 @@ FoldedConv fold_norm_into_conv(const at::Tensor& conv_weight, const NormArgs& no
 bool fused_blocks_enabled();
 void set_fused_blocks(bool enabled);
 
-// Whether memory-efficient fused blocks recompute each bottleneck's 1x1 convolution output in
-// backward (default: yes; DENSETORCH_KEEP_BOTTLENECK=1 keeps them, trading memory for time:
-// DenseNet-121 at batch 16 about 1300 vs 960 MiB peak and 10% faster). set_recompute_bottleneck
-// overrides it for this process.
-bool recompute_bottleneck();
-void set_recompute_bottleneck(bool enabled);
-
 // Whether the fused block can compute a block on `x`: CPU, float32, no autocast, at least two
 // values per channel (as batch norm requires in training).
 bool fused_block_supported(const at::Tensor& x, bool training);
@@ -59,6 +53,6 @@ bool fused_block_supported(const at::Tensor& x, bool training);
 // else running statistics (and norm2 folded into conv1). With autograd recording, a custom
 // autograd function whose backward returns the gradients of x and of every parameter.
 at::Tensor fused_dense_block(const at::Tensor& x, const std::vector<FusedLayerArgs>& layers, int64_t growth_rate,
-                             bool training, bool keep_normalized);
+                             bool training, bool keep_bottleneck);
 
 }  // namespace densetorch

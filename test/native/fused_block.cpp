@@ -1,6 +1,6 @@
 // A C++ test of native/core (no N-API): the fused dense block (fused_block.cpp) against the
 // layer-by-layer path it replaces, on whole DenseNets with the same weights. Bottleneck and plain
-// layers, naive and memory-efficient (recomputing the bottleneck outputs, and keeping them), a
+// layers, naive (keeping the bottleneck outputs) and memory-efficient (recomputing them), a
 // CIFAR and an ImageNet stem: outputs, the input gradient, every parameter gradient, the running
 // statistics and num_batches_tracked after two training steps, then evaluation outputs (no
 // autograd) and training mode without autograd. A second backward through a fused block is
@@ -108,10 +108,6 @@ int main() {
     bc.memory_efficient = efficient;
     compare_models(bc, std::string("bottleneck ") + (efficient ? "memory-efficient" : "naive"), 8);
   }
-  bc.memory_efficient = true;  // memory-efficient keeping the bottleneck outputs (DENSETORCH_KEEP_BOTTLENECK)
-  set_recompute_bottleneck(false);
-  compare_models(bc, "bottleneck memory-efficient, bottleneck outputs kept", 8);
-  set_recompute_bottleneck(true);
   DenseNetConfig plain = bc;  // plain 3x3 layers
   plain.bn_size = 0;
   plain.memory_efficient = true;
