@@ -22,33 +22,42 @@ at::Tensor recompute_norm_relu(const at::Tensor& x, const at::Tensor& weight, co
   return y.add_(shift.view({1, -1, 1, 1})).relu_().to(compute);
 }
 
-// Training-mode relu(batch_norm(x)) -> conv, returning the batch statistics that backward needs.
+// pool x pool average pooling (stride pool), or x itself for pool 1.
+at::Tensor pooled(const at::Tensor& x, int64_t pool) { return pool > 1 ? at::avg_pool2d(x, pool, pool) : x; }
+
+// Training-mode relu(batch_norm(x)) -> [average pool ->] conv, returning the batch statistics
+// that backward needs.
 struct NormReluConvOut {
   at::Tensor out, mean, invstd;
 };
-NormReluConvOut norm_relu_conv(const at::Tensor& x, const NormArgs& norm, const at::Tensor& conv_weight, int64_t padding) {
+NormReluConvOut norm_relu_conv(const at::Tensor& x, const NormArgs& norm, const at::Tensor& conv_weight, int64_t padding,
+                               int64_t pool = 1) {
   auto [normed, mean, invstd] = at::native_batch_norm(x, norm.weight, norm.bias, norm.running_mean, norm.running_var,
                                                       /*training=*/true, norm.momentum, norm.eps);
   normed.relu_();
-  return {at::conv2d(normed, conv_weight, /*bias=*/{}, /*stride=*/1, /*padding=*/padding), mean, invstd};
+  return {at::conv2d(pooled(normed, pool), conv_weight, /*bias=*/{}, /*stride=*/1, /*padding=*/padding), mean, invstd};
 }
 
 struct NormReluConvGrads {
   at::Tensor input, norm_weight, norm_bias, conv_weight;
 };
-// Backward of conv(relu(batch_norm(x))) given the gradient of its output, recomputing the BN and
+// Backward of conv([pool](relu(batch_norm(x)))) given the gradient of its output, recomputing the BN and
 // ReLU outputs in the dtype the convolution ran in (bfloat16/float16 under autocast, else float32;
 // the casts are no-ops then).
 NormReluConvGrads norm_relu_conv_backward(const at::Tensor& grad, const at::Tensor& x, const at::Tensor& norm_weight,
                                           const at::Tensor& norm_bias, const at::Tensor& mean, const at::Tensor& invstd,
-                                          double eps, const at::Tensor& conv_weight, int64_t padding) {
+                                          double eps, const at::Tensor& conv_weight, int64_t padding,
+                                          int64_t pool = 1) {
   const at::ScalarType compute = grad.scalar_type();
   at::Tensor normed = recompute_norm_relu(x, norm_weight, norm_bias, mean, invstd, compute);
   const at::Tensor grad_out = grad.contiguous(normed.suggest_memory_format());
   auto [grad_normed, grad_conv_weight, unused] = at::convolution_backward(
-      grad_out, normed, conv_weight.to(compute), /*bias_sizes=*/std::nullopt, /*stride=*/{1, 1},
+      grad_out, pooled(normed, pool), conv_weight.to(compute), /*bias_sizes=*/std::nullopt, /*stride=*/{1, 1},
       /*padding=*/{padding, padding}, /*dilation=*/{1, 1}, /*transposed=*/false, /*output_padding=*/{0, 0},
       /*groups=*/1, {true, true, false});
+  if (pool > 1)
+    grad_normed = at::avg_pool2d_backward(grad_normed, normed, {pool, pool}, {pool, pool}, {0, 0},
+                                          /*ceil_mode=*/false, /*count_include_pad=*/true, std::nullopt);
   at::threshold_backward_out(grad_normed, grad_normed, normed, 0);  // ReLU's backward in place: one tensor less at the peak
   normed.reset();
   grad_normed = grad_normed.to(x.scalar_type());
@@ -75,9 +84,10 @@ struct ConcatNormReluConv : public torch::autograd::Function<ConcatNormReluConv>
   // running mean, running var, conv weight, then the non-tensor arguments.
   static at::Tensor forward(AutogradContext* ctx, at::TensorList features, const at::Tensor& norm_weight,
                             const at::Tensor& norm_bias, const at::Tensor& running_mean, const at::Tensor& running_var,
-                            const at::Tensor& conv_weight, double momentum, double eps, int64_t padding) {
+                            const at::Tensor& conv_weight, double momentum, double eps, int64_t padding,
+                            int64_t pool) {
     auto r = norm_relu_conv(cat_features(features), {norm_weight, norm_bias, running_mean, running_var, momentum, eps},
-                            conv_weight, padding);
+                            conv_weight, padding, pool);
     variable_list saved(features.begin(), features.end());
     saved.insert(saved.end(), {norm_weight, norm_bias, conv_weight});
     ctx->save_for_backward(saved);
@@ -86,6 +96,7 @@ struct ConcatNormReluConv : public torch::autograd::Function<ConcatNormReluConv>
     ctx->saved_data["invstd"] = r.invstd;
     ctx->saved_data["eps"] = eps;
     ctx->saved_data["padding"] = padding;
+    ctx->saved_data["pool"] = pool;
     return r.out;
   }
 
@@ -95,10 +106,11 @@ struct ConcatNormReluConv : public torch::autograd::Function<ConcatNormReluConv>
     const at::TensorList features(saved.data(), count);
     auto g = norm_relu_conv_backward(grad_outputs[0], cat_features(features), saved[count], saved[count + 1],
                                      ctx->saved_data["mean"].toTensor(), ctx->saved_data["invstd"].toTensor(),
-                                     ctx->saved_data["eps"].toDouble(), saved[count + 2], ctx->saved_data["padding"].toInt());
+                                     ctx->saved_data["eps"].toDouble(), saved[count + 2], ctx->saved_data["padding"].toInt(),
+                                     ctx->saved_data["pool"].toInt());
     variable_list grads = split_features(g.input, features, ctx);
-    // norm weight, norm bias, running mean, running var, conv weight, momentum, eps, padding
-    grads.insert(grads.end(), {g.norm_weight, g.norm_bias, {}, {}, g.conv_weight, {}, {}, {}});
+    // norm weight, norm bias, running mean, running var, conv weight, momentum, eps, padding, pool
+    grads.insert(grads.end(), {g.norm_weight, g.norm_bias, {}, {}, g.conv_weight, {}, {}, {}, {}});
     return grads;
   }
 };
@@ -151,9 +163,9 @@ struct BottleneckLayer : public torch::autograd::Function<BottleneckLayer> {
 }  // namespace
 
 at::Tensor efficient_concat_norm_relu_conv(at::TensorList features, const NormArgs& norm, const at::Tensor& conv_weight,
-                                           int64_t padding) {
+                                           int64_t padding, int64_t pool) {
   return ConcatNormReluConv::apply(features, norm.weight, norm.bias, norm.running_mean, norm.running_var, conv_weight,
-                                   norm.momentum, norm.eps, padding);
+                                   norm.momentum, norm.eps, padding, pool);
 }
 
 at::Tensor efficient_bottleneck_layer(at::TensorList features, const NormArgs& norm1, const at::Tensor& conv1_weight,

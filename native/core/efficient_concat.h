@@ -25,10 +25,11 @@ struct NormArgs {
 // concatenation.
 at::Tensor cat_features(at::TensorList features);
 
-// conv(relu(norm(cat(features)))); `padding` is the convolution's (0 for 1x1, 1 for 3x3). Saves
-// the features and the batch statistics.
+// conv(relu(norm(cat(features)))); `padding` is the convolution's (0 for 1x1, 1 for 3x3). With
+// pool > 1 the normalised features are average-pooled pool x pool (stride pool) before the
+// convolution. Saves the features and the batch statistics.
 at::Tensor efficient_concat_norm_relu_conv(at::TensorList features, const NormArgs& norm, const at::Tensor& conv_weight,
-                                           int64_t padding);
+                                           int64_t padding, int64_t pool = 1);
 
 // A whole bottleneck layer: conv2_3x3(relu(norm2(conv1_1x1(relu(norm1(cat(features))))))). Saves
 // the features, the 1x1 convolution's output (4k channels) and the batch statistics; both BN +

@@ -39,9 +39,9 @@ std::vector<ConvShape> conv_shapes(const DenseNetConfig& c, int64_t height, int6
     channels += c.block_config[b] * c.growth_rate;
     if (b + 1 != c.block_config.size()) {
       const auto next = static_cast<int64_t>(std::floor(c.compression * static_cast<double>(channels)));
-      add(channels, next, 1, 1, 0, true);
-      h /= 2;  // average pool 2x2
+      h /= 2;  // average pool 2x2, before the 1x1 convolution (they commute; densenet.cpp)
       w /= 2;
+      add(channels, next, 1, 1, 0, true);
       channels = next;
     }
   }
