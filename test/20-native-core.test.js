@@ -50,6 +50,14 @@ describe('native core (C++ tests)', () => {
     assert.match(r.stdout, /^ok$/m);
   });
 
+  it('the CPU allocator: in a training run large blocks are reused at the same address, freed neighbours merge, contents survive churn from 4 threads, memory goes back after the run', function () {
+    this.timeout(120000);
+    const r = compileAndRun('test/native/allocator.cpp');
+    console.log(`      ${r.stdout.trim().split('\n')[0]}`);
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /^ok$/m);
+  });
+
   it('without gloo\'s headers the distributed part still compiles: available() explains what to install, init throws DistributedError', function () {
     this.timeout(300000);
     const r = compileAndRun('test/native/distributed_unavailable.cpp');

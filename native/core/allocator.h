@@ -12,22 +12,19 @@ namespace densetorch {
 // DENSETORCH_SYSTEM_MALLOC is set.
 void install_cpu_allocator();
 
-// Returns the heap's free memory to the system (malloc_trim): after a training run, whose freed
-// activations the raised thresholds keep in the heap.
+// Returns the heaps' free memory to the system (malloc_trim, and densetorch's own heap once no
+// HeapReuseScope is alive): after a training run, whose freed activations they kept for reuse.
 void release_free_memory();
 
-// While alive, this thread's blocks of 32 MiB and more come from the heap and stay there when
-// freed, for the next training step to reuse; outside it they are mapped for themselves and
-// returned to the system when freed. Nests.
+// While one is alive (in any thread), blocks of 1 MiB and more come from densetorch's own heap
+// and stay there when freed, for the next training step to reuse; outside, blocks of 32 MiB and
+// more are mapped for themselves and returned to the system when freed. Nests.
 class HeapReuseScope {
  public:
   HeapReuseScope();
   ~HeapReuseScope();
   HeapReuseScope(const HeapReuseScope&) = delete;
   HeapReuseScope& operator=(const HeapReuseScope&) = delete;
-
- private:
-  bool previous_;
 };
 
 }  // namespace densetorch
