@@ -17,8 +17,9 @@ void install_cpu_allocator();
 void release_free_memory();
 
 // While one is alive (in any thread), blocks of 1 MiB and more come from densetorch's own heap
-// and stay there when freed, for the next training step to reuse; outside, blocks of 32 MiB and
-// more are mapped for themselves and returned to the system when freed. Nests.
+// and stay there when freed, for the next training step or prediction to reuse (fit, predict and
+// evaluate hold one; fit gives the heap's free memory back when it returns); outside, blocks of
+// 32 MiB and more are mapped for themselves and returned to the system when freed. Nests.
 class HeapReuseScope {
  public:
   HeapReuseScope();
