@@ -5,6 +5,7 @@
 // several threads, blocks outlive the scope, and release_free_memory gives the memory back to the
 // system once no run is on. Compiled and run by test/20-native-core.test.js; prints "ok" and
 // exits 0, or what went wrong and exits 1.
+#include "check.h"
 #include "../../native/core/allocator.cpp"
 
 #include <cstdio>
@@ -14,16 +15,11 @@
 #include <vector>
 
 using namespace densetorch;
+using densetorch_test::check;
+using densetorch_test::failures;
 
 namespace {
 
-int failures = 0;
-void check(bool ok, const char* what) {
-  if (!ok) {
-    std::printf("FAILED: %s\n", what);
-    ++failures;
-  }
-}
 
 constexpr std::size_t MiB = 1u << 20;
 

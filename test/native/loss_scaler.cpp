@@ -3,6 +3,7 @@
 // plain gradients; a step whose gradients overflow is refused and the scale halved; clean steps
 // double it after the growth interval. Compiled and run by test/20-native-core.test.js; prints
 // "ok" and exits 0, or what went wrong and exits 1.
+#include "check.h"
 #include "../../native/core/precision.h"
 
 #include <torch/torch.h>
@@ -12,16 +13,8 @@
 #include <limits>
 
 using namespace densetorch;
-
-namespace {
-int failures = 0;
-void check(bool ok, const char* what) {
-  if (!ok) {
-    std::printf("FAILED: %s\n", what);
-    ++failures;
-  }
-}
-}  // namespace
+using densetorch_test::check;
+using densetorch_test::failures;
 
 int main() {
   torch::manual_seed(0);
