@@ -311,7 +311,9 @@ at::Tensor block_forward(const at::Tensor& x_in, const std::vector<FusedLayerArg
   // The normalised inputs of every layer share one allocation (backward recomputes them), and so
   // do the normalised bottleneck outputs.
   const at::Tensor storage1 = at::empty({count * (total - k)}, x.options());
-  at::Tensor storage2;
+  const bool bottleneck_training = training && !layers.empty() && layers[0].norm2.has_value();
+  const at::Tensor storage2 =
+      bottleneck_training ? at::empty({count * layers[0].conv1_weight.size(0)}, x.options()) : at::Tensor();
   int64_t channels = C0;
   for (const auto& layer : layers) {
     const at::Tensor features = buffer.narrow(1, 0, channels);
@@ -339,7 +341,6 @@ at::Tensor block_forward(const at::Tensor& x_in, const std::vector<FusedLayerArg
       auto [m2, v2] = fused_kernels::channel_stats(panel_of(y1));
       update_running(n2, m2, v2, count);
       const NormAffine a2 = affine(n2.weight, n2.bias, m2, v2, n2.eps);
-      if (!storage2.defined()) storage2 = at::empty({y1.numel()}, x.options());
       out = conv(normalized(y1, a2.scale, a2.shift, storage2), layer.conv2_weight, {}, 1);
       if (state) {
         state->y1.push_back(state->recompute_y1 ? at::Tensor() : y1);
@@ -471,7 +472,9 @@ struct FusedBlockFunction : public torch::autograd::Function<FusedBlockFunction>
     // Reused by every layer (see view_of): the recomputed normalised inputs, and for bottleneck
     // layers the normalised bottleneck output and its gradient.
     const at::Tensor storage1 = at::empty({count * (buffer.size(1) - k)}, buffer.options());
-    at::Tensor storage2, storage_grad2;
+    const int64_t bottleneck_size = bottleneck ? count * saved[2].size(0) : 0;  // conv1's output channels
+    const at::Tensor storage2 = bottleneck ? at::empty({bottleneck_size}, buffer.options()) : at::Tensor();
+    const at::Tensor storage_grad2 = bottleneck ? at::empty({bottleneck_size}, buffer.options()) : at::Tensor();
     at::Tensor grad_buffer = at::empty(buffer.sizes(), buffer.options().memory_format(kChannelsLast));
     grad_buffer.copy_(grad_outputs[0]);
     DeferredAffine deferred{at::zeros({buffer.size(1)}, at::kFloat), at::zeros({buffer.size(1)}, at::kFloat)};
@@ -492,10 +495,6 @@ struct FusedBlockFunction : public torch::autograd::Function<FusedBlockFunction>
         if (!y1[j].defined()) {  // recompute conv1's output; its input is needed for conv1's backward anyway
           n1 = normalized(features, a1.scale, a1.shift, storage1);
           y1[j] = conv(n1, p[2], {}, padding1[j]).contiguous(kChannelsLast);
-        }
-        if (!storage2.defined()) {
-          storage2 = at::empty({y1[j].numel()}, buffer.options());
-          storage_grad2 = at::empty({y1[j].numel()}, buffer.options());
         }
         const NormAffine a2 = affine(p[3], p[4], mean2[j], var2[j], eps2[j]);
         at::Tensor n2 = normalized(y1[j], a2.scale, a2.shift, storage2);
