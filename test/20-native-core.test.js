@@ -25,44 +25,42 @@ function compileAndRun(source) {
   }
 }
 
+/** Compiles and runs a C++ test that must exit 0 and print "ok"; returns its result. */
+function runPassing(source) {
+  const r = compileAndRun(source);
+  assert.equal(r.status, 0, r.stdout + r.stderr);
+  assert.match(r.stdout, /^ok$/m);
+  return r;
+}
+
 describe('native core (C++ tests)', () => {
   it('the memory-efficient bottleneck layer uses norm1\'s and norm2\'s own eps (1e-5 and 0.5): equal to the naive layer', function () {
     this.timeout(300000); // compiling against LibTorch's headers takes about a minute on 2 cores
-    const r = compileAndRun('test/native/bottleneck_eps.cpp');
+    const r = runPassing('test/native/bottleneck_eps.cpp');
     console.log(`      ${r.stdout.trim().split('\n')[0]}`);
-    assert.equal(r.status, 0, r.stdout + r.stderr);
-    assert.match(r.stdout, /^ok$/m);
   });
 
   it('the fused dense block equals the layer-by-layer path: outputs, input and parameter gradients, BN statistics (bottleneck and plain, naive and memory-efficient, two stems, training and evaluation)', function () {
     this.timeout(300000);
-    const r = compileAndRun('test/native/fused_block.cpp');
+    const r = runPassing('test/native/fused_block.cpp');
     console.log(`      ${r.stdout.trim().split('\n').filter((l) => !l.startsWith('ok')).join('\n      ')}`);
-    assert.equal(r.status, 0, r.stdout + r.stderr);
-    assert.match(r.stdout, /^ok$/m);
   });
 
   it('float16 training\'s loss scaling: unscaled gradients equal plain ones, an overflowing step is refused and halves the scale, clean steps double it', function () {
     this.timeout(300000);
-    const r = compileAndRun('test/native/loss_scaler.cpp');
+    const r = runPassing('test/native/loss_scaler.cpp');
     console.log(`      ${r.stdout.trim().split('\n')[0]}`);
-    assert.equal(r.status, 0, r.stdout + r.stderr);
-    assert.match(r.stdout, /^ok$/m);
   });
 
   it('the CPU allocator: in a training run large blocks are reused at the same address, freed neighbours merge, contents survive churn from 4 threads, memory goes back after the run', function () {
     this.timeout(120000);
-    const r = compileAndRun('test/native/allocator.cpp');
+    const r = runPassing('test/native/allocator.cpp');
     console.log(`      ${r.stdout.trim().split('\n')[0]}`);
-    assert.equal(r.status, 0, r.stdout + r.stderr);
-    assert.match(r.stdout, /^ok$/m);
   });
 
   it('without gloo\'s headers the distributed part still compiles: available() explains what to install, init throws DistributedError', function () {
     this.timeout(300000);
-    const r = compileAndRun('test/native/distributed_unavailable.cpp');
-    assert.equal(r.status, 0, r.stdout + r.stderr);
+    const r = runPassing('test/native/distributed_unavailable.cpp');
     assert.match(r.stdout, /^init: this densetorch addon was built without distributed support/m);
-    assert.match(r.stdout, /^ok$/m);
   });
 });
