@@ -17,6 +17,12 @@
       "cflags!": ["-fno-exceptions", "-fno-rtti"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=c++17"],
       "cflags_cc": ["-std=c++20", "-fexceptions", "-frtti", "-O2", "-Wno-unused-parameter", "-Wno-deprecated-declarations"],
+      "conditions": [
+        ["OS=='linux'", {
+          "cflags_cc": ["-fopenmp"],
+          "ldflags": ["-fopenmp"]
+        }]
+      ],
       "libraries": [
         "-L<!(node scripts/native-config.js libdir)",
         "-Wl,-rpath-link,<!(node scripts/native-config.js libdir)",
