@@ -9,6 +9,9 @@ const { spawnSync } = require('node:child_process');
 const { ROOT } = require('./helpers');
 const nativeConfig = require('../scripts/native-config.js');
 
+// As the addon is built (binding.gyp): with OpenMP, so at::parallel_for runs on several threads.
+const OPENMP = process.platform === 'linux' ? ['-fopenmp'] : [];
+
 function compileAndRun(source) {
   const lt = nativeConfig.libtorch();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'densetorch-cpp-'));
@@ -17,6 +20,7 @@ function compileAndRun(source) {
     const compile = spawnSync(process.env.CXX || 'g++', [
       '-std=c++20', '-O1', '-D_GLIBCXX_USE_CXX11_ABI=1', ...lt.includeDirs.flatMap((d) => ['-isystem', d]),
       path.join(ROOT, source), '-o', exe, `-L${lt.libDir}`, `-Wl,-rpath,${lt.libDir}`, '-lc10', '-ltorch_cpu', '-ltorch', '-pthread',
+      ...OPENMP,
     ], { encoding: 'utf8' });
     assert.equal(compile.status, 0, compile.stderr);
     return spawnSync(exe, [], { encoding: 'utf8', timeout: 60000 });
