@@ -12,7 +12,8 @@ const nativeConfig = require('../scripts/native-config.js');
 // As the addon is built (binding.gyp): with OpenMP, so at::parallel_for runs on several threads.
 const OPENMP = process.platform === 'linux' ? ['-fopenmp'] : [];
 
-function compileAndRun(source) {
+/** Compiles a C++ test and runs it once per entry of `envs` (extra environment variables). */
+function compileAndRun(source, envs = [{}]) {
   const lt = nativeConfig.libtorch();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'densetorch-cpp-'));
   const exe = path.join(dir, path.basename(source, '.cpp'));
@@ -23,18 +24,21 @@ function compileAndRun(source) {
       ...OPENMP,
     ], { encoding: 'utf8' });
     assert.equal(compile.status, 0, compile.stderr);
-    return spawnSync(exe, [], { encoding: 'utf8', timeout: 60000 });
+    const runs = envs.map((env) => spawnSync(exe, [], { encoding: 'utf8', timeout: 60000, env: { ...process.env, ...env } }));
+    return envs.length === 1 ? runs[0] : runs;
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }
 
-/** Compiles and runs a C++ test that must exit 0 and print "ok"; returns its result. */
-function runPassing(source) {
-  const r = compileAndRun(source);
-  assert.equal(r.status, 0, r.stdout + r.stderr);
-  assert.match(r.stdout, /^ok$/m);
-  return r;
+/** Compiles and runs a C++ test that must exit 0 and print "ok" (once per env); returns its result(s). */
+function runPassing(source, envs) {
+  const results = [compileAndRun(source, envs)].flat();
+  for (const r of results) {
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /^ok$/m);
+  }
+  return results.length === 1 ? results[0] : results;
 }
 
 describe('native core (C++ tests)', () => {
@@ -48,6 +52,12 @@ describe('native core (C++ tests)', () => {
     this.timeout(300000);
     const r = runPassing('test/native/fused_block.cpp');
     console.log(`      ${r.stdout.trim().split('\n').filter((l) => !l.startsWith('ok')).join('\n      ')}`);
+  });
+
+  it('the 1x1 convolution with batch norm + ReLU as its prologue (norm_gemm) equals the double-precision product: every panel width, odd row counts, strided rows, bias, ReLU, NaN; the CPU\'s best kernel and AVX2', function () {
+    this.timeout(300000);
+    const runs = runPassing('test/native/norm_gemm.cpp', process.arch === 'x64' ? [{}, { DENSETORCH_NORM_GEMM: 'avx2' }] : [{}]);
+    for (const r of [runs].flat()) console.log(`      ${r.stdout.trim().split('\n').slice(0, 2).join(': ')}`);
   });
 
   it('float16 training\'s loss scaling: unscaled gradients equal plain ones, an overflowing step is refused and halves the scale, clean steps double it', function () {

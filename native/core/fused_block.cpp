@@ -1,5 +1,7 @@
 #include "fused_block.h"
 
+#include "norm_gemm.h"
+
 #include <ATen/Parallel.h>
 #include <ATen/autocast_mode.h>
 
@@ -215,6 +217,27 @@ at::Tensor normalized(const at::Tensor& x, const at::Tensor& scale, const at::Te
   return y;
 }
 
+// conv1x1(relu(x * scale + shift), weight) (+ bias, then ReLU when `relu`) in one pass over the
+// panel x (norm_gemm.h): the normalised input is formed tile by tile in the cache, never written.
+// A new channels-last tensor; undefined when this CPU or shape has no kernel (the caller then
+// normalises into storage and convolves).
+at::Tensor norm_relu_conv1x1(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& shift,
+                             const at::Tensor& weight, const at::Tensor& bias, bool relu) {
+  const int64_t n = weight.size(0);
+  if (!norm_gemm::available(n) || weight.size(2) != 1 || weight.size(3) != 1) return {};
+  const Panel p = panel_of(x);
+  const at::Tensor w = weight.reshape({n, p.channels}).contiguous();
+  std::vector<float> packed(static_cast<std::size_t>(n * p.channels));
+  norm_gemm::pack_weight(w.data_ptr<float>(), n, p.channels, packed.data());
+  const at::Tensor b = bias.defined() ? bias.contiguous() : at::Tensor();
+  at::Tensor out = at::empty({x.size(0), n, x.size(2), x.size(3)}, x.options().memory_format(kChannelsLast));
+  const norm_gemm::Args args{p.data, p.ld, p.channels, scale.data_ptr<float>(), shift.data_ptr<float>(),
+                            packed.data(), n, b.defined() ? b.data_ptr<float>() : nullptr, relu,
+                            out.data_ptr<float>(), n};
+  at::parallel_for(0, p.rows, fused_kernels::kRowGrain, [&](int64_t begin, int64_t end) { norm_gemm::rows(args, begin, end); });
+  return out;
+}
+
 // batch_norm(x) as x * scale + shift: invstd = 1 / sqrt(var + eps), scale = gamma * invstd,
 // shift = beta - mean * scale.
 struct NormAffine {
@@ -310,7 +333,12 @@ at::Tensor block_forward(const at::Tensor& x_in, const std::vector<FusedLayerArg
   }
   // The normalised inputs of every layer share one allocation (backward recomputes them), and so
   // do the normalised bottleneck outputs.
-  const at::Tensor storage1 = at::empty({count * (total - k)}, x.options());
+  // (storage1 only where no norm_relu_conv1x1 kernel does it without: made on first use.)
+  at::Tensor storage1;
+  auto normalized1 = [&](const at::Tensor& features, const NormAffine& a) {
+    if (!storage1.defined()) storage1 = at::empty({count * (total - k)}, x.options());
+    return normalized(features, a.scale, a.shift, storage1);
+  };
   const bool bottleneck_training = training && !layers.empty() && layers[0].norm2.has_value();
   const at::Tensor storage2 =
       bottleneck_training ? at::empty({count * layers[0].conv1_weight.size(0)}, x.options()) : at::Tensor();
@@ -326,18 +354,20 @@ at::Tensor block_forward(const at::Tensor& x_in, const std::vector<FusedLayerArg
       a1 = affine(layer.norm1.weight, layer.norm1.bias, layer.norm1.running_mean, layer.norm1.running_var,
                   layer.norm1.eps);
     }
-    at::Tensor normed1 = normalized(features, a1.scale, a1.shift, storage1);
     at::Tensor out;
     if (!layer.norm2) {
-      out = conv(normed1, layer.conv1_weight, {}, layer.padding1);
+      out = conv(normalized1(features, a1), layer.conv1_weight, {}, layer.padding1);
     } else if (!training) {
       const FoldedConv folded = fold_norm_into_conv(layer.conv1_weight, *layer.norm2);
-      at::Tensor y1 = conv(normed1, folded.weight, folded.bias, 0);
-      normed1.reset();
-      out = conv(y1.relu_(), layer.conv2_weight, {}, 1);
+      at::Tensor y1 = norm_relu_conv1x1(features, a1.scale, a1.shift, folded.weight, folded.bias, /*relu=*/true);
+      if (!y1.defined())
+        y1 = conv(normalized1(features, a1), folded.weight, folded.bias, 0).relu_();
+      out = conv(y1, layer.conv2_weight, {}, 1);
     } else {
       const NormArgs& n2 = *layer.norm2;
-      at::Tensor y1 = conv(normed1, layer.conv1_weight, {}, 0).contiguous(kChannelsLast);
+      at::Tensor y1 = norm_relu_conv1x1(features, a1.scale, a1.shift, layer.conv1_weight, {}, /*relu=*/false);
+      if (!y1.defined())
+        y1 = conv(normalized1(features, a1), layer.conv1_weight, {}, 0).contiguous(kChannelsLast);
       auto [m2, v2] = fused_kernels::channel_stats(panel_of(y1));
       update_running(n2, m2, v2, count);
       const NormAffine a2 = affine(n2.weight, n2.bias, m2, v2, n2.eps);

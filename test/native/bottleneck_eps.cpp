@@ -5,6 +5,7 @@
 #include "../../native/core/densenet.cpp"
 #include "../../native/core/efficient_concat.cpp"
 #include "../../native/core/fused_block.cpp"
+#include "../../native/core/norm_gemm.cpp"
 
 #include <cstdio>
 

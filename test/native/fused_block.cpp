@@ -9,6 +9,7 @@
 #include "../../native/core/densenet.cpp"
 #include "../../native/core/efficient_concat.cpp"
 #include "../../native/core/fused_block.cpp"
+#include "../../native/core/norm_gemm.cpp"
 
 #include <cstdio>
 #include <string>
@@ -114,6 +115,19 @@ int main() {
   compare_models(plain, "plain layers memory-efficient", 8);
   plain.memory_efficient = false;
   compare_models(plain, "plain layers naive", 8);
+  // Bottlenecks of 16, 48 and 64 channels: the 1x1 convolutions run norm_gemm's kernel (one, three
+  // and four vectors per panel); 7x7 images give rows that no micro-kernel height divides.
+  for (auto [growth, bn_size] : {std::pair{8, 2}, std::pair{12, 4}, std::pair{16, 4}}) {
+    DenseNetConfig wide = bc;
+    wide.growth_rate = growth;
+    wide.bn_size = bn_size;
+    wide.num_init_features = 2 * growth;
+    for (bool efficient : {false, true}) {
+      wide.memory_efficient = efficient;
+      compare_models(wide, "bottleneck of " + std::to_string(growth * bn_size) + " channels " +
+                               (efficient ? "memory-efficient" : "naive"), 7);
+    }
+  }
   DenseNetConfig imagenet = bc;  // 7x7 stem, max pool
   imagenet.stem = Stem::kImageNet;
   imagenet.num_init_features = 8;

@@ -1,0 +1,129 @@
+#include "norm_gemm.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define DT_NORM_GEMM_X86 1
+#endif
+
+namespace densetorch::norm_gemm {
+
+namespace {
+
+// Rows normalised at a time: a tile of kTileRows x k floats stays in the core's L2 while every
+// panel of output channels reads it (48: a multiple of each micro-kernel's row count).
+constexpr int64_t kTileRows = 48;
+
+// Vectors per panel of output channels: the widest of 4, 3, 2, 1 vectors that divides n (wider
+// panels read the normalised tile fewer times).
+int panel_vectors(int64_t n, int64_t width) {
+  const int64_t vectors = n / width;
+  for (int v : {4, 3, 2})
+    if (vectors % v == 0) return v;
+  return 1;
+}
+
+}  // namespace
+
+#ifdef DT_NORM_GEMM_X86
+// GCC 12 reports the _mm512_undefined_ps() inside _mm512_max_ps as maybe uninitialised.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// 32 vector registers: MR x NV accumulators + NV weight vectors + 1 broadcast.
+#pragma GCC push_options
+#pragma GCC target("avx512f")
+namespace avx512 {
+struct Isa {
+  using V = __m512;
+  static constexpr int64_t kWidth = 16;
+  static constexpr int rows_for(int nv) { return nv == 4 ? 6 : nv == 3 ? 8 : 12; }
+  static V zero() { return _mm512_setzero_ps(); }
+  static V load(const float* p) { return _mm512_loadu_ps(p); }
+  static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
+  static V set1(float f) { return _mm512_set1_ps(f); }
+  static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  static V add(V a, V b) { return _mm512_add_ps(a, b); }
+  static V max(V a, V b) { return _mm512_max_ps(a, b); }
+};
+#include "norm_gemm_kernel.inc"
+}  // namespace avx512
+#pragma GCC pop_options
+
+// 16 vector registers.
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+namespace avx2 {
+struct Isa {
+  using V = __m256;
+  static constexpr int64_t kWidth = 8;
+  static constexpr int rows_for(int nv) { return nv == 4 ? 2 : nv == 3 ? 4 : nv == 2 ? 6 : 12; }
+  static V zero() { return _mm256_setzero_ps(); }
+  static V load(const float* p) { return _mm256_loadu_ps(p); }
+  static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
+  static V set1(float f) { return _mm256_set1_ps(f); }
+  static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  static V add(V a, V b) { return _mm256_add_ps(a, b); }
+  static V max(V a, V b) { return _mm256_max_ps(a, b); }
+};
+#include "norm_gemm_kernel.inc"
+}  // namespace avx2
+#pragma GCC pop_options
+#pragma GCC diagnostic pop
+#endif
+
+namespace {
+
+enum class Kernel { kNone, kAvx2, kAvx512 };
+
+Kernel detect() {
+  const char* env = std::getenv("DENSETORCH_NORM_GEMM");
+  const std::string asked = env != nullptr ? env : "";
+  if (asked == "0") return Kernel::kNone;
+#ifdef DT_NORM_GEMM_X86
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && asked != "avx2") return Kernel::kAvx512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Kernel::kAvx2;
+#endif
+  return Kernel::kNone;
+}
+
+Kernel kernel() {
+  static const Kernel k = detect();
+  return k;
+}
+
+int64_t vector_width() { return kernel() == Kernel::kAvx512 ? 16 : 8; }
+
+}  // namespace
+
+const char* kernel_name() {
+  switch (kernel()) {
+    case Kernel::kAvx512: return "avx512";
+    case Kernel::kAvx2: return "avx2";
+    default: return "none";
+  }
+}
+
+bool available(int64_t n) { return kernel() != Kernel::kNone && n > 0 && n % 16 == 0; }
+
+void pack_weight(const float* w, int64_t n, int64_t k, float* packed) {
+  const int64_t width = panel_vectors(n, vector_width()) * vector_width();
+  for (int64_t j0 = 0; j0 < n; j0 += width)
+    for (int64_t i = 0; i < k; ++i)
+      for (int64_t j = 0; j < width; ++j) packed[j0 * k + i * width + j] = w[(j0 + j) * k + i];
+}
+
+void rows(const Args& a, int64_t begin, int64_t end) {
+#ifdef DT_NORM_GEMM_X86
+  if (kernel() == Kernel::kAvx512) return avx512::rows(a, begin, end);
+  if (kernel() == Kernel::kAvx2) return avx2::rows(a, begin, end);
+#endif
+  std::abort();  // callers check available() first
+}
+
+}  // namespace densetorch::norm_gemm

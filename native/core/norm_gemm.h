@@ -1,0 +1,41 @@
+// A matrix product whose left operand is normalised on the fly: out = relu(x * scale + shift) @ w^T
+// (+ bias, then ReLU), rows of x being pixels (channels-last) and w a 1x1 convolution's weight.
+// This is a dense layer's batch norm + ReLU + 1x1 convolution in one pass over the concatenated
+// features: the normalised input is formed tile by tile in the cache and never written to memory.
+// Plain C++ with AVX-512 and AVX2 micro-kernels chosen at run time (no LibTorch headers: this unit
+// compiles in a second).
+#pragma once
+
+#include <cstdint>
+
+namespace densetorch::norm_gemm {
+
+// Whether this CPU has a kernel for n output channels (a multiple of 16; AVX-512F or AVX2 + FMA).
+// DENSETORCH_NORM_GEMM=0 turns the kernel off (callers fall back to normalise, then convolve);
+// =avx2 picks the AVX2 kernel on an AVX-512 CPU (tests, measurements).
+bool available(int64_t n);
+
+// The kernel this process runs: "avx512", "avx2" or "none".
+const char* kernel_name();
+
+// w (row-major [n][k]) rearranged into the panels the micro-kernels read: n * k floats.
+void pack_weight(const float* w, int64_t n, int64_t k, float* packed);
+
+struct Args {
+  const float* x;       // rows of k values, row r at x + r * ldx
+  int64_t ldx;
+  int64_t k;
+  const float* scale;   // [k]: x * scale + shift, then ReLU
+  const float* shift;   // [k]
+  const float* packed;  // pack_weight of [n][k]
+  int64_t n;
+  const float* bias;    // [n] or null
+  bool relu;            // ReLU on the output
+  float* out;           // rows of n values, row r at out + r * ldo
+  int64_t ldo;
+};
+
+// Rows [begin, end) of the product on the calling thread (callers split rows between threads).
+void rows(const Args& a, int64_t begin, int64_t end);
+
+}  // namespace densetorch::norm_gemm
