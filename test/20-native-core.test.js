@@ -54,10 +54,10 @@ describe('native core (C++ tests)', () => {
     console.log(`      ${r.stdout.trim().split('\n').filter((l) => !l.startsWith('ok')).join('\n      ')}`);
   });
 
-  it('the 1x1 convolution with batch norm + ReLU as its prologue (norm_gemm) equals the double-precision product: every panel width, odd row counts, strided rows, bias, ReLU, NaN; the CPU\'s best kernel and AVX2', function () {
+  it('the 1x1 convolution with batch norm + ReLU as its prologue (norm_gemm) and its backward (weight gradient, input gradient through the ReLU, batch-norm sums) equal double-precision formulas: every panel width, odd row and channel counts, strided rows, bias, ReLU, NaN; the CPU\'s best kernel and AVX2', function () {
     this.timeout(300000);
     const runs = runPassing('test/native/norm_gemm.cpp', process.arch === 'x64' ? [{}, { DENSETORCH_NORM_GEMM: 'avx2' }] : [{}]);
-    for (const r of [runs].flat()) console.log(`      ${r.stdout.trim().split('\n').slice(0, 2).join(': ')}`);
+    for (const r of [runs].flat()) console.log(`      ${r.stdout.trim().split('\n').slice(0, 3).join('; ')}`);
   });
 
   it('float16 training\'s loss scaling: unscaled gradients equal plain ones, an overflowing step is refused and halves the scale, clean steps double it', function () {

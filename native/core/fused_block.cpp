@@ -303,6 +303,42 @@ std::pair<at::Tensor, at::Tensor> norm_relu_backward(const at::Tensor& grad, con
   return {terms.grad_weight, terms.grad_bias};
 }
 
+// The backward of norm_relu_conv1x1 (no bias, no output ReLU) with batch statistics, in one pass
+// over x (norm_gemm::backward_rows): gx accumulates the part of x's gradient that passes the ReLU
+// and the scale; returns the weight's gradient and the sums norm_grad_terms takes. Rows are split
+// into one range per thread, each with its own weight gradient and sums, added in a fixed order.
+std::pair<at::Tensor, std::pair<std::vector<double>, std::vector<double>>> norm_relu_conv1x1_backward(
+    const at::Tensor& grad, const Panel& x, const Panel& gx, const NormAffine& a, const at::Tensor& mean,
+    const at::Tensor& weight) {
+  const int64_t n = weight.size(0), k = x.channels, kp = norm_gemm::padded_k(k);
+  const at::Tensor g = grad.contiguous(kChannelsLast);
+  const Panel gp = panel_of(g);
+  const at::Tensor w = weight.reshape({n, k}).contiguous();
+  std::vector<float> padded(static_cast<std::size_t>(n * kp));
+  norm_gemm::pad_weight(w.data_ptr<float>(), n, k, padded.data());
+  const int64_t chunks =
+      std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), x.rows / fused_kernels::kRowGrain));
+  at::Tensor partial = at::zeros({chunks, n, kp}, at::kFloat);
+  std::vector<double> sums(static_cast<std::size_t>(chunks * 2 * k), 0.0);
+  at::parallel_for(0, chunks, 1, [&](int64_t first, int64_t last) {
+    for (int64_t chunk = first; chunk < last; ++chunk) {
+      double* s = sums.data() + chunk * 2 * k;
+      const norm_gemm::BackwardArgs args{x.data, x.ld, k, a.scale.data_ptr<float>(), a.shift.data_ptr<float>(),
+                                         mean.data_ptr<float>(), gp.data, gp.ld, n, padded.data(), gx.data, gx.ld,
+                                         partial[chunk].data_ptr<float>(), s, s + k};
+      norm_gemm::backward_rows(args, x.rows * chunk / chunks, x.rows * (chunk + 1) / chunks);
+    }
+  });
+  std::vector<double> sum_gy(sums.begin(), sums.begin() + k), sum_gy_dx(sums.begin() + k, sums.begin() + 2 * k);
+  for (int64_t chunk = 1; chunk < chunks; ++chunk)
+    for (int64_t i = 0; i < k; ++i) {
+      sum_gy[i] += sums[chunk * 2 * k + i];
+      sum_gy_dx[i] += sums[chunk * 2 * k + k + i];
+    }
+  at::Tensor grad_weight = partial.sum(0).narrow(1, 0, k).contiguous().view(weight.sizes());
+  return {grad_weight.contiguous(kChannelsLast), {std::move(sum_gy), std::move(sum_gy_dx)}};
+}
+
 // What backward needs from forward (training only).
 struct BlockState {
   at::Tensor mean, var;  // batch statistics of every channel of the block, [C0 + L*k]
@@ -501,7 +537,12 @@ struct FusedBlockFunction : public torch::autograd::Function<FusedBlockFunction>
 
     // Reused by every layer (see view_of): the recomputed normalised inputs, and for bottleneck
     // layers the normalised bottleneck output and its gradient.
-    const at::Tensor storage1 = at::empty({count * (buffer.size(1) - k)}, buffer.options());
+    // (storage1 only for layers without norm_gemm's kernels: made on first use.)
+    at::Tensor storage1;
+    auto normalized1 = [&](const at::Tensor& features, const NormAffine& a) {
+      if (!storage1.defined()) storage1 = at::empty({count * (buffer.size(1) - k)}, buffer.options());
+      return normalized(features, a.scale, a.shift, storage1);
+    };
     const int64_t bottleneck_size = bottleneck ? count * saved[2].size(0) : 0;  // conv1's output channels
     const at::Tensor storage2 = bottleneck ? at::empty({bottleneck_size}, buffer.options()) : at::Tensor();
     const at::Tensor storage_grad2 = bottleneck ? at::empty({bottleneck_size}, buffer.options()) : at::Tensor();
@@ -521,9 +562,14 @@ struct FusedBlockFunction : public torch::autograd::Function<FusedBlockFunction>
       const at::Tensor m = mean.narrow(0, 0, channels);
       const NormAffine a1 = affine(p[0], p[1], m, var.narrow(0, 0, channels), eps1[j]);
       at::Tensor n1;
+      // conv1 is 1x1 in a bottleneck layer: norm_gemm's kernels run its forward and backward with
+      // batch norm + ReLU inside, when the CPU has them.
+      const bool norm_gemm_conv1 = bottleneck && norm_gemm::available(p[2].size(0));
       if (bottleneck) {
-        if (!y1[j].defined()) {  // recompute conv1's output; its input is needed for conv1's backward anyway
-          n1 = normalized(features, a1.scale, a1.shift, storage1);
+        if (!y1[j].defined() && norm_gemm_conv1) {  // recompute conv1's output
+          y1[j] = norm_relu_conv1x1(features, a1.scale, a1.shift, p[2], {}, /*relu=*/false);
+        } else if (!y1[j].defined()) {  // its normalised input is needed for conv1's backward anyway
+          n1 = normalized1(features, a1);
           y1[j] = conv(n1, p[2], {}, padding1[j]).contiguous(kChannelsLast);
         }
         const NormAffine a2 = affine(p[3], p[4], mean2[j], var2[j], eps2[j]);
@@ -537,7 +583,14 @@ struct FusedBlockFunction : public torch::autograd::Function<FusedBlockFunction>
             norm_relu_backward(g_n2, panel_of(y1[j]), panel_of(grad), a2, mean2[j]);
         y1[j].reset();
       }
-      if (!n1.defined()) n1 = normalized(features, a1.scale, a1.shift, storage1);
+      if (norm_gemm_conv1) {
+        auto [grad_weight, sums] = norm_relu_conv1x1_backward(grad, panel_of(features), grad_features, a1, m, p[2]);
+        grad.reset();
+        gp[2] = grad_weight;
+        std::tie(gp[0], gp[1]) = deferred.add(channels, sums, a1.scale, a1.invstd, count);
+        continue;
+      }
+      if (!n1.defined()) n1 = normalized1(features, a1);
       const int64_t pad = padding1[j];
       auto [g_n1, g_w1, unused1] = at::convolution_backward(
           grad, n1, p[2], std::nullopt, {1, 1}, {pad, pad}, {1, 1}, false, {0, 0}, 1, {true, true, false});

@@ -30,6 +30,8 @@ int panel_vectors(int64_t n, int64_t width) {
 
 }  // namespace
 
+int64_t padded_k(int64_t k) { return (k + 15) / 16 * 16; }
+
 #ifdef DT_NORM_GEMM_X86
 // GCC 12 reports the _mm512_undefined_ps() inside _mm512_max_ps as maybe uninitialised.
 #pragma GCC diagnostic push
@@ -42,6 +44,7 @@ struct Isa {
   using V = __m512;
   static constexpr int64_t kWidth = 16;
   static constexpr int rows_for(int nv) { return nv == 4 ? 6 : nv == 3 ? 8 : 12; }
+  static constexpr int kWeightRows = 8, kWeightVectors = 3, kDataRows = 8, kDataVectors = 3;
   static V zero() { return _mm512_setzero_ps(); }
   static V load(const float* p) { return _mm512_loadu_ps(p); }
   static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
@@ -49,6 +52,8 @@ struct Isa {
   static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
   static V add(V a, V b) { return _mm512_add_ps(a, b); }
   static V max(V a, V b) { return _mm512_max_ps(a, b); }
+  static V sub(V a, V b) { return _mm512_sub_ps(a, b); }
+  static V where_positive(V a, V g) { return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(a, zero(), _CMP_GT_OQ), g); }
 };
 #include "norm_gemm_kernel.inc"
 }  // namespace avx512
@@ -62,6 +67,7 @@ struct Isa {
   using V = __m256;
   static constexpr int64_t kWidth = 8;
   static constexpr int rows_for(int nv) { return nv == 4 ? 2 : nv == 3 ? 4 : nv == 2 ? 6 : 12; }
+  static constexpr int kWeightRows = 4, kWeightVectors = 3, kDataRows = 4, kDataVectors = 3;
   static V zero() { return _mm256_setzero_ps(); }
   static V load(const float* p) { return _mm256_loadu_ps(p); }
   static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
@@ -69,6 +75,8 @@ struct Isa {
   static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
   static V add(V a, V b) { return _mm256_add_ps(a, b); }
   static V max(V a, V b) { return _mm256_max_ps(a, b); }
+  static V sub(V a, V b) { return _mm256_sub_ps(a, b); }
+  static V where_positive(V a, V g) { return _mm256_and_ps(_mm256_cmp_ps(a, zero(), _CMP_GT_OQ), g); }
 };
 #include "norm_gemm_kernel.inc"
 }  // namespace avx2
@@ -122,6 +130,22 @@ void rows(const Args& a, int64_t begin, int64_t end) {
 #ifdef DT_NORM_GEMM_X86
   if (kernel() == Kernel::kAvx512) return avx512::rows(a, begin, end);
   if (kernel() == Kernel::kAvx2) return avx2::rows(a, begin, end);
+#endif
+  std::abort();  // callers check available() first
+}
+
+void pad_weight(const float* w, int64_t n, int64_t k, float* padded) {
+  const int64_t kp = padded_k(k);
+  for (int64_t j = 0; j < n; ++j) {
+    std::copy(w + j * k, w + (j + 1) * k, padded + j * kp);
+    std::fill(padded + j * kp + k, padded + (j + 1) * kp, 0.f);
+  }
+}
+
+void backward_rows(const BackwardArgs& a, int64_t begin, int64_t end) {
+#ifdef DT_NORM_GEMM_X86
+  if (kernel() == Kernel::kAvx512) return avx512::backward_rows(a, begin, end);
+  if (kernel() == Kernel::kAvx2) return avx2::backward_rows(a, begin, end);
 #endif
   std::abort();  // callers check available() first
 }

@@ -38,4 +38,36 @@ struct Args {
 // Rows [begin, end) of the product on the calling thread (callers split rows between threads).
 void rows(const Args& a, int64_t begin, int64_t end);
 
+// The backward of the product without bias and output ReLU, with batch statistics: from
+// grad = d out, the weight's gradient and the part of x's gradient that passes through the ReLU
+// and the scale, in one pass over x (the normalised input is recomputed tile by tile in the cache;
+// the input gradient of the normalised input is never written either).
+//   gy = (grad @ w)[r][i] where x[r][i] * scale[i] + shift[i] > 0, else 0
+//   grad_x[r][i] += scale[i] * gy;  sum_gy[i] += gy;  sum_gy_dx[i] += gy * (x[r][i] - mean[i])
+//   grad_weight[j][i] += sum over rows of grad[r][j] * relu(x[r][i] * scale[i] + shift[i])
+// The rest of batch norm's input gradient (affine in x) is the caller's, from the two sums.
+int64_t padded_k(int64_t k);  // rows of the padded weight and of grad_weight: k rounded up to 16
+void pad_weight(const float* w, int64_t n, int64_t k, float* padded);  // [n][k] -> [n][padded_k(k)]
+
+struct BackwardArgs {
+  const float* x;
+  int64_t ldx;
+  int64_t k;
+  const float* scale;
+  const float* shift;
+  const float* mean;
+  const float* grad;       // rows of n values, ldg apart
+  int64_t ldg;
+  int64_t n;
+  const float* weight;     // pad_weight of [n][k]
+  float* grad_x;           // rows of k values, ldgx apart: accumulated
+  int64_t ldgx;
+  float* grad_weight;      // [n][padded_k(k)]: accumulated (one per calling thread)
+  double* sum_gy;          // [k]: accumulated (one per calling thread)
+  double* sum_gy_dx;       // [k]
+};
+
+// Rows [begin, end) on the calling thread.
+void backward_rows(const BackwardArgs& a, int64_t begin, int64_t end);
+
 }  // namespace densetorch::norm_gemm
