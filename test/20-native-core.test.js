@@ -48,10 +48,10 @@ describe('native core (C++ tests)', () => {
     console.log(`      ${r.stdout.trim().split('\n')[0]}`);
   });
 
-  it('the fused dense block equals the layer-by-layer path: outputs, input and parameter gradients, BN statistics (bottleneck and plain, naive and memory-efficient, two stems, training and evaluation)', function () {
+  it('the fused dense block equals the layer-by-layer path: outputs, input and parameter gradients, BN statistics (bottleneck and plain, naive and memory-efficient, two stems, training and evaluation; norm_gemm\'s best kernel and AVX2)', function () {
     this.timeout(300000);
-    const r = runPassing('test/native/fused_block.cpp');
-    console.log(`      ${r.stdout.trim().split('\n').filter((l) => !l.startsWith('ok')).join('\n      ')}`);
+    const runs = runPassing('test/native/fused_block.cpp', process.arch === 'x64' ? [{}, { DENSETORCH_NORM_GEMM: 'avx2' }] : [{}]);
+    for (const r of [runs].flat()) console.log(`      ${r.stdout.trim().split('\n').filter((l) => !l.startsWith('ok')).join('\n      ')}`);
   });
 
   it('the 1x1 convolution with batch norm + ReLU as its prologue (norm_gemm) and its backward (weight gradient, input gradient through the ReLU, batch-norm sums) equal double-precision formulas: every panel width, odd row and channel counts, strided rows, bias, ReLU, NaN; the CPU\'s best kernel and AVX2', function () {

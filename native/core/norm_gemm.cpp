@@ -19,12 +19,14 @@ namespace {
 // panel of output channels reads it (48: a multiple of each micro-kernel's row count).
 constexpr int64_t kTileRows = 48;
 
-// Vectors per panel of output channels: the widest of 4, 3, 2, 1 vectors that divides n (wider
-// panels read the normalised tile fewer times).
+// Vectors per panel of output channels: the widest of 4 (AVX-512 only), 3, 2, 1 vectors that
+// divides n (wider panels read the normalised tile fewer times). With AVX2's 16 registers a
+// 4-vector panel leaves room for 2 rows only (8 accumulators, more loads than FMAs can hide), so
+// AVX2 stops at 3 (4 rows) and 2 (6 rows): 12 accumulators.
 int panel_vectors(int64_t n, int64_t width) {
   const int64_t vectors = n / width;
   for (int v : {4, 3, 2})
-    if (vectors % v == 0) return v;
+    if (vectors % v == 0 && (v < 4 || width == 16)) return v;
   return 1;
 }
 
@@ -66,7 +68,7 @@ namespace avx2 {
 struct Isa {
   using V = __m256;
   static constexpr int64_t kWidth = 8;
-  static constexpr int rows_for(int nv) { return nv == 4 ? 2 : nv == 3 ? 4 : nv == 2 ? 6 : 12; }
+  static constexpr int rows_for(int nv) { return nv == 4 ? 2 : nv == 3 ? 4 : nv == 2 ? 6 : 12; }  // 4: unused
   static constexpr int kWeightRows = 4, kWeightVectors = 3, kDataRows = 4, kDataVectors = 3;
   static V zero() { return _mm256_setzero_ps(); }
   static V load(const float* p) { return _mm256_loadu_ps(p); }
