@@ -78,6 +78,25 @@ DT_VECTOR_KERNEL void norm_relu_rows(const float* __restrict x, int64_t ldx, flo
   }
 }
 
+// y[p] = 0.25 * sum of relu(x * scale + shift) over the 2x2 window of output pixel p, for `width`
+// output pixels of one output row: x0, x1 are the two input rows (channels-last, pixels ldp floats
+// apart), y the output row.
+DT_VECTOR_KERNEL void norm_relu_pool2_row(const float* __restrict x0, const float* __restrict x1, int64_t ldp,
+                                          float* __restrict y, int64_t width, int64_t C,
+                                          const float* __restrict scale, const float* __restrict shift) {
+  for (int64_t w = 0; w < width; ++w) {
+    const float* a = x0 + 2 * w * ldp;
+    const float* b = x1 + 2 * w * ldp;
+    float* __restrict yw = y + w * C;
+    for (int64_t c = 0; c < C; ++c) {
+      const float v00 = a[c] * scale[c] + shift[c], v01 = a[ldp + c] * scale[c] + shift[c];
+      const float v10 = b[c] * scale[c] + shift[c], v11 = b[ldp + c] * scale[c] + shift[c];
+      yw[c] = 0.25f * ((v00 < 0.f ? 0.f : v00) + (v01 < 0.f ? 0.f : v01) + (v10 < 0.f ? 0.f : v10) +
+                       (v11 < 0.f ? 0.f : v11));
+    }
+  }
+}
+
 // One pass of the backward of relu(x * scale + shift) with batch statistics: gy = the gradient
 // that passes the ReLU; sums of gy and of gy * (x - mean) per channel; gx += scale * gy (or =,
 // without kAccumulate). The rest of the input gradient is affine in x per channel; in a block it
@@ -184,7 +203,33 @@ void norm_relu(const Panel& x, const Panel& y, const at::Tensor& scale, const at
 }
 
 
+// avg_pool2d(relu(x * scale + shift), 2, 2) of a channels-last float32 tensor in one pass, into a
+// new channels-last tensor (odd last rows and columns dropped, as avg_pool2d without ceil_mode).
+at::Tensor norm_relu_pool2(const at::Tensor& x_in, const at::Tensor& scale, const at::Tensor& shift) {
+  const at::Tensor x = x_in.contiguous(at::MemoryFormat::ChannelsLast);
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), OH = H / 2, OW = W / 2;
+  at::Tensor y = at::empty({N, C, OH, OW}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
+  const float* xp = x.data_ptr<float>();
+  float* yp = y.data_ptr<float>();
+  const float* s = scale.data_ptr<float>();
+  const float* t = shift.data_ptr<float>();
+  at::parallel_for(0, N * OH, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t n = row / OH, oh = row % OH;
+      const float* x0 = xp + ((n * H + 2 * oh) * W) * C;
+      norm_relu_pool2_row(x0, x0 + W * C, C, yp + row * OW * C, OW, C, s, t);
+    }
+  });
+  return y;
+}
+
 }  // namespace fused_kernels
+
+at::Tensor norm_relu_pool2(const at::Tensor& x, const NormArgs& norm) {
+  const at::Tensor invstd = (norm.running_var + norm.eps).rsqrt();
+  const at::Tensor scale = (norm.weight * invstd).contiguous();
+  return fused_kernels::norm_relu_pool2(x, scale, (norm.bias - norm.running_mean * scale).contiguous());
+}
 
 namespace {
 

@@ -39,6 +39,11 @@ struct FoldedConv {
 };
 FoldedConv fold_norm_into_conv(const at::Tensor& conv_weight, const NormArgs& norm);
 
+// A transition's evaluation-mode front, avg_pool2d(relu(batch_norm(x)), 2, 2) with running
+// statistics, as one pass over a CPU float32 x (the normalised map is never written): a new
+// channels-last tensor.
+at::Tensor norm_relu_pool2(const at::Tensor& x, const NormArgs& norm);
+
 // Whether blocks run fused where they can (default: yes; DENSETORCH_FUSED=0 turns it off, for
 // A/B measurements and as an escape hatch). set_fused_blocks overrides it for this process.
 bool fused_blocks_enabled();
