@@ -135,9 +135,14 @@ DT_VECTOR_KERNEL void affine_add_rows(const float* __restrict x, int64_t ldx, fl
 // Per-channel sums over the rows of panels, in parallel: `sum(begin, end, acc1, acc2)` adds rows
 // [begin, end) into float accumulators of C channels; blocks of kSumBlock rows are added into
 // double totals. Deterministic for a given thread count.
+// Row ranges for per-thread partial sums: one per thread, at least kRowGrain rows each.
+int64_t row_chunks(int64_t rows) {
+  return std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), rows / kRowGrain));
+}
+
 template <class Sum>
 std::pair<std::vector<double>, std::vector<double>> sum_over_rows(int64_t rows, int64_t C, const Sum& sum) {
-  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), rows / kRowGrain));
+  const int64_t chunks = row_chunks(rows);
   std::vector<double> totals1(static_cast<std::size_t>(chunks * C), 0.0), totals2(totals1.size(), 0.0);
   at::parallel_for(0, chunks, 1, [&](int64_t first, int64_t last) {
     std::vector<float> acc1(static_cast<std::size_t>(C)), acc2(static_cast<std::size_t>(C));
@@ -225,12 +230,6 @@ at::Tensor norm_relu_pool2(const at::Tensor& x_in, const at::Tensor& scale, cons
 
 }  // namespace fused_kernels
 
-at::Tensor norm_relu_pool2(const at::Tensor& x, const NormArgs& norm) {
-  const at::Tensor invstd = (norm.running_var + norm.eps).rsqrt();
-  const at::Tensor scale = (norm.weight * invstd).contiguous();
-  return fused_kernels::norm_relu_pool2(x, scale, (norm.bias - norm.running_mean * scale).contiguous());
-}
-
 namespace {
 
 using fused_kernels::Panel;
@@ -294,6 +293,23 @@ NormAffine affine(const at::Tensor& weight, const at::Tensor& bias, const at::Te
   at::Tensor scale = (weight * invstd).contiguous();
   return {scale, (bias - mean * scale).contiguous(), invstd};
 }
+
+// The storage a block's normalised layer inputs share (count x (total - k) floats), made on
+// first use: layers whose 1x1 convolution norm_gemm runs never write their normalised input.
+class SharedStorage {
+ public:
+  SharedStorage(int64_t numel, at::TensorOptions options) : numel_(numel), options_(options) {}
+  // relu(batch_norm(x)) into a view of the storage (see normalized).
+  at::Tensor normalized(const at::Tensor& x, const NormAffine& a) {
+    if (!storage_.defined()) storage_ = at::empty({numel_}, options_);
+    return densetorch::normalized(x, a.scale, a.shift, storage_);
+  }
+
+ private:
+  int64_t numel_;
+  at::TensorOptions options_;
+  at::Tensor storage_;
+};
 
 // BatchNorm2d's running averages from batch statistics over `count` values per channel.
 void update_running(const NormArgs& n, const at::Tensor& mean, const at::Tensor& var, int64_t count) {
@@ -361,8 +377,7 @@ std::pair<at::Tensor, std::pair<std::vector<double>, std::vector<double>>> norm_
   const at::Tensor w = weight.reshape({n, k}).contiguous();
   std::vector<float> padded(static_cast<std::size_t>(n * kp));
   norm_gemm::pad_weight(w.data_ptr<float>(), n, k, padded.data());
-  const int64_t chunks =
-      std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), x.rows / fused_kernels::kRowGrain));
+  const int64_t chunks = fused_kernels::row_chunks(x.rows);
   at::Tensor partial = at::zeros({chunks, n, kp}, at::kFloat);
   std::vector<double> sums(static_cast<std::size_t>(chunks * 2 * k), 0.0);
   at::parallel_for(0, chunks, 1, [&](int64_t first, int64_t last) {
@@ -414,12 +429,7 @@ at::Tensor block_forward(const at::Tensor& x_in, const std::vector<FusedLayerArg
   }
   // The normalised inputs of every layer share one allocation (backward recomputes them), and so
   // do the normalised bottleneck outputs.
-  // (storage1 only where no norm_relu_conv1x1 kernel does it without: made on first use.)
-  at::Tensor storage1;
-  auto normalized1 = [&](const at::Tensor& features, const NormAffine& a) {
-    if (!storage1.defined()) storage1 = at::empty({count * (total - k)}, x.options());
-    return normalized(features, a.scale, a.shift, storage1);
-  };
+  SharedStorage storage1(count * (total - k), x.options());
   const bool bottleneck_training = training && !layers.empty() && layers[0].norm2.has_value();
   const at::Tensor storage2 =
       bottleneck_training ? at::empty({count * layers[0].conv1_weight.size(0)}, x.options()) : at::Tensor();
@@ -437,18 +447,18 @@ at::Tensor block_forward(const at::Tensor& x_in, const std::vector<FusedLayerArg
     }
     at::Tensor out;
     if (!layer.norm2) {
-      out = conv(normalized1(features, a1), layer.conv1_weight, {}, layer.padding1);
+      out = conv(storage1.normalized(features, a1), layer.conv1_weight, {}, layer.padding1);
     } else if (!training) {
       const FoldedConv folded = fold_norm_into_conv(layer.conv1_weight, *layer.norm2);
       at::Tensor y1 = norm_relu_conv1x1(features, a1.scale, a1.shift, folded.weight, folded.bias, /*relu=*/true);
       if (!y1.defined())
-        y1 = conv(normalized1(features, a1), folded.weight, folded.bias, 0).relu_();
+        y1 = conv(storage1.normalized(features, a1), folded.weight, folded.bias, 0).relu_();
       out = conv(y1, layer.conv2_weight, {}, 1);
     } else {
       const NormArgs& n2 = *layer.norm2;
       at::Tensor y1 = norm_relu_conv1x1(features, a1.scale, a1.shift, layer.conv1_weight, {}, /*relu=*/false);
       if (!y1.defined())
-        y1 = conv(normalized1(features, a1), layer.conv1_weight, {}, 0).contiguous(kChannelsLast);
+        y1 = conv(storage1.normalized(features, a1), layer.conv1_weight, {}, 0).contiguous(kChannelsLast);
       auto [m2, v2] = fused_kernels::channel_stats(panel_of(y1));
       update_running(n2, m2, v2, count);
       const NormAffine a2 = affine(n2.weight, n2.bias, m2, v2, n2.eps);
@@ -582,12 +592,7 @@ struct FusedBlockFunction : public torch::autograd::Function<FusedBlockFunction>
 
     // Reused by every layer (see view_of): the recomputed normalised inputs, and for bottleneck
     // layers the normalised bottleneck output and its gradient.
-    // (storage1 only for layers without norm_gemm's kernels: made on first use.)
-    at::Tensor storage1;
-    auto normalized1 = [&](const at::Tensor& features, const NormAffine& a) {
-      if (!storage1.defined()) storage1 = at::empty({count * (buffer.size(1) - k)}, buffer.options());
-      return normalized(features, a.scale, a.shift, storage1);
-    };
+    SharedStorage storage1(count * (buffer.size(1) - k), buffer.options());
     const int64_t bottleneck_size = bottleneck ? count * saved[2].size(0) : 0;  // conv1's output channels
     const at::Tensor storage2 = bottleneck ? at::empty({bottleneck_size}, buffer.options()) : at::Tensor();
     const at::Tensor storage_grad2 = bottleneck ? at::empty({bottleneck_size}, buffer.options()) : at::Tensor();
@@ -614,7 +619,7 @@ struct FusedBlockFunction : public torch::autograd::Function<FusedBlockFunction>
         if (!y1[j].defined() && norm_gemm_conv1) {  // recompute conv1's output
           y1[j] = norm_relu_conv1x1(features, a1.scale, a1.shift, p[2], {}, /*relu=*/false);
         } else if (!y1[j].defined()) {  // its normalised input is needed for conv1's backward anyway
-          n1 = normalized1(features, a1);
+          n1 = storage1.normalized(features, a1);
           y1[j] = conv(n1, p[2], {}, padding1[j]).contiguous(kChannelsLast);
         }
         const NormAffine a2 = affine(p[3], p[4], mean2[j], var2[j], eps2[j]);
@@ -635,7 +640,7 @@ struct FusedBlockFunction : public torch::autograd::Function<FusedBlockFunction>
         std::tie(gp[0], gp[1]) = deferred.add(channels, sums, a1.scale, a1.invstd, count);
         continue;
       }
-      if (!n1.defined()) n1 = normalized1(features, a1);
+      if (!n1.defined()) n1 = storage1.normalized(features, a1);
       const int64_t pad = padding1[j];
       auto [g_n1, g_w1, unused1] = at::convolution_backward(
           grad, n1, p[2], std::nullopt, {1, 1}, {pad, pad}, {1, 1}, false, {0, 0}, 1, {true, true, false});
@@ -660,6 +665,11 @@ struct FusedBlockFunction : public torch::autograd::Function<FusedBlockFunction>
 };
 
 }  // namespace
+
+at::Tensor norm_relu_pool2(const at::Tensor& x, const NormArgs& norm) {
+  const NormAffine a = affine(norm.weight, norm.bias, norm.running_mean, norm.running_var, norm.eps);
+  return fused_kernels::norm_relu_pool2(x, a.scale, a.shift);
+}
 
 FoldedConv fold_norm_into_conv(const at::Tensor& conv_weight, const NormArgs& norm) {
   const at::Tensor scale = norm.weight * (norm.running_var + norm.eps).rsqrt();
