@@ -163,9 +163,12 @@ TransitionImpl::TransitionImpl(int64_t in_channels, int64_t out_channels, bool m
 at::Tensor TransitionImpl::forward(const at::Tensor& x) {
   // Average pooling and a 1x1 convolution without bias commute (both are linear, the one over
   // pixels, the other over channels): pooling first gives torchvision's result with a quarter of
-  // the convolution's work and memory. Memory-efficient training keeps the block's output (alive
-  // anyway) and the statistics, and recomputes the BN + ReLU output in backward, as the dense
-  // layers do.
+  // the convolution's work and memory. Training on the CPU: batch norm, ReLU and pooling as one
+  // pass, forward and backward (fused_block.h). Memory-efficient training elsewhere keeps the
+  // block's output (alive anyway) and the statistics, and recomputes the BN + ReLU output in
+  // backward, as the dense layers do.
+  if (is_training() && fused_block_supported(x, /*training=*/true))
+    return fused_transition(x, norm_args(norm), conv->weight, /*keep_pooled=*/!memory_efficient_);
   if (memory_efficient_ && records_graph(*this))
     return efficient_concat_norm_relu_conv({x}, norm_args(norm), conv->weight, /*padding=*/0, /*pool=*/2);
   // Inference on the CPU: batch norm, ReLU and pooling as one pass (fused_block.h).
@@ -263,7 +266,19 @@ void DenseNetImpl::check_input(const at::Tensor& x) const {
 }
 
 at::Tensor DenseNetImpl::forward(const at::Tensor& x) {
-  at::Tensor out = torch::relu(features->forward(x.contiguous(at::MemoryFormat::ChannelsLast)));
+  at::Tensor out = x.contiguous(at::MemoryFormat::ChannelsLast);
+  auto module = features->begin();
+  if (config_.stem == Stem::kImageNet) {
+    out = (module++)->forward(out);  // conv0
+    // On the CPU, norm0 + relu0 + pool0 in one pass (fused_block.h) where the fused block runs.
+    if (fused_block_supported(out, is_training()) && (is_training() || !at::GradMode::is_enabled())) {
+      nn::BatchNorm2d norm0(std::dynamic_pointer_cast<nn::BatchNorm2dImpl>(features->ptr(1)));
+      out = fused_norm_relu_maxpool(out, is_training() ? norm_args(norm0) : eval_norm_args(norm0), is_training());
+      module += 3;
+    }
+  }
+  for (; module != features->end(); ++module) out = module->forward(out);
+  out = torch::relu(out);
   out = torch::adaptive_avg_pool2d(out, {1, 1}).flatten(1);
   return classifier->forward(out);
 }

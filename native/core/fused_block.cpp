@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <stdexcept>
 #include <string>
 
@@ -226,6 +227,127 @@ at::Tensor norm_relu_pool2(const at::Tensor& x_in, const at::Tensor& scale, cons
     }
   });
   return y;
+}
+
+// The backward of norm_relu_pool2 with batch statistics, one pass over x: gp is the pooled map's
+// gradient already multiplied by the window's weight (0.25); every input pixel inside a window
+// takes its window's gradient through the ReLU and the scale (pixels of an odd last row or column
+// take none). gx = scale * gy (written, not accumulated); returns the sums of gy and of
+// gy * (x - mean) per channel, for norm_grad_terms.
+std::pair<std::vector<double>, std::vector<double>> norm_relu_pool2_grad(const at::Tensor& x, const at::Tensor& gp,
+                                                                         const at::Tensor& gx, const at::Tensor& scale,
+                                                                         const at::Tensor& shift,
+                                                                         const at::Tensor& mean) {
+  const int64_t C = x.size(1), H = x.size(2), W = x.size(3), OH = gp.size(2), OW = gp.size(3);
+  const float *xp = x.data_ptr<float>(), *g = gp.data_ptr<float>();
+  float* gxp = gx.data_ptr<float>();
+  const float *s = scale.data_ptr<float>(), *t = shift.data_ptr<float>(), *m = mean.data_ptr<float>();
+  return sum_over_rows(x.size(0) * H * W, C, [&](int64_t b, int64_t e, float* acc1, float* acc2) {
+    for (int64_t p = b; p < e;) {
+      // The run of pixels from p to the end of its window's pair of columns (or of its row).
+      const int64_t w = p % W, h = (p / W) % H, n = p / (W * H);
+      const int64_t ow = w / 2, oh = h / 2;
+      const bool inside = ow < OW && oh < OH;
+      const int64_t run = std::min(e - p, inside ? 2 - w % 2 : W - w);
+      if (inside) {
+        norm_relu_grad_rows<false>(g + ((n * OH + oh) * OW + ow) * C, 0, xp + p * C, C, gxp + p * C, C, run, C, s, t, m,
+                                   acc1, acc2);
+      } else {
+        std::fill(gxp + p * C, gxp + (p + run) * C, 0.f);
+      }
+      p += run;
+    }
+  });
+}
+
+// max_pool2d(relu(x * scale + shift), 3, stride 2, padding 1) (ImageNet stem) for the input rows
+// around one output row: the three rows 2*oh-1..2*oh+1 of image n (those inside the image) are
+// normalised into `rows` (3 x W x C floats) by norm_relu_rows, so that forward and backward see
+// bitwise the same values; returns the first of them and their count.
+struct StemWindow {
+  int64_t first, count;
+};
+StemWindow normalise_window_rows(const float* x, int64_t n, int64_t oh, int64_t H, int64_t W, int64_t C,
+                                 const float* s, const float* t, float* rows) {
+  const int64_t first = std::max<int64_t>(0, 2 * oh - 1), last = std::min<int64_t>(H, 2 * oh + 2);
+  norm_relu_rows(x + (n * H + first) * W * C, C, rows, C, (last - first) * W, C, s, t);
+  return {first, last - first};
+}
+
+// Output size of a 3x3, stride 2, padding 1 pooling over `size` pixels.
+int64_t stem_pooled(int64_t size) { return (size - 1) / 2 + 1; }
+
+// The input columns of output column ow: [first, last).
+std::pair<int64_t, int64_t> window_columns(int64_t ow, int64_t W) {
+  return {std::max<int64_t>(0, 2 * ow - 1), std::min<int64_t>(W, 2 * ow + 2)};
+}
+
+// m = max(m, v) per channel, NaN winning as in max_pool2d.
+DT_VECTOR_KERNEL void max_into(const float* __restrict v, float* __restrict m, int64_t C) {
+  for (int64_t c = 0; c < C; ++c) m[c] = (v[c] > m[c] || v[c] != v[c]) ? v[c] : m[c];
+}
+
+// max_pool2d(relu(x * scale + shift), 3, 2, 1) of a channels-last float32 x in one pass, into a
+// new channels-last tensor.
+at::Tensor norm_relu_maxpool(const at::Tensor& x_in, const at::Tensor& scale, const at::Tensor& shift) {
+  const at::Tensor x = x_in.contiguous(at::MemoryFormat::ChannelsLast);
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), OH = stem_pooled(H), OW = stem_pooled(W);
+  at::Tensor y = at::empty({N, C, OH, OW}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
+  const float *xp = x.data_ptr<float>(), *s = scale.data_ptr<float>(), *t = shift.data_ptr<float>();
+  float* yp = y.data_ptr<float>();
+  at::parallel_for(0, N * OH, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> rows(static_cast<std::size_t>(3 * W * C));
+    for (int64_t row = begin; row < end; ++row) {
+      const StemWindow win = normalise_window_rows(xp, row / OH, row % OH, H, W, C, s, t, rows.data());
+      for (int64_t ow = 0; ow < OW; ++ow) {
+        float* m = yp + (row * OW + ow) * C;
+        std::fill(m, m + C, -std::numeric_limits<float>::infinity());
+        const auto [c0, c1] = window_columns(ow, W);
+        for (int64_t r = 0; r < win.count; ++r)
+          for (int64_t iw = c0; iw < c1; ++iw) max_into(rows.data() + (r * W + iw) * C, m, C);
+      }
+    }
+  });
+  return y;
+}
+
+// The backward of norm_relu_maxpool up to the ReLU's output: gz (zeroed here, x's shape) receives
+// each output's gradient at its window's maximum (the first in scan order on ties, as
+// max_pool2d). Images in parallel: windows overlap, images do not.
+void norm_relu_maxpool_grad(const at::Tensor& x, const at::Tensor& g, const at::Tensor& gz, const at::Tensor& scale,
+                            const at::Tensor& shift) {
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), OH = g.size(2), OW = g.size(3);
+  const float *xp = x.data_ptr<float>(), *gp = g.data_ptr<float>(), *s = scale.data_ptr<float>(),
+              *t = shift.data_ptr<float>();
+  float* gzp = gz.data_ptr<float>();
+  at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> rows(static_cast<std::size_t>(3 * W * C));
+    for (int64_t n = begin; n < end; ++n) {
+      float* gzn = gzp + n * H * W * C;
+      std::fill(gzn, gzn + H * W * C, 0.f);
+      for (int64_t oh = 0; oh < OH; ++oh) {
+        const StemWindow win = normalise_window_rows(xp, n, oh, H, W, C, s, t, rows.data());
+        for (int64_t ow = 0; ow < OW; ++ow) {
+          const float* go = gp + ((n * OH + oh) * OW + ow) * C;
+          const auto [c0, c1] = window_columns(ow, W);
+          for (int64_t c = 0; c < C; ++c) {
+            float best = -std::numeric_limits<float>::infinity();
+            int64_t at_r = 0, at_w = c0;
+            for (int64_t r = 0; r < win.count; ++r)
+              for (int64_t iw = c0; iw < c1; ++iw) {
+                const float v = rows[(r * W + iw) * C + c];
+                if (v > best || v != v) {
+                  best = v;
+                  at_r = r;
+                  at_w = iw;
+                }
+              }
+            gzn[((win.first + at_r) * W + at_w) * C + c] += go[c];
+          }
+        }
+      }
+    }
+  });
 }
 
 }  // namespace fused_kernels
@@ -664,7 +786,105 @@ struct FusedBlockFunction : public torch::autograd::Function<FusedBlockFunction>
   }
 };
 
+// conv1x1(avg_pool2d(relu(batch_norm(x)), 2, 2)) in training mode: one pass for the statistics,
+// one for BN + ReLU + pooling, the convolution on the pooled map; backward is the convolution's
+// backward and one pass for pooling + ReLU + batch norm (plus the affine term). Saves x (the
+// block's buffer, alive anyway), the statistics and, with keep_pooled, the pooled map (a quarter
+// of x; without it backward pools again).
+struct FusedTransitionFunction : public torch::autograd::Function<FusedTransitionFunction> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x_in, const at::Tensor& norm_weight,
+                            const at::Tensor& norm_bias, const at::Tensor& running_mean, const at::Tensor& running_var,
+                            const at::Tensor& conv_weight, double momentum, double eps, bool keep_pooled) {
+    const at::Tensor x = x_in.contiguous(kChannelsLast);
+    const NormArgs norm{norm_weight, norm_bias, running_mean, running_var, momentum, eps};
+    auto [mean, var] = fused_kernels::channel_stats(panel_of(x));
+    const int64_t count = x.size(0) * x.size(2) * x.size(3);
+    update_running(norm, mean, var, count);
+    const NormAffine a = affine(norm_weight, norm_bias, mean, var, eps);
+    at::Tensor pooled = fused_kernels::norm_relu_pool2(x, a.scale, a.shift);
+    at::Tensor out = conv(pooled, conv_weight, {}, 0);
+    ctx->save_for_backward({x, norm_weight, norm_bias, conv_weight, keep_pooled ? pooled : at::Tensor()});
+    ctx->saved_data["stats"] = std::vector<at::Tensor>{mean, var};
+    ctx->saved_data["eps"] = eps;
+    return out;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    const variable_list saved = ctx->get_saved_variables();
+    const at::Tensor &x = saved[0], &norm_weight = saved[1], &norm_bias = saved[2], &conv_weight = saved[3];
+    const std::vector<at::Tensor> stats = take(ctx, "stats");
+    const NormAffine a = affine(norm_weight, norm_bias, stats[0], stats[1], ctx->saved_data["eps"].toDouble());
+    at::Tensor pooled = saved[4].defined() ? saved[4] : fused_kernels::norm_relu_pool2(x, a.scale, a.shift);
+    auto [g_pooled, g_conv, unused] =
+        at::convolution_backward(grad_outputs[0].contiguous(kChannelsLast), pooled, conv_weight, std::nullopt, {1, 1},
+                                 {0, 0}, {1, 1}, false, {0, 0}, 1, {true, true, false});
+    pooled.reset();
+    const at::Tensor gp = g_pooled.mul(0.25).contiguous(kChannelsLast);  // the window's weight
+    g_pooled.reset();
+    at::Tensor gx = at::empty(x.sizes(), x.options().memory_format(kChannelsLast));
+    const int64_t count = x.size(0) * x.size(2) * x.size(3);
+    const NormGradTerms terms = norm_grad_terms(
+        fused_kernels::norm_relu_pool2_grad(x, gp, gx, a.scale, a.shift, stats[0]), a.scale, a.invstd, count);
+    affine_add(panel_of(x), panel_of(gx), stats[0].data_ptr<float>(), terms.k1.data_ptr<float>(),
+               terms.k0.data_ptr<float>());
+    // x, norm weight, norm bias, running mean, running var, conv weight, momentum, eps, keep_pooled
+    return {gx, terms.grad_weight, terms.grad_bias, {}, {}, g_conv, {}, {}, {}};
+  }
+};
+
+// max_pool2d(relu(batch_norm(x)), 3, 2, 1) in training mode (the ImageNet stem after conv0): one
+// pass for the statistics, one for BN + ReLU + pooling; saves x (conv0's output, which batch norm's
+// backward needs anyway) and the statistics: neither the normalised map nor the pooling's indices
+// are kept. Backward routes the gradient to each window's maximum (recomputed), then batch norm +
+// ReLU backward in one pass.
+struct FusedStemFunction : public torch::autograd::Function<FusedStemFunction> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x_in, const at::Tensor& norm_weight,
+                            const at::Tensor& norm_bias, const at::Tensor& running_mean, const at::Tensor& running_var,
+                            double momentum, double eps) {
+    const at::Tensor x = x_in.contiguous(kChannelsLast);
+    auto [mean, var] = fused_kernels::channel_stats(panel_of(x));
+    update_running({norm_weight, norm_bias, running_mean, running_var, momentum, eps}, mean, var,
+                   x.size(0) * x.size(2) * x.size(3));
+    const NormAffine a = affine(norm_weight, norm_bias, mean, var, eps);
+    ctx->save_for_backward({x, norm_weight, norm_bias});
+    ctx->saved_data["stats"] = std::vector<at::Tensor>{mean, var};
+    ctx->saved_data["eps"] = eps;
+    return fused_kernels::norm_relu_maxpool(x, a.scale, a.shift);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    const variable_list saved = ctx->get_saved_variables();
+    const at::Tensor& x = saved[0];
+    const std::vector<at::Tensor> stats = take(ctx, "stats");
+    const NormAffine a = affine(saved[1], saved[2], stats[0], stats[1], ctx->saved_data["eps"].toDouble());
+    at::Tensor gz = at::empty(x.sizes(), x.options().memory_format(kChannelsLast));
+    fused_kernels::norm_relu_maxpool_grad(x, grad_outputs[0].contiguous(kChannelsLast), gz, a.scale, a.shift);
+    at::Tensor gx = at::empty(x.sizes(), x.options().memory_format(kChannelsLast));
+    const Panel xp = panel_of(x), gxp = panel_of(gx);
+    const NormGradTerms terms = norm_grad_terms(norm_relu_grad<false>(panel_of(gz), xp, gxp, a.scale, a.shift, stats[0]),
+                                                a.scale, a.invstd, xp.rows);
+    gz.reset();
+    affine_add(xp, gxp, stats[0].data_ptr<float>(), terms.k1.data_ptr<float>(), terms.k0.data_ptr<float>());
+    // x, norm weight, norm bias, running mean, running var, momentum, eps
+    return {gx, terms.grad_weight, terms.grad_bias, {}, {}, {}, {}};
+  }
+};
+
 }  // namespace
+
+at::Tensor fused_norm_relu_maxpool(const at::Tensor& x, const NormArgs& norm, bool training) {
+  if (training)
+    return FusedStemFunction::apply(x, norm.weight, norm.bias, norm.running_mean, norm.running_var, norm.momentum,
+                                    norm.eps);
+  const NormAffine a = affine(norm.weight, norm.bias, norm.running_mean, norm.running_var, norm.eps);
+  return fused_kernels::norm_relu_maxpool(x, a.scale, a.shift);
+}
+
+at::Tensor fused_transition(const at::Tensor& x, const NormArgs& norm, const at::Tensor& conv_weight,
+                            bool keep_pooled) {
+  return FusedTransitionFunction::apply(x, norm.weight, norm.bias, norm.running_mean, norm.running_var, conv_weight,
+                                        norm.momentum, norm.eps, keep_pooled);
+}
 
 at::Tensor norm_relu_pool2(const at::Tensor& x, const NormArgs& norm) {
   const NormAffine a = affine(norm.weight, norm.bias, norm.running_mean, norm.running_var, norm.eps);

@@ -44,6 +44,21 @@ FoldedConv fold_norm_into_conv(const at::Tensor& conv_weight, const NormArgs& no
 // channels-last tensor.
 at::Tensor norm_relu_pool2(const at::Tensor& x, const NormArgs& norm);
 
+// A transition in training mode, conv1x1(avg_pool2d(relu(batch_norm(x)), 2, 2)) with batch
+// statistics (running statistics updated as BatchNorm2d does) on a CPU float32 x: BN + ReLU +
+// pooling is one pass (the normalised full-size map is never written), the convolution runs on
+// the pooled map, and backward is the convolution's backward plus one pass for pooling + ReLU +
+// batch norm. Saves x and the statistics; keep_pooled also keeps the pooled map (a quarter of x),
+// else backward pools again (memory-efficient mode).
+at::Tensor fused_transition(const at::Tensor& x, const NormArgs& norm, const at::Tensor& conv_weight,
+                            bool keep_pooled);
+
+// The ImageNet stem after conv0, max_pool2d(relu(batch_norm(x)), 3, 2, 1), as one pass over a
+// CPU float32 x. training: batch statistics (running statistics updated), and backward recomputes
+// the normalised windows, so neither the normalised map nor the pooling's indices are kept;
+// else the running statistics (no autograd).
+at::Tensor fused_norm_relu_maxpool(const at::Tensor& x, const NormArgs& norm, bool training);
+
 // Whether blocks run fused where they can (default: yes; DENSETORCH_FUSED=0 turns it off, for
 // A/B measurements and as an escape hatch). set_fused_blocks overrides it for this process.
 bool fused_blocks_enabled();

@@ -1,7 +1,7 @@
 // A C++ test of native/core (no N-API): the fused dense block (fused_block.cpp) against the
-// layer-by-layer path it replaces, on whole DenseNets with the same weights. Bottleneck and plain
-// layers, naive (keeping the bottleneck outputs) and memory-efficient (recomputing them), a
-// CIFAR and an ImageNet stem: outputs, the input gradient, every parameter gradient, the running
+// layer-by-layer path it replaces, on whole DenseNets with the same weights (with the fused
+// transitions and ImageNet stem). Bottleneck and plain layers, naive (keeping the bottleneck
+// outputs) and memory-efficient (recomputing them), a CIFAR and an ImageNet stem (odd sizes too): outputs, the input gradient, every parameter gradient, the running
 // statistics and num_batches_tracked after two training steps, then evaluation outputs (no
 // autograd) and training mode without autograd. A second backward through a fused block is
 // refused with a clear error. Compiled and run by test/20-native-core.test.js; prints "ok" and
@@ -132,6 +132,9 @@ int main() {
   imagenet.stem = Stem::kImageNet;
   imagenet.num_init_features = 8;
   compare_models(imagenet, "ImageNet stem", 32);
+  compare_models(imagenet, "ImageNet stem, odd sizes", 37);  // pooling windows cut by the edges
+  imagenet.memory_efficient = true;
+  compare_models(imagenet, "ImageNet stem memory-efficient", 32);
 
   // A second backward through a fused block is refused, not silently wrong.
   set_fused_blocks(true);
