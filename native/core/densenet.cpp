@@ -125,7 +125,7 @@ at::Tensor DenseBlockImpl::forward(const at::Tensor& x) {
       }
       args.push_back(std::move(a));
     }
-    return fused_dense_block(x, args, growth_rate_, is_training(), /*keep_bottleneck=*/!memory_efficient_);
+    return fused_dense_block(x, args, growth_rate_, is_training(), memory_efficient_);
   }
   if (!at::GradMode::is_enabled()) return forward_into_buffer(x);
   std::vector<at::Tensor> features{x};

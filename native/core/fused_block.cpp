@@ -525,7 +525,7 @@ std::pair<at::Tensor, std::pair<std::vector<double>, std::vector<double>>> norm_
 struct BlockState {
   at::Tensor mean, var;  // batch statistics of every channel of the block, [C0 + L*k]
   std::vector<at::Tensor> y1, mean2, var2;  // bottleneck layers: conv1's output and its statistics
-  bool recompute_y1 = false;  // y1 left undefined: backward recomputes it from the buffer
+  bool memory_efficient = false;  // y1 of narrow layers left undefined: backward recomputes it
 };
 
 at::Tensor conv(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, int64_t padding) {
@@ -586,7 +586,8 @@ at::Tensor block_forward(const at::Tensor& x_in, const std::vector<FusedLayerArg
       const NormAffine a2 = affine(n2.weight, n2.bias, m2, v2, n2.eps);
       out = conv(normalized(y1, a2.scale, a2.shift, storage2), layer.conv2_weight, {}, 1);
       if (state) {
-        state->y1.push_back(state->recompute_y1 ? at::Tensor() : y1);
+        const bool keep = !state->memory_efficient || keeps_bottleneck_when_efficient(channels, k);
+        state->y1.push_back(keep ? y1 : at::Tensor());
         state->mean2.push_back(m2);
         state->var2.push_back(v2);
       }
@@ -610,7 +611,7 @@ at::Tensor block_forward(const at::Tensor& x_in, const std::vector<FusedLayerArg
 // Non-tensor arguments of the autograd function.
 struct BlockSettings {
   int64_t growth_rate;
-  bool keep_bottleneck;
+  bool memory_efficient;
   bool bottleneck;
   std::vector<int64_t> padding1;
   std::vector<double> momentum1, eps1, momentum2, eps2;
@@ -677,7 +678,7 @@ struct FusedBlockFunction : public torch::autograd::Function<FusedBlockFunction>
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, at::TensorList params, at::TensorList running,
                             const BlockSettings& s) {
     BlockState state;
-    state.recompute_y1 = !s.keep_bottleneck;
+    state.memory_efficient = s.memory_efficient;
     at::Tensor out = block_forward(x, unflatten(params, running, s), s.growth_rate, /*training=*/true, &state);
     variable_list saved(params.begin(), params.end());
     saved.push_back(out);
@@ -896,6 +897,14 @@ FoldedConv fold_norm_into_conv(const at::Tensor& conv_weight, const NormArgs& no
   return {conv_weight * scale.view({-1, 1, 1, 1}), norm.bias - norm.running_mean * scale};
 }
 
+bool keeps_bottleneck_when_efficient(int64_t in_channels, int64_t growth_rate) {
+  static const bool recompute_all = [] {
+    const char* v = std::getenv("DENSETORCH_RECOMPUTE");
+    return v != nullptr && std::string(v) == "all";
+  }();
+  return !recompute_all && in_channels > 9 * growth_rate;
+}
+
 bool fused_blocks_enabled() {
   const int forced = fused_override.load();
   if (forced >= 0) return forced == 1;
@@ -914,9 +923,9 @@ bool fused_block_supported(const at::Tensor& x, bool training) {
 }
 
 at::Tensor fused_dense_block(const at::Tensor& x, const std::vector<FusedLayerArgs>& layers, int64_t growth_rate,
-                             bool training, bool keep_bottleneck) {
+                             bool training, bool memory_efficient) {
   if (!training || !at::GradMode::is_enabled()) return block_forward(x, layers, growth_rate, training, nullptr);
-  BlockSettings s{growth_rate, keep_bottleneck, !layers.empty() && layers[0].norm2.has_value(), {}, {}, {}, {}, {}};
+  BlockSettings s{growth_rate, memory_efficient, !layers.empty() && layers[0].norm2.has_value(), {}, {}, {}, {}, {}};
   std::vector<at::Tensor> params, running;
   for (const auto& l : layers) {
     s.padding1.push_back(l.padding1);

@@ -8,9 +8,10 @@
 //
 // The BN + ReLU outputs are never kept: backward recomputes them from the buffer and the
 // statistics (one pass into storage every layer reuses, cheaper than writing and keeping fresh
-// tensors). keep_bottleneck (naive mode) keeps each bottleneck's 1x1 convolution output; without
-// it (memory-efficient mode) backward recomputes that too, and a block keeps its buffer and
-// per-channel statistics only: memory grows linearly with depth.
+// tensors). Naive mode keeps each bottleneck's 1x1 convolution output for backward; memory-
+// efficient mode recomputes it where that is cheap (keeps_bottleneck_when_efficient), and a
+// block keeps its buffer, per-channel statistics and those bottleneck outputs only: memory grows
+// linearly with depth.
 #pragma once
 
 #include "efficient_concat.h"
@@ -73,6 +74,16 @@ bool fused_block_supported(const at::Tensor& x, bool training);
 // else running statistics (and norm2 folded into conv1). With autograd recording, a custom
 // autograd function whose backward returns the gradients of x and of every parameter.
 at::Tensor fused_dense_block(const at::Tensor& x, const std::vector<FusedLayerArgs>& layers, int64_t growth_rate,
-                             bool training, bool keep_bottleneck);
+                             bool training, bool memory_efficient);
+
+// Memory-efficient training: whether a bottleneck layer reading in_channels channels keeps its
+// 1x1 convolution's output (4k channels) for backward instead of recomputing it. Recomputing costs
+// in_channels x 4k multiply-adds per pixel, keeping costs 4k floats per pixel whatever the input
+// width, so the wide layers late in a block are where recomputation costs the most per byte
+// saved. A layer keeps it when its 1x1 convolution is the larger of its two (in_channels > 9k,
+// the 3x3 convolution's 9 x 4k x k), i.e. when recomputing would add more than a sixth to the
+// layer's training work (both convolutions forward and their two backward products).
+// DENSETORCH_RECOMPUTE=all recomputes every layer's (for measurements).
+bool keeps_bottleneck_when_efficient(int64_t in_channels, int64_t growth_rate);
 
 }  // namespace densetorch

@@ -109,6 +109,16 @@ int main() {
     bc.memory_efficient = efficient;
     compare_models(bc, std::string("bottleneck ") + (efficient ? "memory-efficient" : "naive"), 8);
   }
+  // Memory-efficient with inputs wider than 9k channels in the first block (those layers keep
+  // their bottleneck outputs, keeps_bottleneck_when_efficient) and narrower in the second.
+  DenseNetConfig mixed = bc;
+  mixed.num_init_features = 40;
+  mixed.memory_efficient = true;
+  if (!keeps_bottleneck_when_efficient(40, 4) || keeps_bottleneck_when_efficient(26, 4)) {
+    std::printf("FAIL: the mixed configuration does not mix kept and recomputed bottleneck outputs\n");
+    failed = true;
+  }
+  compare_models(mixed, "bottleneck memory-efficient, kept and recomputed bottleneck outputs", 8);
   DenseNetConfig plain = bc;  // plain 3x3 layers
   plain.bn_size = 0;
   plain.memory_efficient = true;
