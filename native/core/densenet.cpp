@@ -108,7 +108,8 @@ DenseBlockImpl::DenseBlockImpl(int64_t num_layers, int64_t in_channels, int64_t 
 // without autograd) and evaluation without autograd. Evaluation with autograd (gradients of an
 // input in eval mode) and everything else runs layer by layer.
 bool DenseBlockImpl::runs_fused(const at::Tensor& x) const {
-  return drop_rate_ == 0 && fused_block_supported(x, is_training()) && (is_training() || !at::GradMode::is_enabled());
+  return drop_rate_ == 0 && !layers_.empty() && fused_block_supported(x, is_training(), layers_[0]->norm1->weight) &&
+         (is_training() || !at::GradMode::is_enabled());
 }
 
 at::Tensor DenseBlockImpl::forward(const at::Tensor& x) {
@@ -167,12 +168,12 @@ at::Tensor TransitionImpl::forward(const at::Tensor& x) {
   // pass, forward and backward (fused_block.h). Memory-efficient training elsewhere keeps the
   // block's output (alive anyway) and the statistics, and recomputes the BN + ReLU output in
   // backward, as the dense layers do.
-  if (is_training() && fused_block_supported(x, /*training=*/true))
+  if (is_training() && fused_block_supported(x, /*training=*/true, norm->weight))
     return fused_transition(x, norm_args(norm), conv->weight, /*keep_pooled=*/!memory_efficient_);
   if (memory_efficient_ && records_graph(*this))
     return efficient_concat_norm_relu_conv({x}, norm_args(norm), conv->weight, /*padding=*/0, /*pool=*/2);
   // Inference on the CPU: batch norm, ReLU and pooling as one pass (fused_block.h).
-  if (!is_training() && !at::GradMode::is_enabled() && fused_block_supported(x, /*training=*/false))
+  if (!is_training() && !at::GradMode::is_enabled() && fused_block_supported(x, /*training=*/false, norm->weight))
     return conv->forward(norm_relu_pool2(x, eval_norm_args(norm)));
   return conv->forward(torch::avg_pool2d(norm->forward(x).relu_(), 2, 2));
 }
@@ -271,8 +272,8 @@ at::Tensor DenseNetImpl::forward(const at::Tensor& x) {
   if (config_.stem == Stem::kImageNet) {
     out = (module++)->forward(out);  // conv0
     // On the CPU, norm0 + relu0 + pool0 in one pass (fused_block.h) where the fused block runs.
-    if (fused_block_supported(out, is_training()) && (is_training() || !at::GradMode::is_enabled())) {
-      nn::BatchNorm2d norm0(std::dynamic_pointer_cast<nn::BatchNorm2dImpl>(features->ptr(1)));
+    nn::BatchNorm2d norm0(std::dynamic_pointer_cast<nn::BatchNorm2dImpl>(features->ptr(1)));
+    if (fused_block_supported(out, is_training(), norm0->weight) && (is_training() || !at::GradMode::is_enabled())) {
       out = fused_norm_relu_maxpool(out, is_training() ? norm_args(norm0) : eval_norm_args(norm0), is_training());
       module += 3;
     }

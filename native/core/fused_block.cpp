@@ -12,6 +12,7 @@
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 // The per-pixel loops below are plain C++ that the compiler vectorises; on x86-64 Linux each is
 // built for AVX-512, AVX2 and baseline x86-64 and the loader picks one for the CPU it runs on.
@@ -28,21 +29,45 @@ namespace fused_kernels {
 
 // A row-major panel of an activation: row p is pixel p (channels-last), its C channels start at
 // data + p * ld. A view of some channels of a block buffer is a panel with ld = the buffer's width.
-struct Panel {
-  float* data;
+// Elements are float32 (Panel) or bfloat16 bits (Bf16Panel: under autocast, a bfloat16
+// convolution's input or input gradient).
+template <class T>
+struct PanelOf {
+  T* data;
   int64_t ld;
   int64_t rows;
   int64_t channels;
 };
+using Panel = PanelOf<float>;
+using Bf16Panel = PanelOf<uint16_t>;
 
-Panel panel_of(const at::Tensor& t) {
+template <class T = float>
+PanelOf<T> panel_of(const at::Tensor& t) {
   // [N, C, H, W] with channels innermost and pixels evenly strided (a channels-last tensor or a
   // channel range of one).
-  if (t.dim() != 4 || t.scalar_type() != at::kFloat || t.stride(1) != 1 || t.stride(2) != t.size(3) * t.stride(3) ||
+  constexpr at::ScalarType dtype = std::is_same_v<T, float> ? at::kFloat : at::kBFloat16;
+  if (t.dim() != 4 || t.scalar_type() != dtype || t.stride(1) != 1 || t.stride(2) != t.size(3) * t.stride(3) ||
       t.stride(0) != t.size(2) * t.stride(2))
-    throw std::logic_error("fused dense block: expected a channels-last float32 panel, got strides " + c10::str(t.strides()));
-  return {t.data_ptr<float>(), t.stride(3), t.size(0) * t.size(2) * t.size(3), t.size(1)};
+    throw std::logic_error("fused dense block: expected a channels-last " + std::string(c10::toString(dtype)) +
+                           " panel, got " + std::string(c10::toString(t.scalar_type())) + " with strides " +
+                           c10::str(t.strides()));
+  return {static_cast<T*>(t.data_ptr()), t.stride(3), t.size(0) * t.size(2) * t.size(3), t.size(1)};
 }
+
+// bfloat16 <-> float32 as LibTorch rounds (to nearest even; NaN stays NaN).
+inline uint16_t to_bf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  return f != f ? uint16_t{0x7FC0} : static_cast<uint16_t>((u + (((u >> 16) & 1u) + 0x7FFFu)) >> 16);
+}
+inline float from_bf16(uint16_t h) {
+  const uint32_t u = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+inline float as_float(float v) { return v; }
+inline float as_float(uint16_t v) { return from_bf16(v); }
 
 constexpr int64_t kRowGrain = 64;   // rows per parallel task at least
 constexpr int64_t kSumBlock = 64;   // rows summed in float before adding into double
@@ -79,6 +104,20 @@ DT_VECTOR_KERNEL void norm_relu_rows(const float* __restrict x, int64_t ldx, flo
   }
 }
 
+// The same into bfloat16 (a bfloat16 convolution's input under autocast).
+DT_VECTOR_KERNEL void norm_relu_rows_bf16(const float* __restrict x, int64_t ldx, uint16_t* __restrict y,
+                                          int64_t ldy, int64_t rows, int64_t C, const float* __restrict scale,
+                                          const float* __restrict shift) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* __restrict xr = x + r * ldx;
+    uint16_t* __restrict yr = y + r * ldy;
+    for (int64_t c = 0; c < C; ++c) {
+      const float v = xr[c] * scale[c] + shift[c];
+      yr[c] = to_bf16(v < 0.f ? 0.f : v);
+    }
+  }
+}
+
 // y[p] = 0.25 * sum of relu(x * scale + shift) over the 2x2 window of output pixel p, for `width`
 // output pixels of one output row: x0, x1 are the two input rows (channels-last, pixels ldp floats
 // apart), y the output row.
@@ -103,18 +142,19 @@ DT_VECTOR_KERNEL void norm_relu_pool2_row(const float* __restrict x0, const floa
 // without kAccumulate). The rest of the input gradient is affine in x per channel; in a block it
 // is the same kind of term for every layer that reads x, so it is summed over those layers and
 // added once (affine_add_rows).
-template <bool kAccumulate>
-DT_VECTOR_KERNEL void norm_relu_grad_rows(const float* __restrict g, int64_t ldg, const float* __restrict x,
+template <bool kAccumulate, class G = float>
+DT_VECTOR_KERNEL void norm_relu_grad_rows(const G* __restrict g, int64_t ldg, const float* __restrict x,
                                                      int64_t ldx, float* __restrict gx, int64_t ldgx, int64_t rows,
                                                      int64_t C, const float* __restrict scale,
                                                      const float* __restrict shift, const float* __restrict mean,
                                                      float* __restrict sum_gy, float* __restrict sum_gy_dx) {
   for (int64_t r = 0; r < rows; ++r) {
-    const float* __restrict gr = g + r * ldg;
+    const G* __restrict gr = g + r * ldg;
     const float* __restrict xr = x + r * ldx;
     float* __restrict gxr = gx + r * ldgx;
     for (int64_t c = 0; c < C; ++c) {
-      const float gy = xr[c] * scale[c] + shift[c] > 0.f ? gr[c] : 0.f;
+      const float g_in = as_float(gr[c]);  // loaded unconditionally: the loop vectorises
+      const float gy = xr[c] * scale[c] + shift[c] > 0.f ? g_in : 0.f;
       sum_gy[c] += gy;
       sum_gy_dx[c] += gy * (xr[c] - mean[c]);
       gxr[c] = (kAccumulate ? gxr[c] : 0.f) + scale[c] * gy;
@@ -200,9 +240,17 @@ std::pair<at::Tensor, at::Tensor> channel_stats(const Panel& x) {
   return {mean_f, float_vector(var)};
 }
 
-void norm_relu(const Panel& x, const Panel& y, const at::Tensor& scale, const at::Tensor& shift) {
+void norm_relu(const Panel& x, const at::Tensor& y_tensor, const at::Tensor& scale, const at::Tensor& shift) {
   const float* s = scale.data_ptr<float>();
   const float* t = shift.data_ptr<float>();
+  if (y_tensor.scalar_type() == at::kBFloat16) {
+    const Bf16Panel y = panel_of<uint16_t>(y_tensor);
+    over_rows(x.rows, [&](int64_t b, int64_t e) {
+      norm_relu_rows_bf16(x.data + b * x.ld, x.ld, y.data + b * y.ld, y.ld, e - b, x.channels, s, t);
+    });
+    return;
+  }
+  const Panel y = panel_of(y_tensor);
   over_rows(x.rows, [&](int64_t b, int64_t e) {
     norm_relu_rows(x.data + b * x.ld, x.ld, y.data + b * y.ld, y.ld, e - b, x.channels, s, t);
   });
@@ -287,6 +335,17 @@ DT_VECTOR_KERNEL void max_into(const float* __restrict v, float* __restrict m, i
   for (int64_t c = 0; c < C; ++c) m[c] = (v[c] > m[c] || v[c] != v[c]) ? v[c] : m[c];
 }
 
+// Where each channel's maximum is so far: (best, at) = (v, pixel) where v beats best (or is NaN),
+// so the first maximum in scan order wins ties, as in max_pool2d.
+DT_VECTOR_KERNEL void argmax_into(const float* __restrict v, float* __restrict best, int32_t* __restrict at,
+                                  int32_t pixel, int64_t C) {
+  for (int64_t c = 0; c < C; ++c) {
+    const bool take = v[c] > best[c] || v[c] != v[c];
+    best[c] = take ? v[c] : best[c];
+    at[c] = take ? pixel : at[c];
+  }
+}
+
 // max_pool2d(relu(x * scale + shift), 3, 2, 1) of a channels-last float32 x in one pass, into a
 // new channels-last tensor.
 at::Tensor norm_relu_maxpool(const at::Tensor& x_in, const at::Tensor& scale, const at::Tensor& shift) {
@@ -321,7 +380,8 @@ void norm_relu_maxpool_grad(const at::Tensor& x, const at::Tensor& g, const at::
               *t = shift.data_ptr<float>();
   float* gzp = gz.data_ptr<float>();
   at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> rows(static_cast<std::size_t>(3 * W * C));
+    std::vector<float> rows(static_cast<std::size_t>(3 * W * C)), best(static_cast<std::size_t>(C));
+    std::vector<int32_t> argmax(static_cast<std::size_t>(C));  // each channel's maximum: its pixel in the image
     for (int64_t n = begin; n < end; ++n) {
       float* gzn = gzp + n * H * W * C;
       std::fill(gzn, gzn + H * W * C, 0.f);
@@ -330,20 +390,12 @@ void norm_relu_maxpool_grad(const at::Tensor& x, const at::Tensor& g, const at::
         for (int64_t ow = 0; ow < OW; ++ow) {
           const float* go = gp + ((n * OH + oh) * OW + ow) * C;
           const auto [c0, c1] = window_columns(ow, W);
-          for (int64_t c = 0; c < C; ++c) {
-            float best = -std::numeric_limits<float>::infinity();
-            int64_t at_r = 0, at_w = c0;
-            for (int64_t r = 0; r < win.count; ++r)
-              for (int64_t iw = c0; iw < c1; ++iw) {
-                const float v = rows[(r * W + iw) * C + c];
-                if (v > best || v != v) {
-                  best = v;
-                  at_r = r;
-                  at_w = iw;
-                }
-              }
-            gzn[((win.first + at_r) * W + at_w) * C + c] += go[c];
-          }
+          std::fill(best.begin(), best.end(), -std::numeric_limits<float>::infinity());
+          for (int64_t r = 0; r < win.count; ++r)
+            for (int64_t iw = c0; iw < c1; ++iw)
+              argmax_into(rows.data() + (r * W + iw) * C, best.data(), argmax.data(),
+                          static_cast<int32_t>((win.first + r) * W + iw), C);
+          for (int64_t c = 0; c < C; ++c) gzn[argmax[c] * C + c] += go[c];
         }
       }
     }
@@ -355,6 +407,7 @@ void norm_relu_maxpool_grad(const at::Tensor& x, const at::Tensor& g, const at::
 namespace {
 
 using fused_kernels::Panel;
+using fused_kernels::PanelOf;
 using fused_kernels::panel_of;
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
@@ -375,22 +428,28 @@ at::Tensor view_of(const at::Tensor& storage, const at::Tensor& like) {
       .permute({0, 3, 1, 2});
 }
 
-// relu(batch_norm(x)) of a panel into a view of `storage`.
+// relu(batch_norm(x)) of a panel into a view of `storage` (float32, or bfloat16 for a bfloat16
+// convolution).
 at::Tensor normalized(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& shift,
                       const at::Tensor& storage) {
   at::Tensor y = view_of(storage, x);
-  fused_kernels::norm_relu(panel_of(x), panel_of(y), scale, shift);
+  fused_kernels::norm_relu(panel_of(x), y, scale, shift);
   return y;
 }
 
 // conv1x1(relu(x * scale + shift), weight) (+ bias, then ReLU when `relu`) in one pass over the
 // panel x (norm_gemm.h): the normalised input is formed tile by tile in the cache, never written.
-// A new channels-last tensor; undefined when this CPU or shape has no kernel (the caller then
-// normalises into storage and convolves).
-at::Tensor norm_relu_conv1x1(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& shift,
-                             const at::Tensor& weight, const at::Tensor& bias, bool relu) {
+// A new channels-last tensor; undefined when this CPU or shape has no kernel, or when the block
+// computes in bfloat16 (the caller then normalises into storage and convolves). Under bfloat16
+// autocast every convolution runs in bfloat16 through LibTorch: faster there than this float32
+// kernel (BC-100 training 0.61 vs 0.64 s/step, DenseNet-121 0.91 vs 0.96 s, inference too).
+bool norm_gemm_runs(at::ScalarType compute, const at::Tensor& weight) {
+  return compute == at::kFloat && norm_gemm::available(weight.size(0)) && weight.size(2) == 1 && weight.size(3) == 1;
+}
+at::Tensor norm_relu_conv1x1(at::ScalarType compute, const at::Tensor& x, const at::Tensor& scale,
+                             const at::Tensor& shift, const at::Tensor& weight, const at::Tensor& bias, bool relu) {
   const int64_t n = weight.size(0);
-  if (!norm_gemm::available(n) || weight.size(2) != 1 || weight.size(3) != 1) return {};
+  if (!norm_gemm_runs(compute, weight)) return {};
   const Panel p = panel_of(x);
   const at::Tensor w = weight.reshape({n, p.channels}).contiguous();
   std::vector<float> packed(static_cast<std::size_t>(n * p.channels));
@@ -464,13 +523,13 @@ void affine_add(const Panel& x, const Panel& gx, const float* mean, const float*
 }
 
 // One pass of norm_relu_grad_rows over the panels' rows, in parallel; returns the sums.
-template <bool kAccumulate>
-std::pair<std::vector<double>, std::vector<double>> norm_relu_grad(const Panel& g, const Panel& x, const Panel& gx,
+template <bool kAccumulate, class G = float>
+std::pair<std::vector<double>, std::vector<double>> norm_relu_grad(const PanelOf<G>& g, const Panel& x, const Panel& gx,
                                                                    const at::Tensor& scale, const at::Tensor& shift,
                                                                    const at::Tensor& mean) {
   const float *s = scale.data_ptr<float>(), *t = shift.data_ptr<float>(), *m = mean.data_ptr<float>();
   return fused_kernels::sum_over_rows(x.rows, x.channels, [&](int64_t b, int64_t e, float* acc1, float* acc2) {
-    fused_kernels::norm_relu_grad_rows<kAccumulate>(g.data + b * g.ld, g.ld, x.data + b * x.ld, x.ld, gx.data + b * gx.ld,
+    fused_kernels::norm_relu_grad_rows<kAccumulate, G>(g.data + b * g.ld, g.ld, x.data + b * x.ld, x.ld, gx.data + b * gx.ld,
                                                     gx.ld, e - b, x.channels, s, t, m, acc1, acc2);
   });
 }
@@ -480,8 +539,10 @@ std::pair<std::vector<double>, std::vector<double>> norm_relu_grad(const Panel& 
 std::pair<at::Tensor, at::Tensor> norm_relu_backward(const at::Tensor& grad, const Panel& x, const Panel& gx,
                                                      const NormAffine& a, const at::Tensor& mean) {
   const at::Tensor g = grad.contiguous(kChannelsLast);
-  const NormGradTerms terms =
-      norm_grad_terms(norm_relu_grad<false>(panel_of(g), x, gx, a.scale, a.shift, mean), a.scale, a.invstd, x.rows);
+  const NormGradTerms terms = norm_grad_terms(
+      g.scalar_type() == at::kBFloat16 ? norm_relu_grad<false, uint16_t>(panel_of<uint16_t>(g), x, gx, a.scale, a.shift, mean)
+                                       : norm_relu_grad<false>(panel_of(g), x, gx, a.scale, a.shift, mean),
+      a.scale, a.invstd, x.rows);
   affine_add(x, gx, mean.data_ptr<float>(), terms.k1.data_ptr<float>(), terms.k0.data_ptr<float>());
   return {terms.grad_weight, terms.grad_bias};
 }
@@ -528,13 +589,32 @@ struct BlockState {
   bool memory_efficient = false;  // y1 of narrow layers left undefined: backward recomputes it
 };
 
-at::Tensor conv(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, int64_t padding) {
-  return at::conv2d(x, weight, bias, /*stride=*/1, /*padding=*/padding);
+// The dtype the block's LibTorch convolutions run in: bfloat16 under CPU autocast (the only
+// autocast fused_block_supported admits), else float32. Batch norm, its statistics, the buffers
+// and norm_gemm's 1x1 convolutions stay float32.
+at::ScalarType compute_dtype() {
+  return at::autocast::is_autocast_enabled(at::kCPU) ? at::autocast::get_autocast_dtype(at::kCPU) : at::kFloat;
+}
+
+// A stride-1 convolution in `compute`; the result in `compute` too.
+at::Tensor conv(at::ScalarType compute, const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                int64_t padding) {
+  return at::conv2d(x.to(compute), weight.to(compute), bias.defined() ? bias.to(compute) : bias, /*stride=*/1,
+                    /*padding=*/padding);
+}
+
+// Its backward in `compute`: the gradient of the input in `compute`, of the weight in float32.
+std::pair<at::Tensor, at::Tensor> conv_backward(at::ScalarType compute, const at::Tensor& grad, const at::Tensor& x,
+                                                const at::Tensor& weight, int64_t padding) {
+  auto [grad_x, grad_weight, unused] =
+      at::convolution_backward(grad.to(compute), x.to(compute), weight.to(compute), std::nullopt, {1, 1},
+                               {padding, padding}, {1, 1}, false, {0, 0}, 1, {true, true, false});
+  return {grad_x, grad_weight.to(at::kFloat)};
 }
 
 // The block's forward; `state` (training only) receives what backward needs, or is null.
 at::Tensor block_forward(const at::Tensor& x_in, const std::vector<FusedLayerArgs>& layers, int64_t k, bool training,
-                         BlockState* state) {
+                         at::ScalarType compute, BlockState* state) {
   const at::Tensor x = x_in.contiguous(kChannelsLast);
   const int64_t N = x.size(0), C0 = x.size(1), H = x.size(2), W = x.size(3);
   const int64_t total = C0 + static_cast<int64_t>(layers.size()) * k;
@@ -551,10 +631,11 @@ at::Tensor block_forward(const at::Tensor& x_in, const std::vector<FusedLayerArg
   }
   // The normalised inputs of every layer share one allocation (backward recomputes them), and so
   // do the normalised bottleneck outputs.
-  SharedStorage storage1(count * (total - k), x.options());
+  SharedStorage storage1(count * (total - k), x.options().dtype(compute));
   const bool bottleneck_training = training && !layers.empty() && layers[0].norm2.has_value();
   const at::Tensor storage2 =
-      bottleneck_training ? at::empty({count * layers[0].conv1_weight.size(0)}, x.options()) : at::Tensor();
+      bottleneck_training ? at::empty({count * layers[0].conv1_weight.size(0)}, x.options().dtype(compute))
+                          : at::Tensor();
   int64_t channels = C0;
   for (const auto& layer : layers) {
     const at::Tensor features = buffer.narrow(1, 0, channels);
@@ -569,22 +650,26 @@ at::Tensor block_forward(const at::Tensor& x_in, const std::vector<FusedLayerArg
     }
     at::Tensor out;
     if (!layer.norm2) {
-      out = conv(storage1.normalized(features, a1), layer.conv1_weight, {}, layer.padding1);
+      out = conv(compute, storage1.normalized(features, a1), layer.conv1_weight, {}, layer.padding1);
     } else if (!training) {
       const FoldedConv folded = fold_norm_into_conv(layer.conv1_weight, *layer.norm2);
-      at::Tensor y1 = norm_relu_conv1x1(features, a1.scale, a1.shift, folded.weight, folded.bias, /*relu=*/true);
+      at::Tensor y1 =
+          norm_relu_conv1x1(compute, features, a1.scale, a1.shift, folded.weight, folded.bias, /*relu=*/true);
       if (!y1.defined())
-        y1 = conv(storage1.normalized(features, a1), folded.weight, folded.bias, 0).relu_();
-      out = conv(y1, layer.conv2_weight, {}, 1);
+        y1 = conv(compute, storage1.normalized(features, a1), folded.weight, folded.bias, 0).relu_();
+      out = conv(compute, y1, layer.conv2_weight, {}, 1);
     } else {
       const NormArgs& n2 = *layer.norm2;
-      at::Tensor y1 = norm_relu_conv1x1(features, a1.scale, a1.shift, layer.conv1_weight, {}, /*relu=*/false);
+      at::Tensor y1 =
+          norm_relu_conv1x1(compute, features, a1.scale, a1.shift, layer.conv1_weight, {}, /*relu=*/false);
       if (!y1.defined())
-        y1 = conv(storage1.normalized(features, a1), layer.conv1_weight, {}, 0).contiguous(kChannelsLast);
+        y1 = conv(compute, storage1.normalized(features, a1), layer.conv1_weight, {}, 0)
+                 .to(at::kFloat)
+                 .contiguous(kChannelsLast);
       auto [m2, v2] = fused_kernels::channel_stats(panel_of(y1));
       update_running(n2, m2, v2, count);
       const NormAffine a2 = affine(n2.weight, n2.bias, m2, v2, n2.eps);
-      out = conv(normalized(y1, a2.scale, a2.shift, storage2), layer.conv2_weight, {}, 1);
+      out = conv(compute, normalized(y1, a2.scale, a2.shift, storage2), layer.conv2_weight, {}, 1);
       if (state) {
         const bool keep = !state->memory_efficient || keeps_bottleneck_when_efficient(channels, k);
         state->y1.push_back(keep ? y1 : at::Tensor());
@@ -612,6 +697,7 @@ at::Tensor block_forward(const at::Tensor& x_in, const std::vector<FusedLayerArg
 struct BlockSettings {
   int64_t growth_rate;
   bool memory_efficient;
+  at::ScalarType compute;  // compute_dtype() in forward
   bool bottleneck;
   std::vector<int64_t> padding1;
   std::vector<double> momentum1, eps1, momentum2, eps2;
@@ -679,7 +765,8 @@ struct FusedBlockFunction : public torch::autograd::Function<FusedBlockFunction>
                             const BlockSettings& s) {
     BlockState state;
     state.memory_efficient = s.memory_efficient;
-    at::Tensor out = block_forward(x, unflatten(params, running, s), s.growth_rate, /*training=*/true, &state);
+    at::Tensor out =
+        block_forward(x, unflatten(params, running, s), s.growth_rate, /*training=*/true, s.compute, &state);
     variable_list saved(params.begin(), params.end());
     saved.push_back(out);
     ctx->save_for_backward(saved);
@@ -689,6 +776,7 @@ struct FusedBlockFunction : public torch::autograd::Function<FusedBlockFunction>
     ctx->saved_data["mean2"] = state.mean2;
     ctx->saved_data["var2"] = state.var2;
     ctx->saved_data["growth_rate"] = s.growth_rate;
+    ctx->saved_data["compute"] = static_cast<int64_t>(s.compute);
     ctx->saved_data["bottleneck"] = s.bottleneck;
     ctx->saved_data["padding1"] = s.padding1;
     ctx->saved_data["eps1"] = s.eps1;
@@ -704,6 +792,7 @@ struct FusedBlockFunction : public torch::autograd::Function<FusedBlockFunction>
     const std::vector<double> eps2 = ctx->saved_data["eps2"].toDoubleVector();
     const int64_t c0 = ctx->saved_data["c0"].toInt();
     const int64_t k = ctx->saved_data["growth_rate"].toInt();
+    const auto compute = static_cast<at::ScalarType>(ctx->saved_data["compute"].toInt());
     const std::vector<at::Tensor> stats = take(ctx, "stats");
     std::vector<at::Tensor> y1 = take(ctx, "y1"), mean2 = take(ctx, "mean2"), var2 = take(ctx, "var2");
     const at::Tensor& buffer = saved.back();
@@ -715,9 +804,9 @@ struct FusedBlockFunction : public torch::autograd::Function<FusedBlockFunction>
 
     // Reused by every layer (see view_of): the recomputed normalised inputs, and for bottleneck
     // layers the normalised bottleneck output and its gradient.
-    SharedStorage storage1(count * (buffer.size(1) - k), buffer.options());
+    SharedStorage storage1(count * (buffer.size(1) - k), buffer.options().dtype(compute));
     const int64_t bottleneck_size = bottleneck ? count * saved[2].size(0) : 0;  // conv1's output channels
-    const at::Tensor storage2 = bottleneck ? at::empty({bottleneck_size}, buffer.options()) : at::Tensor();
+    const at::Tensor storage2 = bottleneck ? at::empty({bottleneck_size}, buffer.options().dtype(compute)) : at::Tensor();
     const at::Tensor storage_grad2 = bottleneck ? at::empty({bottleneck_size}, buffer.options()) : at::Tensor();
     at::Tensor grad_buffer = at::empty(buffer.sizes(), buffer.options().memory_format(kChannelsLast));
     grad_buffer.copy_(grad_outputs[0]);
@@ -736,19 +825,18 @@ struct FusedBlockFunction : public torch::autograd::Function<FusedBlockFunction>
       const NormAffine a1 = affine(p[0], p[1], m, var.narrow(0, 0, channels), eps1[j]);
       at::Tensor n1;
       // conv1 is 1x1 in a bottleneck layer: norm_gemm's kernels run its forward and backward with
-      // batch norm + ReLU inside, when the CPU has them.
-      const bool norm_gemm_conv1 = bottleneck && norm_gemm::available(p[2].size(0));
+      // batch norm + ReLU inside, when the CPU has them (float32).
+      const bool norm_gemm_conv1 = bottleneck && norm_gemm_runs(compute, p[2]);
       if (bottleneck) {
         if (!y1[j].defined() && norm_gemm_conv1) {  // recompute conv1's output
-          y1[j] = norm_relu_conv1x1(features, a1.scale, a1.shift, p[2], {}, /*relu=*/false);
+          y1[j] = norm_relu_conv1x1(compute, features, a1.scale, a1.shift, p[2], {}, /*relu=*/false);
         } else if (!y1[j].defined()) {  // its normalised input is needed for conv1's backward anyway
           n1 = storage1.normalized(features, a1);
-          y1[j] = conv(n1, p[2], {}, padding1[j]).contiguous(kChannelsLast);
+          y1[j] = conv(compute, n1, p[2], {}, padding1[j]).to(at::kFloat).contiguous(kChannelsLast);
         }
         const NormAffine a2 = affine(p[3], p[4], mean2[j], var2[j], eps2[j]);
         at::Tensor n2 = normalized(y1[j], a2.scale, a2.shift, storage2);
-        auto [g_n2, g_w2, unused2] = at::convolution_backward(
-            grad, n2, p[5], std::nullopt, {1, 1}, {1, 1}, {1, 1}, false, {0, 0}, 1, {true, true, false});
+        auto [g_n2, g_w2] = conv_backward(compute, grad, n2, p[5], 1);
         n2.reset();
         gp[5] = g_w2;
         grad = view_of(storage_grad2, y1[j]);
@@ -764,16 +852,18 @@ struct FusedBlockFunction : public torch::autograd::Function<FusedBlockFunction>
         continue;
       }
       if (!n1.defined()) n1 = storage1.normalized(features, a1);
-      const int64_t pad = padding1[j];
-      auto [g_n1, g_w1, unused1] = at::convolution_backward(
-          grad, n1, p[2], std::nullopt, {1, 1}, {pad, pad}, {1, 1}, false, {0, 0}, 1, {true, true, false});
+      auto [g_n1, g_w1] = conv_backward(compute, grad, n1, p[2], padding1[j]);
       n1.reset();
       grad.reset();
       gp[2] = g_w1;
       const at::Tensor g_cl = g_n1.contiguous(kChannelsLast);
       g_n1.reset();
+      const Panel fp = panel_of(features);
       std::tie(gp[0], gp[1]) = deferred.add(
-          channels, norm_relu_grad<true>(panel_of(g_cl), panel_of(features), grad_features, a1.scale, a1.shift, m),
+          channels,
+          g_cl.scalar_type() == at::kBFloat16
+              ? norm_relu_grad<true, uint16_t>(panel_of<uint16_t>(g_cl), fp, grad_features, a1.scale, a1.shift, m)
+              : norm_relu_grad<true>(panel_of(g_cl), fp, grad_features, a1.scale, a1.shift, m),
           a1.scale, a1.invstd, count);
     }
     variable_list grads{at::Tensor()};
@@ -803,9 +893,11 @@ struct FusedTransitionFunction : public torch::autograd::Function<FusedTransitio
     update_running(norm, mean, var, count);
     const NormAffine a = affine(norm_weight, norm_bias, mean, var, eps);
     at::Tensor pooled = fused_kernels::norm_relu_pool2(x, a.scale, a.shift);
-    at::Tensor out = conv(pooled, conv_weight, {}, 0);
+    const at::ScalarType compute = compute_dtype();
+    at::Tensor out = conv(compute, pooled, conv_weight, {}, 0);
     ctx->save_for_backward({x, norm_weight, norm_bias, conv_weight, keep_pooled ? pooled : at::Tensor()});
     ctx->saved_data["stats"] = std::vector<at::Tensor>{mean, var};
+    ctx->saved_data["compute"] = static_cast<int64_t>(compute);
     ctx->saved_data["eps"] = eps;
     return out;
   }
@@ -816,11 +908,10 @@ struct FusedTransitionFunction : public torch::autograd::Function<FusedTransitio
     const std::vector<at::Tensor> stats = take(ctx, "stats");
     const NormAffine a = affine(norm_weight, norm_bias, stats[0], stats[1], ctx->saved_data["eps"].toDouble());
     at::Tensor pooled = saved[4].defined() ? saved[4] : fused_kernels::norm_relu_pool2(x, a.scale, a.shift);
-    auto [g_pooled, g_conv, unused] =
-        at::convolution_backward(grad_outputs[0].contiguous(kChannelsLast), pooled, conv_weight, std::nullopt, {1, 1},
-                                 {0, 0}, {1, 1}, false, {0, 0}, 1, {true, true, false});
+    auto [g_pooled, g_conv] = conv_backward(static_cast<at::ScalarType>(ctx->saved_data["compute"].toInt()),
+                                            grad_outputs[0].contiguous(kChannelsLast), pooled, conv_weight, 0);
     pooled.reset();
-    const at::Tensor gp = g_pooled.mul(0.25).contiguous(kChannelsLast);  // the window's weight
+    const at::Tensor gp = g_pooled.to(at::kFloat).mul(0.25).contiguous(kChannelsLast);  // the window's weight
     g_pooled.reset();
     at::Tensor gx = at::empty(x.sizes(), x.options().memory_format(kChannelsLast));
     const int64_t count = x.size(0) * x.size(2) * x.size(3);
@@ -873,7 +964,8 @@ struct FusedStemFunction : public torch::autograd::Function<FusedStemFunction> {
 
 }  // namespace
 
-at::Tensor fused_norm_relu_maxpool(const at::Tensor& x, const NormArgs& norm, bool training) {
+at::Tensor fused_norm_relu_maxpool(const at::Tensor& x_in, const NormArgs& norm, bool training) {
+  const at::Tensor x = x_in.to(at::kFloat);  // bfloat16 under autocast
   if (training)
     return FusedStemFunction::apply(x, norm.weight, norm.bias, norm.running_mean, norm.running_var, norm.momentum,
                                     norm.eps);
@@ -883,7 +975,7 @@ at::Tensor fused_norm_relu_maxpool(const at::Tensor& x, const NormArgs& norm, bo
 
 at::Tensor fused_transition(const at::Tensor& x, const NormArgs& norm, const at::Tensor& conv_weight,
                             bool keep_pooled) {
-  return FusedTransitionFunction::apply(x, norm.weight, norm.bias, norm.running_mean, norm.running_var, conv_weight,
+  return FusedTransitionFunction::apply(x.to(at::kFloat), norm.weight, norm.bias, norm.running_mean, norm.running_var, conv_weight,
                                         norm.momentum, norm.eps, keep_pooled);
 }
 
@@ -917,15 +1009,21 @@ bool fused_blocks_enabled() {
 
 void set_fused_blocks(bool enabled) { fused_override.store(enabled ? 1 : 0); }
 
-bool fused_block_supported(const at::Tensor& x, bool training) {
-  return fused_blocks_enabled() && x.device().is_cpu() && x.scalar_type() == at::kFloat && x.dim() == 4 &&
-         !at::autocast::is_autocast_enabled(at::kCPU) && (!training || x.size(0) * x.size(2) * x.size(3) > 1);
+bool fused_block_supported(const at::Tensor& x, bool training, const at::Tensor& weight) {
+  if (!fused_blocks_enabled() || !x.device().is_cpu() || x.dim() != 4 || weight.scalar_type() != at::kFloat ||
+      (training && x.size(0) * x.size(2) * x.size(3) <= 1))
+    return false;
+  if (!at::autocast::is_autocast_enabled(at::kCPU)) return x.scalar_type() == at::kFloat;
+  return at::autocast::get_autocast_dtype(at::kCPU) == at::kBFloat16 &&
+         (x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16);
 }
 
-at::Tensor fused_dense_block(const at::Tensor& x, const std::vector<FusedLayerArgs>& layers, int64_t growth_rate,
+at::Tensor fused_dense_block(const at::Tensor& x_in, const std::vector<FusedLayerArgs>& layers, int64_t growth_rate,
                              bool training, bool memory_efficient) {
-  if (!training || !at::GradMode::is_enabled()) return block_forward(x, layers, growth_rate, training, nullptr);
-  BlockSettings s{growth_rate, memory_efficient, !layers.empty() && layers[0].norm2.has_value(), {}, {}, {}, {}, {}};
+  const at::Tensor x = x_in.to(at::kFloat);  // bfloat16 under autocast
+  if (!training || !at::GradMode::is_enabled())
+    return block_forward(x, layers, growth_rate, training, compute_dtype(), nullptr);
+  BlockSettings s{growth_rate, memory_efficient, compute_dtype(), !layers.empty() && layers[0].norm2.has_value(), {}, {}, {}, {}, {}};
   std::vector<at::Tensor> params, running;
   for (const auto& l : layers) {
     s.padding1.push_back(l.padding1);

@@ -65,9 +65,12 @@ at::Tensor fused_norm_relu_maxpool(const at::Tensor& x, const NormArgs& norm, bo
 bool fused_blocks_enabled();
 void set_fused_blocks(bool enabled);
 
-// Whether the fused block can compute a block on `x`: CPU, float32, no autocast, at least two
-// values per channel (as batch norm requires in training).
-bool fused_block_supported(const at::Tensor& x, bool training);
+// Whether the fused block (and the fused stem and transitions) can compute on `x` for a module
+// whose parameters are like `weight`: CPU, float32 parameters, x float32 (or bfloat16 under
+// bfloat16 autocast: then the LibTorch convolutions run in bfloat16 and everything else, the
+// 1x1 convolutions with batch norm inside included, in float32), at least two values per channel
+// (as batch norm requires in training).
+bool fused_block_supported(const at::Tensor& x, bool training, const at::Tensor& weight);
 
 // The block: x followed by every layer's growth_rate new channels, [N, C0 + L*k, H, W],
 // channels-last. training: batch statistics (running statistics updated as BatchNorm2d does),

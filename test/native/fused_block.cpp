@@ -10,6 +10,7 @@
 #include "../../native/core/efficient_concat.cpp"
 #include "../../native/core/fused_block.cpp"
 #include "../../native/core/norm_gemm.cpp"
+#include "../../native/core/precision.h"
 
 #include <cstdio>
 #include <string>
@@ -94,6 +95,64 @@ void compare_models(const DenseNetConfig& config, const std::string& name, int64
   for (auto& b : fused->named_buffers()) expect_close(b.value(), rb[b.key()], name + " buffer " + b.key() + " at the end", 1e-5);
 }
 
+// bfloat16 autocast (forward under autocast, backward after it, as fit does): the fused block,
+// stem and transitions run their convolutions in bfloat16. The output and every gradient must be
+// as close to float32's (cosine similarity) as LibTorch's own bfloat16 autocast layer by layer
+// is, less a margin for rounding in other places; a missing or misplaced term falls far below.
+// And not equal to float32 (bfloat16 did run).
+void compare_bf16(const DenseNetConfig& config, const std::string& name, int64_t size) {
+  torch::manual_seed(1);
+  DenseNet models[3] = {DenseNet(config), DenseNet(config), DenseNet(config)};
+  copy_state(models[0], models[1]);
+  copy_state(models[0], models[2]);
+  const at::Tensor x0 = torch::randn({8, config.in_channels, size, size});
+  std::vector<at::Tensor> results[3];  // fused bf16, layer by layer bf16, layer by layer float32
+  for (int i = 0; i < 3; ++i) {
+    DenseNet& model = models[i];
+    set_fused_blocks(i == 0);
+    model->train();
+    at::Tensor x = x0.clone().requires_grad_(true);
+    at::Tensor out;
+    {
+      PrecisionScope scope(i < 2 ? Precision::kBf16 : Precision::kFp32, at::kCPU);
+      out = model->forward(x).to(at::kFloat);
+    }
+    torch::manual_seed(7);
+    (out * torch::randn(out.sizes())).sum().backward();
+    results[i].push_back(out.detach());
+    results[i].push_back(x.grad());
+    for (auto& p : model->parameters()) results[i].push_back(p.grad());
+  }
+  auto cosine = [](const at::Tensor& a, const at::Tensor& b) {
+    const at::Tensor x = a.to(at::kDouble).flatten(), y = b.to(at::kDouble).flatten();
+    return (x.dot(y) / (x.norm() * y.norm() + 1e-30)).item<double>();
+  };
+  double worst[2] = {1, 1}, largest = 0;
+  for (std::size_t r = 0; r < results[0].size(); ++r) {
+    if (results[0][r].scalar_type() != at::kFloat) {
+      std::printf("FAIL %s bf16: result %zu is %s, not float32\n", name.c_str(), r,
+                  c10::toString(results[0][r].scalar_type()));
+      failed = true;
+      continue;
+    }
+    const double fused = cosine(results[0][r], results[2][r]), libtorch = cosine(results[1][r], results[2][r]);
+    worst[0] = std::min(worst[0], fused);
+    worst[1] = std::min(worst[1], libtorch);
+    largest = std::max(largest, (results[0][r] - results[2][r]).abs().max().item<double>());
+    if (!(fused >= std::min(0.99, libtorch) - 0.05)) {
+      std::printf("FAIL %s bf16: result %zu has cosine similarity %.4f with float32 (LibTorch's autocast %.4f)\n",
+                  name.c_str(), r, fused, libtorch);
+      failed = true;
+    }
+  }
+  if (!(largest > 0)) {
+    std::printf("FAIL %s bf16: equal to float32: bfloat16 did not run\n", name.c_str());
+    failed = true;
+  }
+  std::printf("%s under bfloat16 autocast: worst cosine similarity with float32 %.4f (LibTorch's autocast %.4f)\n",
+              name.c_str(), worst[0], worst[1]);
+}
+
 }  // namespace
 
 int main() {
@@ -145,6 +204,13 @@ int main() {
   compare_models(imagenet, "ImageNet stem, odd sizes", 37);  // pooling windows cut by the edges
   imagenet.memory_efficient = true;
   compare_models(imagenet, "ImageNet stem memory-efficient", 32);
+
+  compare_bf16(bc, "bottleneck", 8);
+  DenseNetConfig plain_bf16 = bc;
+  plain_bf16.bn_size = 0;
+  compare_bf16(plain_bf16, "plain layers", 8);
+  imagenet.memory_efficient = false;
+  compare_bf16(imagenet, "ImageNet stem", 32);
 
   // A second backward through a fused block is refused, not silently wrong.
   set_fused_blocks(true);
