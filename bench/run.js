@@ -7,6 +7,7 @@
 //   THREADS=2 STEPS=5 npm run bench
 //   npm run bench -- --only infer  # only the inference (or train) cases
 //   npm run bench -- --repeat 5    # every row in 5 fresh processes: median, with [min-max] images/s
+//   npm run bench -- --repeat 5 --torch-repeat 1   # PyTorch's rows in fewer processes than ours
 //   npm run bench -- --compile     # also PyTorch's torch.compile (inductor), naive rows
 //   npm run bench -- --device cuda # the GPU cases: larger batches, fp32 and fp16 (autocast, loss
 //                                  # scaling), device memory from the caching allocator's peak
@@ -96,6 +97,8 @@ const onlyAt = process.argv.indexOf('--only');
 const only = onlyAt > 0 ? process.argv[onlyAt + 1] : undefined;
 const repeatAt = process.argv.indexOf('--repeat');
 const repeat = repeatAt > 0 ? Number(process.argv[repeatAt + 1]) : 1;
+const torchRepeatAt = process.argv.indexOf('--torch-repeat');
+const torchRepeat = torchRepeatAt > 0 ? Number(process.argv[torchRepeatAt + 1]) : repeat;
 const withCompile = process.argv.includes('--compile');
 
 /** Runs a case `repeat` times, each in a fresh process: the median run, with min/median/max images/s. */
@@ -138,7 +141,7 @@ for (const c of cases(scaling).filter((x) => !only || x.mode === only)) {
   ] : [];
   const pytorch = {};
   for (const [name, extra] of variants) {
-    const r = runRepeated(python, [path.join(__dirname, 'pytorch_reference.py'), JSON.stringify({ ...c, threads, ...extra })], repeat);
+    const r = runRepeated(python, [path.join(__dirname, 'pytorch_reference.py'), JSON.stringify({ ...c, threads, ...extra })], torchRepeat);
     pytorch[name] = Object.assign(r, roofline(r, c, limits));
   }
   // The comparison is against PyTorch's faster eager layout (and torch.compile when measured).
