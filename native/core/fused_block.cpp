@@ -29,7 +29,7 @@ namespace fused_kernels {
 
 // A row-major panel of an activation: row p is pixel p (channels-last), its C channels start at
 // data + p * ld. A view of some channels of a block buffer is a panel with ld = the buffer's width.
-// Elements are float32 (Panel) or bfloat16 bits (Bf16Panel: under autocast, a bfloat16
+// Elements are float32 (Panel) or bfloat16 bits (PanelOf<uint16_t>: under autocast, a bfloat16
 // convolution's input or input gradient).
 template <class T>
 struct PanelOf {
@@ -39,7 +39,6 @@ struct PanelOf {
   int64_t channels;
 };
 using Panel = PanelOf<float>;
-using Bf16Panel = PanelOf<uint16_t>;
 
 template <class T = float>
 PanelOf<T> panel_of(const at::Tensor& t) {
@@ -68,6 +67,8 @@ inline float from_bf16(uint16_t h) {
 }
 inline float as_float(float v) { return v; }
 inline float as_float(uint16_t v) { return from_bf16(v); }
+inline void store(float& y, float v) { y = v; }
+inline void store(uint16_t& y, float v) { y = to_bf16(v); }
 
 constexpr int64_t kRowGrain = 64;   // rows per parallel task at least
 constexpr int64_t kSumBlock = 64;   // rows summed in float before adding into double
@@ -90,30 +91,18 @@ DT_VECTOR_KERNEL void squared_deviation_rows(const float* __restrict x, int64_t 
   }
 }
 
-// y = relu(x * scale + shift); NaN stays NaN, as torch.relu.
-DT_VECTOR_KERNEL void norm_relu_rows(const float* __restrict x, int64_t ldx, float* __restrict y, int64_t ldy,
+// y = relu(x * scale + shift); NaN stays NaN, as torch.relu. Y: float, or bfloat16 bits (a
+// bfloat16 convolution's input under autocast).
+template <class Y>
+DT_VECTOR_KERNEL void norm_relu_rows(const float* __restrict x, int64_t ldx, Y* __restrict y, int64_t ldy,
                                      int64_t rows, int64_t C, const float* __restrict scale,
                                      const float* __restrict shift) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* __restrict xr = x + r * ldx;
-    float* __restrict yr = y + r * ldy;
+    Y* __restrict yr = y + r * ldy;
     for (int64_t c = 0; c < C; ++c) {
       const float v = xr[c] * scale[c] + shift[c];
-      yr[c] = v < 0.f ? 0.f : v;
-    }
-  }
-}
-
-// The same into bfloat16 (a bfloat16 convolution's input under autocast).
-DT_VECTOR_KERNEL void norm_relu_rows_bf16(const float* __restrict x, int64_t ldx, uint16_t* __restrict y,
-                                          int64_t ldy, int64_t rows, int64_t C, const float* __restrict scale,
-                                          const float* __restrict shift) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* __restrict xr = x + r * ldx;
-    uint16_t* __restrict yr = y + r * ldy;
-    for (int64_t c = 0; c < C; ++c) {
-      const float v = xr[c] * scale[c] + shift[c];
-      yr[c] = to_bf16(v < 0.f ? 0.f : v);
+      store(yr[c], v < 0.f ? 0.f : v);
     }
   }
 }
@@ -240,20 +229,21 @@ std::pair<at::Tensor, at::Tensor> channel_stats(const Panel& x) {
   return {mean_f, float_vector(var)};
 }
 
-void norm_relu(const Panel& x, const at::Tensor& y_tensor, const at::Tensor& scale, const at::Tensor& shift) {
+template <class Y>
+void norm_relu(const Panel& x, const PanelOf<Y>& y, const at::Tensor& scale, const at::Tensor& shift) {
   const float* s = scale.data_ptr<float>();
   const float* t = shift.data_ptr<float>();
-  if (y_tensor.scalar_type() == at::kBFloat16) {
-    const Bf16Panel y = panel_of<uint16_t>(y_tensor);
-    over_rows(x.rows, [&](int64_t b, int64_t e) {
-      norm_relu_rows_bf16(x.data + b * x.ld, x.ld, y.data + b * y.ld, y.ld, e - b, x.channels, s, t);
-    });
-    return;
-  }
-  const Panel y = panel_of(y_tensor);
   over_rows(x.rows, [&](int64_t b, int64_t e) {
-    norm_relu_rows(x.data + b * x.ld, x.ld, y.data + b * y.ld, y.ld, e - b, x.channels, s, t);
+    norm_relu_rows<Y>(x.data + b * x.ld, x.ld, y.data + b * y.ld, y.ld, e - b, x.channels, s, t);
   });
+}
+
+// Into a float32 or bfloat16 panel.
+void norm_relu(const Panel& x, const at::Tensor& y, const at::Tensor& scale, const at::Tensor& shift) {
+  if (y.scalar_type() == at::kBFloat16)
+    norm_relu(x, panel_of<uint16_t>(y), scale, shift);
+  else
+    norm_relu(x, panel_of(y), scale, shift);
 }
 
 
