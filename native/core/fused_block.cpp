@@ -524,17 +524,33 @@ std::pair<std::vector<double>, std::vector<double>> norm_relu_grad(const PanelOf
   });
 }
 
+// The same for a channels-last float32 or bfloat16 gradient g (a bfloat16 convolution's input
+// gradient under autocast).
+template <bool kAccumulate>
+std::pair<std::vector<double>, std::vector<double>> norm_relu_grad(const at::Tensor& g, const Panel& x, const Panel& gx,
+                                                                   const at::Tensor& scale, const at::Tensor& shift,
+                                                                   const at::Tensor& mean) {
+  if (g.scalar_type() == at::kBFloat16)
+    return norm_relu_grad<kAccumulate, uint16_t>(panel_of<uint16_t>(g), x, gx, scale, shift, mean);
+  return norm_relu_grad<kAccumulate>(panel_of(g), x, gx, scale, shift, mean);
+}
+
+// Completes batch norm's backward from the sums of a norm_relu_grad pass over x (gx written, not
+// accumulated): adds the affine term to gx, returns the gradients of gamma and beta.
+std::pair<at::Tensor, at::Tensor> finish_norm_backward(const std::pair<std::vector<double>, std::vector<double>>& sums,
+                                                       const Panel& x, const Panel& gx, const NormAffine& a,
+                                                       const at::Tensor& mean) {
+  const NormGradTerms terms = norm_grad_terms(sums, a.scale, a.invstd, x.rows);
+  affine_add(x, gx, mean.data_ptr<float>(), terms.k1.data_ptr<float>(), terms.k0.data_ptr<float>());
+  return {terms.grad_weight, terms.grad_bias};
+}
+
 // Backward of relu(batch_norm(x)) with batch statistics (mean and the affine form of the
 // forward): the gradient of x is written to gx, returns the gradients of gamma and beta.
 std::pair<at::Tensor, at::Tensor> norm_relu_backward(const at::Tensor& grad, const Panel& x, const Panel& gx,
                                                      const NormAffine& a, const at::Tensor& mean) {
-  const at::Tensor g = grad.contiguous(kChannelsLast);
-  const NormGradTerms terms = norm_grad_terms(
-      g.scalar_type() == at::kBFloat16 ? norm_relu_grad<false, uint16_t>(panel_of<uint16_t>(g), x, gx, a.scale, a.shift, mean)
-                                       : norm_relu_grad<false>(panel_of(g), x, gx, a.scale, a.shift, mean),
-      a.scale, a.invstd, x.rows);
-  affine_add(x, gx, mean.data_ptr<float>(), terms.k1.data_ptr<float>(), terms.k0.data_ptr<float>());
-  return {terms.grad_weight, terms.grad_bias};
+  return finish_norm_backward(norm_relu_grad<false>(grad.contiguous(kChannelsLast), x, gx, a.scale, a.shift, mean), x,
+                              gx, a, mean);
 }
 
 // The backward of norm_relu_conv1x1 (no bias, no output ReLU) with batch statistics, in one pass
@@ -570,6 +586,19 @@ std::pair<at::Tensor, std::pair<std::vector<double>, std::vector<double>>> norm_
     }
   at::Tensor grad_weight = partial.sum(0).narrow(1, 0, k).contiguous().view(weight.sizes());
   return {grad_weight.contiguous(kChannelsLast), {std::move(sum_gy), std::move(sum_gy_dx)}};
+}
+
+// Training-mode batch norm of a whole panel: its batch statistics (running statistics updated as
+// BatchNorm2d does) and the affine form x * scale + shift.
+struct BatchStats {
+  at::Tensor mean, var;
+  NormAffine a;
+};
+BatchStats batch_norm_of(const Panel& x, const NormArgs& norm) {
+  auto [mean, var] = fused_kernels::channel_stats(x);
+  update_running(norm, mean, var, x.rows);
+  const NormAffine a = affine(norm.weight, norm.bias, mean, var, norm.eps);
+  return {mean, var, a};
 }
 
 // What backward needs from forward (training only).
@@ -848,13 +877,9 @@ struct FusedBlockFunction : public torch::autograd::Function<FusedBlockFunction>
       gp[2] = g_w1;
       const at::Tensor g_cl = g_n1.contiguous(kChannelsLast);
       g_n1.reset();
-      const Panel fp = panel_of(features);
       std::tie(gp[0], gp[1]) = deferred.add(
-          channels,
-          g_cl.scalar_type() == at::kBFloat16
-              ? norm_relu_grad<true, uint16_t>(panel_of<uint16_t>(g_cl), fp, grad_features, a1.scale, a1.shift, m)
-              : norm_relu_grad<true>(panel_of(g_cl), fp, grad_features, a1.scale, a1.shift, m),
-          a1.scale, a1.invstd, count);
+          channels, norm_relu_grad<true>(g_cl, panel_of(features), grad_features, a1.scale, a1.shift, m), a1.scale,
+          a1.invstd, count);
     }
     variable_list grads{at::Tensor()};
     if (ctx->needs_input_grad(0)) {
@@ -877,16 +902,12 @@ struct FusedTransitionFunction : public torch::autograd::Function<FusedTransitio
                             const at::Tensor& norm_bias, const at::Tensor& running_mean, const at::Tensor& running_var,
                             const at::Tensor& conv_weight, double momentum, double eps, bool keep_pooled) {
     const at::Tensor x = x_in.contiguous(kChannelsLast);
-    const NormArgs norm{norm_weight, norm_bias, running_mean, running_var, momentum, eps};
-    auto [mean, var] = fused_kernels::channel_stats(panel_of(x));
-    const int64_t count = x.size(0) * x.size(2) * x.size(3);
-    update_running(norm, mean, var, count);
-    const NormAffine a = affine(norm_weight, norm_bias, mean, var, eps);
-    at::Tensor pooled = fused_kernels::norm_relu_pool2(x, a.scale, a.shift);
+    const BatchStats bn = batch_norm_of(panel_of(x), {norm_weight, norm_bias, running_mean, running_var, momentum, eps});
+    at::Tensor pooled = fused_kernels::norm_relu_pool2(x, bn.a.scale, bn.a.shift);
     const at::ScalarType compute = compute_dtype();
     at::Tensor out = conv(compute, pooled, conv_weight, {}, 0);
     ctx->save_for_backward({x, norm_weight, norm_bias, conv_weight, keep_pooled ? pooled : at::Tensor()});
-    ctx->saved_data["stats"] = std::vector<at::Tensor>{mean, var};
+    ctx->saved_data["stats"] = std::vector<at::Tensor>{bn.mean, bn.var};
     ctx->saved_data["compute"] = static_cast<int64_t>(compute);
     ctx->saved_data["eps"] = eps;
     return out;
@@ -904,13 +925,11 @@ struct FusedTransitionFunction : public torch::autograd::Function<FusedTransitio
     const at::Tensor gp = g_pooled.to(at::kFloat).mul(0.25).contiguous(kChannelsLast);  // the window's weight
     g_pooled.reset();
     at::Tensor gx = at::empty(x.sizes(), x.options().memory_format(kChannelsLast));
-    const int64_t count = x.size(0) * x.size(2) * x.size(3);
-    const NormGradTerms terms = norm_grad_terms(
-        fused_kernels::norm_relu_pool2_grad(x, gp, gx, a.scale, a.shift, stats[0]), a.scale, a.invstd, count);
-    affine_add(panel_of(x), panel_of(gx), stats[0].data_ptr<float>(), terms.k1.data_ptr<float>(),
-               terms.k0.data_ptr<float>());
+    auto [grad_weight, grad_bias] =
+        finish_norm_backward(fused_kernels::norm_relu_pool2_grad(x, gp, gx, a.scale, a.shift, stats[0]), panel_of(x),
+                             panel_of(gx), a, stats[0]);
     // x, norm weight, norm bias, running mean, running var, conv weight, momentum, eps, keep_pooled
-    return {gx, terms.grad_weight, terms.grad_bias, {}, {}, g_conv, {}, {}, {}};
+    return {gx, grad_weight, grad_bias, {}, {}, g_conv, {}, {}, {}};
   }
 };
 
@@ -924,14 +943,11 @@ struct FusedStemFunction : public torch::autograd::Function<FusedStemFunction> {
                             const at::Tensor& norm_bias, const at::Tensor& running_mean, const at::Tensor& running_var,
                             double momentum, double eps) {
     const at::Tensor x = x_in.contiguous(kChannelsLast);
-    auto [mean, var] = fused_kernels::channel_stats(panel_of(x));
-    update_running({norm_weight, norm_bias, running_mean, running_var, momentum, eps}, mean, var,
-                   x.size(0) * x.size(2) * x.size(3));
-    const NormAffine a = affine(norm_weight, norm_bias, mean, var, eps);
+    const BatchStats bn = batch_norm_of(panel_of(x), {norm_weight, norm_bias, running_mean, running_var, momentum, eps});
     ctx->save_for_backward({x, norm_weight, norm_bias});
-    ctx->saved_data["stats"] = std::vector<at::Tensor>{mean, var};
+    ctx->saved_data["stats"] = std::vector<at::Tensor>{bn.mean, bn.var};
     ctx->saved_data["eps"] = eps;
-    return fused_kernels::norm_relu_maxpool(x, a.scale, a.shift);
+    return fused_kernels::norm_relu_maxpool(x, bn.a.scale, bn.a.shift);
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
@@ -943,12 +959,11 @@ struct FusedStemFunction : public torch::autograd::Function<FusedStemFunction> {
     fused_kernels::norm_relu_maxpool_grad(x, grad_outputs[0].contiguous(kChannelsLast), gz, a.scale, a.shift);
     at::Tensor gx = at::empty(x.sizes(), x.options().memory_format(kChannelsLast));
     const Panel xp = panel_of(x), gxp = panel_of(gx);
-    const NormGradTerms terms = norm_grad_terms(norm_relu_grad<false>(panel_of(gz), xp, gxp, a.scale, a.shift, stats[0]),
-                                                a.scale, a.invstd, xp.rows);
+    const auto sums = norm_relu_grad<false>(gz, xp, gxp, a.scale, a.shift, stats[0]);
     gz.reset();
-    affine_add(xp, gxp, stats[0].data_ptr<float>(), terms.k1.data_ptr<float>(), terms.k0.data_ptr<float>());
+    auto [grad_weight, grad_bias] = finish_norm_backward(sums, xp, gxp, a, stats[0]);
     // x, norm weight, norm bias, running mean, running var, momentum, eps
-    return {gx, terms.grad_weight, terms.grad_bias, {}, {}, {}, {}};
+    return {gx, grad_weight, grad_bias, {}, {}, {}, {}};
   }
 };
 
