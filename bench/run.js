@@ -9,6 +9,8 @@
 //   npm run bench -- --repeat 5    # every row in 5 fresh processes: median, with [min-max] images/s
 //   npm run bench -- --repeat 5 --torch-repeat 1   # PyTorch's rows in fewer processes than ours
 //   npm run bench -- --compile     # also PyTorch's torch.compile (inductor), naive rows
+//   npm run bench -- --isa avx2    # both sides held to AVX2 (oneDNN, ATen, MKL, norm_gemm): what a
+//                                  # CPU without AVX-512 runs, on one that has it; fp32 rows only
 //   npm run bench -- --device cuda # the GPU cases: larger batches, fp32 and fp16 (autocast, loss
 //                                  # scaling), device memory from the caching allocator's peak
 // Every row shows achieved GFLOP/s (from the model's convolution shapes), its fraction of the
@@ -27,6 +29,15 @@ const steps = Number(process.env.STEPS || 5);
 const python = process.env.PYTHON || 'python3';
 const bc100 = { model: 'cifar', depth: 100, growthRate: 12, size: 32, classes: 10 };
 const dn121 = { model: 'densenet121', size: 224, classes: 1000 };
+
+// --isa avx2: every process (ours and PyTorch's) held to AVX2 kernels through the libraries' own
+// switches. densetorch's memory-bound elementwise passes still pick their AVX-512 clones.
+const isaAt = process.argv.indexOf('--isa');
+const isa = isaAt > 0 ? process.argv[isaAt + 1] : undefined;
+if (isa !== undefined && isa !== 'avx2') throw new Error(`--isa: only avx2 is supported, got ${isa}`);
+const childEnv = isa === 'avx2'
+  ? { ...process.env, ONEDNN_MAX_CPU_ISA: 'AVX2', ATEN_CPU_CAPABILITY: 'avx2', MKL_ENABLE_INSTRUCTIONS: 'AVX2', DENSETORCH_NORM_GEMM: 'avx2' }
+  : process.env;
 
 const deviceAt = process.argv.indexOf('--device');
 const device = deviceAt > 0 ? process.argv[deviceAt + 1] : 'cpu';
@@ -61,13 +72,15 @@ function cases(scaling) {
     { name: 'DenseNet-BC L=100 k=12', ...bc100, batch: 256 },
     { name: 'DenseNet-121', ...dn121, batch: 32 },
   ].map((c) => ({ ...c, mode: 'infer', memoryEfficient: false, warmup: 1, steps }));
-  // Opt-in bf16 (autocast on both sides): naive training and inference.
+  // Opt-in bf16 (autocast on both sides): naive training and inference. Not with --isa avx2:
+  // without AVX-512 BF16 the CPU emulates bf16 and fp32 is the precision to use.
+  if (isa) return [...train, ...infer];
   const bf16 = [...train.filter((c) => !c.memoryEfficient), ...infer].map((c) => ({ ...c, precision: 'bf16' }));
   return [...train, ...infer, ...bf16];
 }
 
 function run(cmd, args) {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', cwd: path.join(__dirname, '..'), maxBuffer: 1 << 24 });
+  const r = spawnSync(cmd, args, { encoding: 'utf8', cwd: path.join(__dirname, '..'), maxBuffer: 1 << 24, env: childEnv });
   if (r.status !== 0) {
     const lines = (r.stderr || r.error?.message || '').trim().split('\n');
     return { error: lines.find((l) => /Error\b/.test(l)) ?? lines.pop() };
@@ -158,10 +171,10 @@ for (const c of cases(scaling).filter((x) => !only || x.mode === only)) {
   for (const [name, r] of Object.entries(pytorch)) console.log(`      pytorch ${name.padEnd(13)} ${fmtRun(r)}`);
   if (row.throughputRatio) console.log(`      speed x${row.throughputRatio.toFixed(2)} and memory x${row.memoryRatio.toFixed(2)} of pytorch ${row.best}`);
 }
-const out = path.join(__dirname, 'results', `${new Date().toISOString().slice(0, 10)}${onCuda ? '-cuda' : ''}${scaling ? '-scaling' : ''}${only ? `-${only}` : ''}${repeat > 1 ? `-repeat${repeat}` : ''}.json`);
+const out = path.join(__dirname, 'results', `${new Date().toISOString().slice(0, 10)}${onCuda ? '-cuda' : ''}${scaling ? '-scaling' : ''}${only ? `-${only}` : ''}${isa ? `-${isa}` : ''}${repeat > 1 ? `-repeat${repeat}` : ''}.json`);
 fs.mkdirSync(path.dirname(out), { recursive: true });
 const torchVersion = withTorch ? spawnSync(python, ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8' }).stdout.trim() : null;
 const gpu = onCuda ? spawnSync('nvidia-smi', ['--query-gpu=name,driver_version,memory.total', '--format=csv,noheader'], { encoding: 'utf8' }).stdout?.trim() ?? null : undefined;
 const libtorch = require('..').versions.libtorch;
-fs.writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), device, gpu, threads, steps, cpu: os.cpus()[0].model, cores: os.cpus().length, libtorch, pytorch: torchVersion, rows }, null, 2) + '\n');
+fs.writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), device, gpu, isa: isa ?? 'native', threads, steps, cpu: os.cpus()[0].model, cores: os.cpus().length, libtorch, pytorch: torchVersion, rows }, null, 2) + '\n');
 console.log(`wrote ${path.relative(process.cwd(), out)}`);

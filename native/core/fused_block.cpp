@@ -29,8 +29,8 @@ namespace fused_kernels {
 
 // A row-major panel of an activation: row p is pixel p (channels-last), its C channels start at
 // data + p * ld. A view of some channels of a block buffer is a panel with ld = the buffer's width.
-// Elements are float32 (Panel) or bfloat16 bits (PanelOf<uint16_t>: under autocast, a bfloat16
-// convolution's input or input gradient).
+// Elements are float32 (Panel) or bfloat16 bits (PanelOf<uint16_t>: under bfloat16 autocast the
+// block buffer, bottleneck outputs and pooled maps, a convolution's input or input gradient).
 template <class T>
 struct PanelOf {
   T* data;
@@ -73,55 +73,58 @@ inline void store(uint16_t& y, float v) { y = to_bf16(v); }
 constexpr int64_t kRowGrain = 64;   // rows per parallel task at least
 constexpr int64_t kSumBlock = 64;   // rows summed in float before adding into double
 
-DT_VECTOR_KERNEL void sum_rows(const float* __restrict x, int64_t ldx, int64_t rows, int64_t C, float* __restrict acc) {
+template <class X>
+DT_VECTOR_KERNEL void sum_rows(const X* __restrict x, int64_t ldx, int64_t rows, int64_t C, float* __restrict acc) {
   for (int64_t r = 0; r < rows; ++r) {
-    const float* __restrict xr = x + r * ldx;
-    for (int64_t c = 0; c < C; ++c) acc[c] += xr[c];
+    const X* __restrict xr = x + r * ldx;
+    for (int64_t c = 0; c < C; ++c) acc[c] += as_float(xr[c]);
   }
 }
 
-DT_VECTOR_KERNEL void squared_deviation_rows(const float* __restrict x, int64_t ldx, int64_t rows, int64_t C,
+template <class X>
+DT_VECTOR_KERNEL void squared_deviation_rows(const X* __restrict x, int64_t ldx, int64_t rows, int64_t C,
                                              const float* __restrict mean, float* __restrict acc) {
   for (int64_t r = 0; r < rows; ++r) {
-    const float* __restrict xr = x + r * ldx;
+    const X* __restrict xr = x + r * ldx;
     for (int64_t c = 0; c < C; ++c) {
-      const float d = xr[c] - mean[c];
+      const float d = as_float(xr[c]) - mean[c];
       acc[c] += d * d;
     }
   }
 }
 
-// y = relu(x * scale + shift); NaN stays NaN, as torch.relu. Y: float, or bfloat16 bits (a
-// bfloat16 convolution's input under autocast).
-template <class Y>
-DT_VECTOR_KERNEL void norm_relu_rows(const float* __restrict x, int64_t ldx, Y* __restrict y, int64_t ldy,
+// y = relu(x * scale + shift); NaN stays NaN, as torch.relu. X, Y: float, or bfloat16 bits
+// (under autocast).
+template <class X, class Y>
+DT_VECTOR_KERNEL void norm_relu_rows(const X* __restrict x, int64_t ldx, Y* __restrict y, int64_t ldy,
                                      int64_t rows, int64_t C, const float* __restrict scale,
                                      const float* __restrict shift) {
   for (int64_t r = 0; r < rows; ++r) {
-    const float* __restrict xr = x + r * ldx;
+    const X* __restrict xr = x + r * ldx;
     Y* __restrict yr = y + r * ldy;
     for (int64_t c = 0; c < C; ++c) {
-      const float v = xr[c] * scale[c] + shift[c];
+      const float v = as_float(xr[c]) * scale[c] + shift[c];
       store(yr[c], v < 0.f ? 0.f : v);
     }
   }
 }
 
 // y[p] = 0.25 * sum of relu(x * scale + shift) over the 2x2 window of output pixel p, for `width`
-// output pixels of one output row: x0, x1 are the two input rows (channels-last, pixels ldp floats
-// apart), y the output row.
-DT_VECTOR_KERNEL void norm_relu_pool2_row(const float* __restrict x0, const float* __restrict x1, int64_t ldp,
-                                          float* __restrict y, int64_t width, int64_t C,
+// output pixels of one output row: x0, x1 are the two input rows (channels-last, pixels ldp
+// elements apart), y the output row (of x's element type).
+template <class X>
+DT_VECTOR_KERNEL void norm_relu_pool2_row(const X* __restrict x0, const X* __restrict x1, int64_t ldp,
+                                          X* __restrict y, int64_t width, int64_t C,
                                           const float* __restrict scale, const float* __restrict shift) {
   for (int64_t w = 0; w < width; ++w) {
-    const float* a = x0 + 2 * w * ldp;
-    const float* b = x1 + 2 * w * ldp;
-    float* __restrict yw = y + w * C;
+    const X* a = x0 + 2 * w * ldp;
+    const X* b = x1 + 2 * w * ldp;
+    X* __restrict yw = y + w * C;
     for (int64_t c = 0; c < C; ++c) {
-      const float v00 = a[c] * scale[c] + shift[c], v01 = a[ldp + c] * scale[c] + shift[c];
-      const float v10 = b[c] * scale[c] + shift[c], v11 = b[ldp + c] * scale[c] + shift[c];
-      yw[c] = 0.25f * ((v00 < 0.f ? 0.f : v00) + (v01 < 0.f ? 0.f : v01) + (v10 < 0.f ? 0.f : v10) +
-                       (v11 < 0.f ? 0.f : v11));
+      const float v00 = as_float(a[c]) * scale[c] + shift[c], v01 = as_float(a[ldp + c]) * scale[c] + shift[c];
+      const float v10 = as_float(b[c]) * scale[c] + shift[c], v11 = as_float(b[ldp + c]) * scale[c] + shift[c];
+      store(yw[c], 0.25f * ((v00 < 0.f ? 0.f : v00) + (v01 < 0.f ? 0.f : v01) + (v10 < 0.f ? 0.f : v10) +
+                            (v11 < 0.f ? 0.f : v11)));
     }
   }
 }
@@ -131,34 +134,36 @@ DT_VECTOR_KERNEL void norm_relu_pool2_row(const float* __restrict x0, const floa
 // without kAccumulate). The rest of the input gradient is affine in x per channel; in a block it
 // is the same kind of term for every layer that reads x, so it is summed over those layers and
 // added once (affine_add_rows).
-template <bool kAccumulate, class G = float>
-DT_VECTOR_KERNEL void norm_relu_grad_rows(const G* __restrict g, int64_t ldg, const float* __restrict x,
+template <bool kAccumulate, class G, class X>
+DT_VECTOR_KERNEL void norm_relu_grad_rows(const G* __restrict g, int64_t ldg, const X* __restrict x,
                                                      int64_t ldx, float* __restrict gx, int64_t ldgx, int64_t rows,
                                                      int64_t C, const float* __restrict scale,
                                                      const float* __restrict shift, const float* __restrict mean,
                                                      float* __restrict sum_gy, float* __restrict sum_gy_dx) {
   for (int64_t r = 0; r < rows; ++r) {
     const G* __restrict gr = g + r * ldg;
-    const float* __restrict xr = x + r * ldx;
+    const X* __restrict xr = x + r * ldx;
     float* __restrict gxr = gx + r * ldgx;
     for (int64_t c = 0; c < C; ++c) {
       const float g_in = as_float(gr[c]);  // loaded unconditionally: the loop vectorises
-      const float gy = xr[c] * scale[c] + shift[c] > 0.f ? g_in : 0.f;
+      const float xc = as_float(xr[c]);
+      const float gy = xc * scale[c] + shift[c] > 0.f ? g_in : 0.f;
       sum_gy[c] += gy;
-      sum_gy_dx[c] += gy * (xr[c] - mean[c]);
+      sum_gy_dx[c] += gy * (xc - mean[c]);
       gxr[c] = (kAccumulate ? gxr[c] : 0.f) + scale[c] * gy;
     }
   }
 }
 
 // gx += k1 * (x - mean) + k0.
-DT_VECTOR_KERNEL void affine_add_rows(const float* __restrict x, int64_t ldx, float* __restrict gx, int64_t ldgx,
+template <class X>
+DT_VECTOR_KERNEL void affine_add_rows(const X* __restrict x, int64_t ldx, float* __restrict gx, int64_t ldgx,
                                       int64_t rows, int64_t C, const float* __restrict mean,
                                       const float* __restrict k1, const float* __restrict k0) {
   for (int64_t r = 0; r < rows; ++r) {
-    const float* __restrict xr = x + r * ldx;
+    const X* __restrict xr = x + r * ldx;
     float* __restrict gxr = gx + r * ldgx;
-    for (int64_t c = 0; c < C; ++c) gxr[c] += k1[c] * (xr[c] - mean[c]) + k0[c];
+    for (int64_t c = 0; c < C; ++c) gxr[c] += k1[c] * (as_float(xr[c]) - mean[c]) + k0[c];
   }
 }
 
@@ -212,8 +217,16 @@ at::Tensor float_vector(const std::vector<double>& v) {
   return t;
 }
 
+// Calls f with t's panel: PanelOf<float> or PanelOf<uint16_t> (bfloat16).
+template <class F>
+decltype(auto) visit_panel(const at::Tensor& t, F&& f) {
+  if (t.scalar_type() == at::kBFloat16) return f(panel_of<uint16_t>(t));
+  return f(panel_of<float>(t));
+}
+
 // Mean and biased variance of every channel of a panel (two passes: exact for any offset).
-std::pair<at::Tensor, at::Tensor> channel_stats(const Panel& x) {
+template <class X>
+std::pair<at::Tensor, at::Tensor> channel_stats(const PanelOf<X>& x) {
   const auto sums = sum_over_rows(x.rows, x.channels, [&](int64_t b, int64_t e, float* acc, float*) {
     sum_rows(x.data + b * x.ld, x.ld, e - b, x.channels, acc);
   });
@@ -229,40 +242,45 @@ std::pair<at::Tensor, at::Tensor> channel_stats(const Panel& x) {
   return {mean_f, float_vector(var)};
 }
 
-template <class Y>
-void norm_relu(const Panel& x, const PanelOf<Y>& y, const at::Tensor& scale, const at::Tensor& shift) {
+// The same of a channels-last float32 or bfloat16 tensor (or a channel range of one).
+std::pair<at::Tensor, at::Tensor> channel_stats(const at::Tensor& x) {
+  return visit_panel(x, [](const auto& p) { return channel_stats(p); });
+}
+
+template <class X, class Y>
+void norm_relu(const PanelOf<X>& x, const PanelOf<Y>& y, const at::Tensor& scale, const at::Tensor& shift) {
   const float* s = scale.data_ptr<float>();
   const float* t = shift.data_ptr<float>();
   over_rows(x.rows, [&](int64_t b, int64_t e) {
-    norm_relu_rows<Y>(x.data + b * x.ld, x.ld, y.data + b * y.ld, y.ld, e - b, x.channels, s, t);
+    norm_relu_rows(x.data + b * x.ld, x.ld, y.data + b * y.ld, y.ld, e - b, x.channels, s, t);
   });
 }
 
-// Into a float32 or bfloat16 panel.
-void norm_relu(const Panel& x, const at::Tensor& y, const at::Tensor& scale, const at::Tensor& shift) {
-  if (y.scalar_type() == at::kBFloat16)
-    norm_relu(x, panel_of<uint16_t>(y), scale, shift);
-  else
-    norm_relu(x, panel_of(y), scale, shift);
+// y = relu(x * scale + shift), x and y channels-last float32 or bfloat16 (each its own).
+void norm_relu(const at::Tensor& x, const at::Tensor& y, const at::Tensor& scale, const at::Tensor& shift) {
+  visit_panel(x, [&](const auto& xp) { visit_panel(y, [&](const auto& yp) { norm_relu(xp, yp, scale, shift); }); });
 }
 
 
-// avg_pool2d(relu(x * scale + shift), 2, 2) of a channels-last float32 tensor in one pass, into a
-// new channels-last tensor (odd last rows and columns dropped, as avg_pool2d without ceil_mode).
+// avg_pool2d(relu(x * scale + shift), 2, 2) of a channels-last float32 or bfloat16 tensor in one
+// pass, into a new channels-last tensor of its dtype (odd last rows and columns dropped, as
+// avg_pool2d without ceil_mode).
 at::Tensor norm_relu_pool2(const at::Tensor& x_in, const at::Tensor& scale, const at::Tensor& shift) {
   const at::Tensor x = x_in.contiguous(at::MemoryFormat::ChannelsLast);
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), OH = H / 2, OW = W / 2;
   at::Tensor y = at::empty({N, C, OH, OW}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
-  const float* xp = x.data_ptr<float>();
-  float* yp = y.data_ptr<float>();
   const float* s = scale.data_ptr<float>();
   const float* t = shift.data_ptr<float>();
-  at::parallel_for(0, N * OH, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t row = begin; row < end; ++row) {
-      const int64_t n = row / OH, oh = row % OH;
-      const float* x0 = xp + ((n * H + 2 * oh) * W) * C;
-      norm_relu_pool2_row(x0, x0 + W * C, C, yp + row * OW * C, OW, C, s, t);
-    }
+  visit_panel(x, [&](const auto& xp) {
+    using X = std::remove_const_t<std::remove_pointer_t<decltype(xp.data)>>;
+    X* yp = static_cast<X*>(y.data_ptr());
+    at::parallel_for(0, N * OH, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t row = begin; row < end; ++row) {
+        const int64_t n = row / OH, oh = row % OH;
+        const X* x0 = xp.data + ((n * H + 2 * oh) * W) * C;
+        norm_relu_pool2_row(x0, x0 + W * C, C, yp + row * OW * C, OW, C, s, t);
+      }
+    });
   });
   return y;
 }
@@ -277,24 +295,27 @@ std::pair<std::vector<double>, std::vector<double>> norm_relu_pool2_grad(const a
                                                                          const at::Tensor& shift,
                                                                          const at::Tensor& mean) {
   const int64_t C = x.size(1), H = x.size(2), W = x.size(3), OH = gp.size(2), OW = gp.size(3);
-  const float *xp = x.data_ptr<float>(), *g = gp.data_ptr<float>();
+  const float* g = gp.data_ptr<float>();
   float* gxp = gx.data_ptr<float>();
   const float *s = scale.data_ptr<float>(), *t = shift.data_ptr<float>(), *m = mean.data_ptr<float>();
-  return sum_over_rows(x.size(0) * H * W, C, [&](int64_t b, int64_t e, float* acc1, float* acc2) {
-    for (int64_t p = b; p < e;) {
-      // The run of pixels from p to the end of its window's pair of columns (or of its row).
-      const int64_t w = p % W, h = (p / W) % H, n = p / (W * H);
-      const int64_t ow = w / 2, oh = h / 2;
-      const bool inside = ow < OW && oh < OH;
-      const int64_t run = std::min(e - p, inside ? 2 - w % 2 : W - w);
-      if (inside) {
-        norm_relu_grad_rows<false>(g + ((n * OH + oh) * OW + ow) * C, 0, xp + p * C, C, gxp + p * C, C, run, C, s, t, m,
-                                   acc1, acc2);
-      } else {
-        std::fill(gxp + p * C, gxp + (p + run) * C, 0.f);
+  return visit_panel(x, [&](const auto& xpanel) {
+    const auto* xp = xpanel.data;
+    return sum_over_rows(x.size(0) * H * W, C, [&](int64_t b, int64_t e, float* acc1, float* acc2) {
+      for (int64_t p = b; p < e;) {
+        // The run of pixels from p to the end of its window's pair of columns (or of its row).
+        const int64_t w = p % W, h = (p / W) % H, n = p / (W * H);
+        const int64_t ow = w / 2, oh = h / 2;
+        const bool inside = ow < OW && oh < OH;
+        const int64_t run = std::min(e - p, inside ? 2 - w % 2 : W - w);
+        if (inside) {
+          norm_relu_grad_rows<false>(g + ((n * OH + oh) * OW + ow) * C, 0, xp + p * C, C, gxp + p * C, C, run, C, s, t, m,
+                                     acc1, acc2);
+        } else {
+          std::fill(gxp + p * C, gxp + (p + run) * C, 0.f);
+        }
+        p += run;
       }
-      p += run;
-    }
+    });
   });
 }
 
@@ -423,7 +444,7 @@ at::Tensor view_of(const at::Tensor& storage, const at::Tensor& like) {
 at::Tensor normalized(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& shift,
                       const at::Tensor& storage) {
   at::Tensor y = view_of(storage, x);
-  fused_kernels::norm_relu(panel_of(x), y, scale, shift);
+  fused_kernels::norm_relu(x, y, scale, shift);
   return y;
 }
 
@@ -505,49 +526,55 @@ NormGradTerms norm_grad_terms(const std::pair<std::vector<double>, std::vector<d
   return {grad_weight, grad_bias, k1, k0};
 }
 
-// gx += k1 * (x - mean) + k0 over the panels' rows, in parallel.
-void affine_add(const Panel& x, const Panel& gx, const float* mean, const float* k1, const float* k0) {
-  fused_kernels::over_rows(x.rows, [&](int64_t r0, int64_t r1) {
-    fused_kernels::affine_add_rows(x.data + r0 * x.ld, x.ld, gx.data + r0 * gx.ld, gx.ld, r1 - r0, x.channels, mean, k1, k0);
+// gx += k1 * (x - mean) + k0 over the panels' rows, in parallel (x float32 or bfloat16).
+void affine_add(const at::Tensor& x, const Panel& gx, const float* mean, const float* k1, const float* k0) {
+  fused_kernels::visit_panel(x, [&](const auto& xp) {
+    fused_kernels::over_rows(xp.rows, [&](int64_t r0, int64_t r1) {
+      fused_kernels::affine_add_rows(xp.data + r0 * xp.ld, xp.ld, gx.data + r0 * gx.ld, gx.ld, r1 - r0, xp.channels,
+                                     mean, k1, k0);
+    });
   });
 }
 
 // One pass of norm_relu_grad_rows over the panels' rows, in parallel; returns the sums.
-template <bool kAccumulate, class G = float>
-std::pair<std::vector<double>, std::vector<double>> norm_relu_grad(const PanelOf<G>& g, const Panel& x, const Panel& gx,
-                                                                   const at::Tensor& scale, const at::Tensor& shift,
-                                                                   const at::Tensor& mean) {
+template <bool kAccumulate, class G, class X>
+std::pair<std::vector<double>, std::vector<double>> norm_relu_grad(const PanelOf<G>& g, const PanelOf<X>& x,
+                                                                   const Panel& gx, const at::Tensor& scale,
+                                                                   const at::Tensor& shift, const at::Tensor& mean) {
   const float *s = scale.data_ptr<float>(), *t = shift.data_ptr<float>(), *m = mean.data_ptr<float>();
   return fused_kernels::sum_over_rows(x.rows, x.channels, [&](int64_t b, int64_t e, float* acc1, float* acc2) {
-    fused_kernels::norm_relu_grad_rows<kAccumulate, G>(g.data + b * g.ld, g.ld, x.data + b * x.ld, x.ld, gx.data + b * gx.ld,
-                                                    gx.ld, e - b, x.channels, s, t, m, acc1, acc2);
+    fused_kernels::norm_relu_grad_rows<kAccumulate>(g.data + b * g.ld, g.ld, x.data + b * x.ld, x.ld,
+                                                    gx.data + b * gx.ld, gx.ld, e - b, x.channels, s, t, m, acc1, acc2);
   });
 }
 
-// The same for a channels-last float32 or bfloat16 gradient g (a bfloat16 convolution's input
-// gradient under autocast).
+// The same for channels-last float32 or bfloat16 tensors: the gradient g (a bfloat16
+// convolution's input gradient under autocast) and the input x (a bfloat16 block buffer).
 template <bool kAccumulate>
-std::pair<std::vector<double>, std::vector<double>> norm_relu_grad(const at::Tensor& g, const Panel& x, const Panel& gx,
-                                                                   const at::Tensor& scale, const at::Tensor& shift,
-                                                                   const at::Tensor& mean) {
-  if (g.scalar_type() == at::kBFloat16)
-    return norm_relu_grad<kAccumulate, uint16_t>(panel_of<uint16_t>(g), x, gx, scale, shift, mean);
-  return norm_relu_grad<kAccumulate>(panel_of(g), x, gx, scale, shift, mean);
+std::pair<std::vector<double>, std::vector<double>> norm_relu_grad(const at::Tensor& g, const at::Tensor& x,
+                                                                   const Panel& gx, const at::Tensor& scale,
+                                                                   const at::Tensor& shift, const at::Tensor& mean) {
+  return fused_kernels::visit_panel(g, [&](const auto& gp) {
+    return fused_kernels::visit_panel(
+        x, [&](const auto& xp) { return norm_relu_grad<kAccumulate>(gp, xp, gx, scale, shift, mean); });
+  });
 }
+
+int64_t pixels(const at::Tensor& x) { return x.size(0) * x.size(2) * x.size(3); }
 
 // Completes batch norm's backward from the sums of a norm_relu_grad pass over x (gx written, not
 // accumulated): adds the affine term to gx, returns the gradients of gamma and beta.
 std::pair<at::Tensor, at::Tensor> finish_norm_backward(const std::pair<std::vector<double>, std::vector<double>>& sums,
-                                                       const Panel& x, const Panel& gx, const NormAffine& a,
+                                                       const at::Tensor& x, const Panel& gx, const NormAffine& a,
                                                        const at::Tensor& mean) {
-  const NormGradTerms terms = norm_grad_terms(sums, a.scale, a.invstd, x.rows);
+  const NormGradTerms terms = norm_grad_terms(sums, a.scale, a.invstd, pixels(x));
   affine_add(x, gx, mean.data_ptr<float>(), terms.k1.data_ptr<float>(), terms.k0.data_ptr<float>());
   return {terms.grad_weight, terms.grad_bias};
 }
 
 // Backward of relu(batch_norm(x)) with batch statistics (mean and the affine form of the
 // forward): the gradient of x is written to gx, returns the gradients of gamma and beta.
-std::pair<at::Tensor, at::Tensor> norm_relu_backward(const at::Tensor& grad, const Panel& x, const Panel& gx,
+std::pair<at::Tensor, at::Tensor> norm_relu_backward(const at::Tensor& grad, const at::Tensor& x, const Panel& gx,
                                                      const NormAffine& a, const at::Tensor& mean) {
   return finish_norm_backward(norm_relu_grad<false>(grad.contiguous(kChannelsLast), x, gx, a.scale, a.shift, mean), x,
                               gx, a, mean);
@@ -594,9 +621,9 @@ struct BatchStats {
   at::Tensor mean, var;
   NormAffine a;
 };
-BatchStats batch_norm_of(const Panel& x, const NormArgs& norm) {
+BatchStats batch_norm_of(const at::Tensor& x, const NormArgs& norm) {
   auto [mean, var] = fused_kernels::channel_stats(x);
-  update_running(norm, mean, var, x.rows);
+  update_running(norm, mean, var, pixels(x));
   const NormAffine a = affine(norm.weight, norm.bias, mean, var, norm.eps);
   return {mean, var, a};
 }
@@ -604,13 +631,16 @@ BatchStats batch_norm_of(const Panel& x, const NormArgs& norm) {
 // What backward needs from forward (training only).
 struct BlockState {
   at::Tensor mean, var;  // batch statistics of every channel of the block, [C0 + L*k]
-  std::vector<at::Tensor> y1, mean2, var2;  // bottleneck layers: conv1's output and its statistics
+  std::vector<at::Tensor> y1, mean2, var2;  // bottleneck layers: conv1's output (compute dtype) and its statistics
   bool memory_efficient = false;  // y1 of narrow layers left undefined: backward recomputes it
 };
 
 // The dtype the block's LibTorch convolutions run in: bfloat16 under CPU autocast (the only
-// autocast fused_block_supported admits), else float32. Batch norm, its statistics, the buffers
-// and norm_gemm's 1x1 convolutions stay float32.
+// autocast fused_block_supported admits), else float32. The activations the block keeps (its
+// buffer, bottleneck outputs, pooled maps) are in this dtype too: the convolutions produce them in
+// it, so a bfloat16 buffer holds them exactly and halves the bytes every normalisation pass
+// reads. Batch norm's arithmetic, statistics and every gradient buffer stay float32, and so do
+// norm_gemm's 1x1 convolutions.
 at::ScalarType compute_dtype() {
   return at::autocast::is_autocast_enabled(at::kCPU) ? at::autocast::get_autocast_dtype(at::kCPU) : at::kFloat;
 }
@@ -638,13 +668,13 @@ at::Tensor block_forward(const at::Tensor& x_in, const std::vector<FusedLayerArg
   const int64_t N = x.size(0), C0 = x.size(1), H = x.size(2), W = x.size(3);
   const int64_t total = C0 + static_cast<int64_t>(layers.size()) * k;
   const int64_t count = N * H * W;
-  at::Tensor buffer = at::empty({N, total, H, W}, x.options().memory_format(kChannelsLast));
+  at::Tensor buffer = at::empty({N, total, H, W}, x.options().dtype(compute).memory_format(kChannelsLast));
   buffer.narrow(1, 0, C0).copy_(x);
   at::Tensor mean, var;
   if (training) {
     mean = at::empty({total}, at::kFloat);
     var = at::empty({total}, at::kFloat);
-    auto [m, v] = fused_kernels::channel_stats(panel_of(x));
+    auto [m, v] = fused_kernels::channel_stats(buffer.narrow(1, 0, C0));
     mean.narrow(0, 0, C0).copy_(m);
     var.narrow(0, 0, C0).copy_(v);
   }
@@ -682,10 +712,8 @@ at::Tensor block_forward(const at::Tensor& x_in, const std::vector<FusedLayerArg
       at::Tensor y1 =
           norm_relu_conv1x1(compute, features, a1.scale, a1.shift, layer.conv1_weight, {}, /*relu=*/false);
       if (!y1.defined())
-        y1 = conv(compute, storage1.normalized(features, a1), layer.conv1_weight, {}, 0)
-                 .to(at::kFloat)
-                 .contiguous(kChannelsLast);
-      auto [m2, v2] = fused_kernels::channel_stats(panel_of(y1));
+        y1 = conv(compute, storage1.normalized(features, a1), layer.conv1_weight, {}, 0).contiguous(kChannelsLast);
+      auto [m2, v2] = fused_kernels::channel_stats(y1);
       update_running(n2, m2, v2, count);
       const NormAffine a2 = affine(n2.weight, n2.bias, m2, v2, n2.eps);
       out = conv(compute, normalized(y1, a2.scale, a2.shift, storage2), layer.conv2_weight, {}, 1);
@@ -699,7 +727,7 @@ at::Tensor block_forward(const at::Tensor& x_in, const std::vector<FusedLayerArg
     at::Tensor fresh = buffer.narrow(1, channels, k);
     fresh.copy_(out);
     if (training) {
-      auto [m, v] = fused_kernels::channel_stats(panel_of(fresh));
+      auto [m, v] = fused_kernels::channel_stats(fresh);
       mean.narrow(0, channels, k).copy_(m);
       var.narrow(0, channels, k).copy_(v);
     }
@@ -774,7 +802,7 @@ struct DeferredAffine {
 
   // Completes the gradient of channels [first, first + C) once no layer that reads them is left.
   void apply(const at::Tensor& x, const at::Tensor& grad, const at::Tensor& mean, int64_t first) const {
-    affine_add(panel_of(x), panel_of(grad), mean.data_ptr<float>() + first, k1.data_ptr<float>() + first,
+    affine_add(x, panel_of(grad), mean.data_ptr<float>() + first, k1.data_ptr<float>() + first,
                k0.data_ptr<float>() + first);
   }
 };
@@ -790,6 +818,7 @@ struct FusedBlockFunction : public torch::autograd::Function<FusedBlockFunction>
     saved.push_back(out);
     ctx->save_for_backward(saved);
     ctx->saved_data["c0"] = x.size(1);
+    ctx->saved_data["input_dtype"] = static_cast<int64_t>(x.scalar_type());
     ctx->saved_data["stats"] = std::vector<at::Tensor>{state.mean, state.var};
     ctx->saved_data["y1"] = state.y1;
     ctx->saved_data["mean2"] = state.mean2;
@@ -826,8 +855,9 @@ struct FusedBlockFunction : public torch::autograd::Function<FusedBlockFunction>
     SharedStorage storage1(count * (buffer.size(1) - k), buffer.options().dtype(compute));
     const int64_t bottleneck_size = bottleneck ? count * saved[2].size(0) : 0;  // conv1's output channels
     const at::Tensor storage2 = bottleneck ? at::empty({bottleneck_size}, buffer.options().dtype(compute)) : at::Tensor();
-    const at::Tensor storage_grad2 = bottleneck ? at::empty({bottleneck_size}, buffer.options()) : at::Tensor();
-    at::Tensor grad_buffer = at::empty(buffer.sizes(), buffer.options().memory_format(kChannelsLast));
+    const at::TensorOptions grad_options = buffer.options().dtype(at::kFloat);  // gradients stay float32
+    const at::Tensor storage_grad2 = bottleneck ? at::empty({bottleneck_size}, grad_options) : at::Tensor();
+    at::Tensor grad_buffer = at::empty(buffer.sizes(), grad_options.memory_format(kChannelsLast));
     grad_buffer.copy_(grad_outputs[0]);
     DeferredAffine deferred{at::zeros({buffer.size(1)}, at::kFloat), at::zeros({buffer.size(1)}, at::kFloat)};
     variable_list param_grads(saved.size() - 1);
@@ -851,7 +881,7 @@ struct FusedBlockFunction : public torch::autograd::Function<FusedBlockFunction>
           y1[j] = norm_relu_conv1x1(compute, features, a1.scale, a1.shift, p[2], {}, /*relu=*/false);
         } else if (!y1[j].defined()) {  // its normalised input is needed for conv1's backward anyway
           n1 = storage1.normalized(features, a1);
-          y1[j] = conv(compute, n1, p[2], {}, padding1[j]).to(at::kFloat).contiguous(kChannelsLast);
+          y1[j] = conv(compute, n1, p[2], {}, padding1[j]).contiguous(kChannelsLast);
         }
         const NormAffine a2 = affine(p[3], p[4], mean2[j], var2[j], eps2[j]);
         at::Tensor n2 = normalized(y1[j], a2.scale, a2.shift, storage2);
@@ -860,7 +890,7 @@ struct FusedBlockFunction : public torch::autograd::Function<FusedBlockFunction>
         gp[5] = g_w2;
         grad = view_of(storage_grad2, y1[j]);
         std::tie(gp[3], gp[4]) =
-            norm_relu_backward(g_n2, panel_of(y1[j]), panel_of(grad), a2, mean2[j]);
+            norm_relu_backward(g_n2, y1[j], panel_of(grad), a2, mean2[j]);
         y1[j].reset();
       }
       if (norm_gemm_conv1) {
@@ -878,13 +908,14 @@ struct FusedBlockFunction : public torch::autograd::Function<FusedBlockFunction>
       const at::Tensor g_cl = g_n1.contiguous(kChannelsLast);
       g_n1.reset();
       std::tie(gp[0], gp[1]) = deferred.add(
-          channels, norm_relu_grad<true>(g_cl, panel_of(features), grad_features, a1.scale, a1.shift, m), a1.scale,
+          channels, norm_relu_grad<true>(g_cl, features, grad_features, a1.scale, a1.shift, m), a1.scale,
           a1.invstd, count);
     }
     variable_list grads{at::Tensor()};
     if (ctx->needs_input_grad(0)) {
       deferred.apply(buffer.narrow(1, 0, c0), grad_buffer.narrow(1, 0, c0), mean, 0);
-      grads[0] = grad_buffer.narrow(1, 0, c0).contiguous(kChannelsLast);
+      grads[0] = grad_buffer.narrow(1, 0, c0).contiguous(kChannelsLast).to(
+          static_cast<at::ScalarType>(ctx->saved_data["input_dtype"].toInt()));
     }
     grads.insert(grads.end(), param_grads.begin(), param_grads.end());
     grads.resize(grads.size() + L * pairs * kRunningPerNorm + 1);  // running statistics, settings
@@ -902,7 +933,7 @@ struct FusedTransitionFunction : public torch::autograd::Function<FusedTransitio
                             const at::Tensor& norm_bias, const at::Tensor& running_mean, const at::Tensor& running_var,
                             const at::Tensor& conv_weight, double momentum, double eps, bool keep_pooled) {
     const at::Tensor x = x_in.contiguous(kChannelsLast);
-    const BatchStats bn = batch_norm_of(panel_of(x), {norm_weight, norm_bias, running_mean, running_var, momentum, eps});
+    const BatchStats bn = batch_norm_of(x, {norm_weight, norm_bias, running_mean, running_var, momentum, eps});
     at::Tensor pooled = fused_kernels::norm_relu_pool2(x, bn.a.scale, bn.a.shift);
     const at::ScalarType compute = compute_dtype();
     at::Tensor out = conv(compute, pooled, conv_weight, {}, 0);
@@ -924,12 +955,11 @@ struct FusedTransitionFunction : public torch::autograd::Function<FusedTransitio
     pooled.reset();
     const at::Tensor gp = g_pooled.to(at::kFloat).mul(0.25).contiguous(kChannelsLast);  // the window's weight
     g_pooled.reset();
-    at::Tensor gx = at::empty(x.sizes(), x.options().memory_format(kChannelsLast));
-    auto [grad_weight, grad_bias] =
-        finish_norm_backward(fused_kernels::norm_relu_pool2_grad(x, gp, gx, a.scale, a.shift, stats[0]), panel_of(x),
-                             panel_of(gx), a, stats[0]);
+    at::Tensor gx = at::empty(x.sizes(), x.options().dtype(at::kFloat).memory_format(kChannelsLast));
+    auto [grad_weight, grad_bias] = finish_norm_backward(
+        fused_kernels::norm_relu_pool2_grad(x, gp, gx, a.scale, a.shift, stats[0]), x, panel_of(gx), a, stats[0]);
     // x, norm weight, norm bias, running mean, running var, conv weight, momentum, eps, keep_pooled
-    return {gx, grad_weight, grad_bias, {}, {}, g_conv, {}, {}, {}};
+    return {gx.to(x.scalar_type()), grad_weight, grad_bias, {}, {}, g_conv, {}, {}, {}};
   }
 };
 
@@ -943,7 +973,7 @@ struct FusedStemFunction : public torch::autograd::Function<FusedStemFunction> {
                             const at::Tensor& norm_bias, const at::Tensor& running_mean, const at::Tensor& running_var,
                             double momentum, double eps) {
     const at::Tensor x = x_in.contiguous(kChannelsLast);
-    const BatchStats bn = batch_norm_of(panel_of(x), {norm_weight, norm_bias, running_mean, running_var, momentum, eps});
+    const BatchStats bn = batch_norm_of(x, {norm_weight, norm_bias, running_mean, running_var, momentum, eps});
     ctx->save_for_backward({x, norm_weight, norm_bias});
     ctx->saved_data["stats"] = std::vector<at::Tensor>{bn.mean, bn.var};
     ctx->saved_data["eps"] = eps;
@@ -958,10 +988,10 @@ struct FusedStemFunction : public torch::autograd::Function<FusedStemFunction> {
     at::Tensor gz = at::empty(x.sizes(), x.options().memory_format(kChannelsLast));
     fused_kernels::norm_relu_maxpool_grad(x, grad_outputs[0].contiguous(kChannelsLast), gz, a.scale, a.shift);
     at::Tensor gx = at::empty(x.sizes(), x.options().memory_format(kChannelsLast));
-    const Panel xp = panel_of(x), gxp = panel_of(gx);
-    const auto sums = norm_relu_grad<false>(gz, xp, gxp, a.scale, a.shift, stats[0]);
+    const Panel gxp = panel_of(gx);
+    const auto sums = norm_relu_grad<false>(gz, x, gxp, a.scale, a.shift, stats[0]);
     gz.reset();
-    auto [grad_weight, grad_bias] = finish_norm_backward(sums, xp, gxp, a, stats[0]);
+    auto [grad_weight, grad_bias] = finish_norm_backward(sums, x, gxp, a, stats[0]);
     // x, norm weight, norm bias, running mean, running var, momentum, eps
     return {gx, grad_weight, grad_bias, {}, {}, {}, {}};
   }
@@ -980,7 +1010,7 @@ at::Tensor fused_norm_relu_maxpool(const at::Tensor& x_in, const NormArgs& norm,
 
 at::Tensor fused_transition(const at::Tensor& x, const NormArgs& norm, const at::Tensor& conv_weight,
                             bool keep_pooled) {
-  return FusedTransitionFunction::apply(x.to(at::kFloat), norm.weight, norm.bias, norm.running_mean, norm.running_var, conv_weight,
+  return FusedTransitionFunction::apply(x, norm.weight, norm.bias, norm.running_mean, norm.running_var, conv_weight,
                                         norm.momentum, norm.eps, keep_pooled);
 }
 
@@ -1023,9 +1053,9 @@ bool fused_block_supported(const at::Tensor& x, bool training, const at::Tensor&
          (x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16);
 }
 
-at::Tensor fused_dense_block(const at::Tensor& x_in, const std::vector<FusedLayerArgs>& layers, int64_t growth_rate,
+at::Tensor fused_dense_block(const at::Tensor& x, const std::vector<FusedLayerArgs>& layers, int64_t growth_rate,
                              bool training, bool memory_efficient) {
-  const at::Tensor x = x_in.to(at::kFloat);  // bfloat16 under autocast
+  // x: float32, or under autocast bfloat16 too (copied into the block's buffer of compute_dtype()).
   if (!training || !at::GradMode::is_enabled())
     return block_forward(x, layers, growth_rate, training, compute_dtype(), nullptr);
   BlockSettings s{growth_rate, memory_efficient, compute_dtype(), !layers.empty() && layers[0].norm2.has_value(), {}, {}, {}, {}, {}};
