@@ -326,7 +326,8 @@ std::pair<std::vector<double>, std::vector<double>> norm_relu_pool2_grad(const a
 struct StemWindow {
   int64_t first, count;
 };
-StemWindow normalise_window_rows(const float* x, int64_t n, int64_t oh, int64_t H, int64_t W, int64_t C,
+template <class X>
+StemWindow normalise_window_rows(const X* x, int64_t n, int64_t oh, int64_t H, int64_t W, int64_t C,
                                  const float* s, const float* t, float* rows) {
   const int64_t first = std::max<int64_t>(0, 2 * oh - 1), last = std::min<int64_t>(H, 2 * oh + 2);
   norm_relu_rows(x + (n * H + first) * W * C, C, rows, C, (last - first) * W, C, s, t);
@@ -357,59 +358,62 @@ DT_VECTOR_KERNEL void argmax_into(const float* __restrict v, float* __restrict b
   }
 }
 
-// max_pool2d(relu(x * scale + shift), 3, 2, 1) of a channels-last float32 x in one pass, into a
-// new channels-last tensor.
+// max_pool2d(relu(x * scale + shift), 3, 2, 1) of a channels-last float32 or bfloat16 x in one
+// pass, into a new channels-last float32 tensor.
 at::Tensor norm_relu_maxpool(const at::Tensor& x_in, const at::Tensor& scale, const at::Tensor& shift) {
   const at::Tensor x = x_in.contiguous(at::MemoryFormat::ChannelsLast);
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), OH = stem_pooled(H), OW = stem_pooled(W);
-  at::Tensor y = at::empty({N, C, OH, OW}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
-  const float *xp = x.data_ptr<float>(), *s = scale.data_ptr<float>(), *t = shift.data_ptr<float>();
+  at::Tensor y = at::empty({N, C, OH, OW}, x.options().dtype(at::kFloat).memory_format(at::MemoryFormat::ChannelsLast));
+  const float *s = scale.data_ptr<float>(), *t = shift.data_ptr<float>();
   float* yp = y.data_ptr<float>();
-  at::parallel_for(0, N * OH, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> rows(static_cast<std::size_t>(3 * W * C));
-    for (int64_t row = begin; row < end; ++row) {
-      const StemWindow win = normalise_window_rows(xp, row / OH, row % OH, H, W, C, s, t, rows.data());
-      for (int64_t ow = 0; ow < OW; ++ow) {
-        float* m = yp + (row * OW + ow) * C;
-        std::fill(m, m + C, -std::numeric_limits<float>::infinity());
-        const auto [c0, c1] = window_columns(ow, W);
-        for (int64_t r = 0; r < win.count; ++r)
-          for (int64_t iw = c0; iw < c1; ++iw) max_into(rows.data() + (r * W + iw) * C, m, C);
+  visit_panel(x, [&](const auto& xpanel) {
+    at::parallel_for(0, N * OH, 1, [&](int64_t begin, int64_t end) {
+      std::vector<float> rows(static_cast<std::size_t>(3 * W * C));
+      for (int64_t row = begin; row < end; ++row) {
+        const StemWindow win = normalise_window_rows(xpanel.data, row / OH, row % OH, H, W, C, s, t, rows.data());
+        for (int64_t ow = 0; ow < OW; ++ow) {
+          float* m = yp + (row * OW + ow) * C;
+          std::fill(m, m + C, -std::numeric_limits<float>::infinity());
+          const auto [c0, c1] = window_columns(ow, W);
+          for (int64_t r = 0; r < win.count; ++r)
+            for (int64_t iw = c0; iw < c1; ++iw) max_into(rows.data() + (r * W + iw) * C, m, C);
+        }
       }
-    }
+    });
   });
   return y;
 }
 
-// The backward of norm_relu_maxpool up to the ReLU's output: gz (zeroed here, x's shape) receives
-// each output's gradient at its window's maximum (the first in scan order on ties, as
+// The backward of norm_relu_maxpool up to the ReLU's output: gz (float32, zeroed here, x's shape)
+// receives each output's gradient at its window's maximum (the first in scan order on ties, as
 // max_pool2d). Images in parallel: windows overlap, images do not.
 void norm_relu_maxpool_grad(const at::Tensor& x, const at::Tensor& g, const at::Tensor& gz, const at::Tensor& scale,
                             const at::Tensor& shift) {
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), OH = g.size(2), OW = g.size(3);
-  const float *xp = x.data_ptr<float>(), *gp = g.data_ptr<float>(), *s = scale.data_ptr<float>(),
-              *t = shift.data_ptr<float>();
+  const float *gp = g.data_ptr<float>(), *s = scale.data_ptr<float>(), *t = shift.data_ptr<float>();
   float* gzp = gz.data_ptr<float>();
-  at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> rows(static_cast<std::size_t>(3 * W * C)), best(static_cast<std::size_t>(C));
-    std::vector<int32_t> argmax(static_cast<std::size_t>(C));  // each channel's maximum: its pixel in the image
-    for (int64_t n = begin; n < end; ++n) {
-      float* gzn = gzp + n * H * W * C;
-      std::fill(gzn, gzn + H * W * C, 0.f);
-      for (int64_t oh = 0; oh < OH; ++oh) {
-        const StemWindow win = normalise_window_rows(xp, n, oh, H, W, C, s, t, rows.data());
-        for (int64_t ow = 0; ow < OW; ++ow) {
-          const float* go = gp + ((n * OH + oh) * OW + ow) * C;
-          const auto [c0, c1] = window_columns(ow, W);
-          std::fill(best.begin(), best.end(), -std::numeric_limits<float>::infinity());
-          for (int64_t r = 0; r < win.count; ++r)
-            for (int64_t iw = c0; iw < c1; ++iw)
-              argmax_into(rows.data() + (r * W + iw) * C, best.data(), argmax.data(),
-                          static_cast<int32_t>((win.first + r) * W + iw), C);
-          for (int64_t c = 0; c < C; ++c) gzn[argmax[c] * C + c] += go[c];
+  visit_panel(x, [&](const auto& xpanel) {
+    at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
+      std::vector<float> rows(static_cast<std::size_t>(3 * W * C)), best(static_cast<std::size_t>(C));
+      std::vector<int32_t> argmax(static_cast<std::size_t>(C));  // each channel's maximum: its pixel in the image
+      for (int64_t n = begin; n < end; ++n) {
+        float* gzn = gzp + n * H * W * C;
+        std::fill(gzn, gzn + H * W * C, 0.f);
+        for (int64_t oh = 0; oh < OH; ++oh) {
+          const StemWindow win = normalise_window_rows(xpanel.data, n, oh, H, W, C, s, t, rows.data());
+          for (int64_t ow = 0; ow < OW; ++ow) {
+            const float* go = gp + ((n * OH + oh) * OW + ow) * C;
+            const auto [c0, c1] = window_columns(ow, W);
+            std::fill(best.begin(), best.end(), -std::numeric_limits<float>::infinity());
+            for (int64_t r = 0; r < win.count; ++r)
+              for (int64_t iw = c0; iw < c1; ++iw)
+                argmax_into(rows.data() + (r * W + iw) * C, best.data(), argmax.data(),
+                            static_cast<int32_t>((win.first + r) * W + iw), C);
+            for (int64_t c = 0; c < C; ++c) gzn[argmax[c] * C + c] += go[c];
+          }
         }
       }
-    }
+    });
   });
 }
 
@@ -965,7 +969,7 @@ struct FusedTransitionFunction : public torch::autograd::Function<FusedTransitio
 
 // max_pool2d(relu(batch_norm(x)), 3, 2, 1) in training mode (the ImageNet stem after conv0): one
 // pass for the statistics, one for BN + ReLU + pooling; saves x (conv0's output, which batch norm's
-// backward needs anyway) and the statistics: neither the normalised map nor the pooling's indices
+// backward needs anyway; bfloat16 under autocast, as conv0 made it) and the statistics: neither the normalised map nor the pooling's indices
 // are kept. Backward routes the gradient to each window's maximum (recomputed), then batch norm +
 // ReLU backward in one pass.
 struct FusedStemFunction : public torch::autograd::Function<FusedStemFunction> {
@@ -985,22 +989,24 @@ struct FusedStemFunction : public torch::autograd::Function<FusedStemFunction> {
     const at::Tensor& x = saved[0];
     const std::vector<at::Tensor> stats = take(ctx, "stats");
     const NormAffine a = affine(saved[1], saved[2], stats[0], stats[1], ctx->saved_data["eps"].toDouble());
-    at::Tensor gz = at::empty(x.sizes(), x.options().memory_format(kChannelsLast));
-    fused_kernels::norm_relu_maxpool_grad(x, grad_outputs[0].contiguous(kChannelsLast), gz, a.scale, a.shift);
-    at::Tensor gx = at::empty(x.sizes(), x.options().memory_format(kChannelsLast));
+    const at::TensorOptions grad_options = x.options().dtype(at::kFloat).memory_format(kChannelsLast);
+    at::Tensor gz = at::empty(x.sizes(), grad_options);
+    fused_kernels::norm_relu_maxpool_grad(x, grad_outputs[0].to(at::kFloat).contiguous(kChannelsLast), gz, a.scale,
+                                          a.shift);
+    at::Tensor gx = at::empty(x.sizes(), grad_options);
     const Panel gxp = panel_of(gx);
     const auto sums = norm_relu_grad<false>(gz, x, gxp, a.scale, a.shift, stats[0]);
     gz.reset();
     auto [grad_weight, grad_bias] = finish_norm_backward(sums, x, gxp, a, stats[0]);
     // x, norm weight, norm bias, running mean, running var, momentum, eps
-    return {gx, grad_weight, grad_bias, {}, {}, {}, {}};
+    return {gx.to(x.scalar_type()), grad_weight, grad_bias, {}, {}, {}, {}};
   }
 };
 
 }  // namespace
 
-at::Tensor fused_norm_relu_maxpool(const at::Tensor& x_in, const NormArgs& norm, bool training) {
-  const at::Tensor x = x_in.to(at::kFloat);  // bfloat16 under autocast
+at::Tensor fused_norm_relu_maxpool(const at::Tensor& x, const NormArgs& norm, bool training) {
+  // x: float32, or bfloat16 under autocast (read as it is; the pooled result is float32).
   if (training)
     return FusedStemFunction::apply(x, norm.weight, norm.bias, norm.running_mean, norm.running_var, norm.momentum,
                                     norm.eps);
