@@ -272,12 +272,11 @@ at::Tensor norm_relu_pool2(const at::Tensor& x_in, const at::Tensor& scale, cons
   const float* s = scale.data_ptr<float>();
   const float* t = shift.data_ptr<float>();
   visit_panel(x, [&](const auto& xp) {
-    using X = std::remove_const_t<std::remove_pointer_t<decltype(xp.data)>>;
-    X* yp = static_cast<X*>(y.data_ptr());
+    const auto yp = static_cast<decltype(xp.data)>(y.data_ptr());  // y has x's dtype
     at::parallel_for(0, N * OH, 1, [&](int64_t begin, int64_t end) {
       for (int64_t row = begin; row < end; ++row) {
         const int64_t n = row / OH, oh = row % OH;
-        const X* x0 = xp.data + ((n * H + 2 * oh) * W) * C;
+        const auto* x0 = xp.data + ((n * H + 2 * oh) * W) * C;
         norm_relu_pool2_row(x0, x0 + W * C, C, yp + row * OW * C, OW, C, s, t);
       }
     });
@@ -299,7 +298,7 @@ std::pair<std::vector<double>, std::vector<double>> norm_relu_pool2_grad(const a
   float* gxp = gx.data_ptr<float>();
   const float *s = scale.data_ptr<float>(), *t = shift.data_ptr<float>(), *m = mean.data_ptr<float>();
   return visit_panel(x, [&](const auto& xpanel) {
-    const auto* xp = xpanel.data;
+    const auto* xp = xpanel.data;  // x's pixels, float32 or bfloat16
     return sum_over_rows(x.size(0) * H * W, C, [&](int64_t b, int64_t e, float* acc1, float* acc2) {
       for (int64_t p = b; p < e;) {
         // The run of pixels from p to the end of its window's pair of columns (or of its row).
@@ -852,7 +851,7 @@ struct FusedBlockFunction : public torch::autograd::Function<FusedBlockFunction>
     const at::Tensor& var = stats[1];
     const std::size_t pairs = bottleneck ? 2 : 1;
     const std::size_t L = padding1.size();
-    const int64_t count = buffer.size(0) * buffer.size(2) * buffer.size(3);
+    const int64_t count = pixels(buffer);
 
     // Reused by every layer (see view_of): the recomputed normalised inputs, and for bottleneck
     // layers the normalised bottleneck output and its gradient.
@@ -918,8 +917,9 @@ struct FusedBlockFunction : public torch::autograd::Function<FusedBlockFunction>
     variable_list grads{at::Tensor()};
     if (ctx->needs_input_grad(0)) {
       deferred.apply(buffer.narrow(1, 0, c0), grad_buffer.narrow(1, 0, c0), mean, 0);
-      grads[0] = grad_buffer.narrow(1, 0, c0).contiguous(kChannelsLast).to(
-          static_cast<at::ScalarType>(ctx->saved_data["input_dtype"].toInt()));
+      // One pass: the channel slice into a dense tensor of the input's dtype.
+      grads[0] = grad_buffer.narrow(1, 0, c0).to(static_cast<at::ScalarType>(ctx->saved_data["input_dtype"].toInt()),
+                                                 /*non_blocking=*/false, /*copy=*/false, kChannelsLast);
     }
     grads.insert(grads.end(), param_grads.begin(), param_grads.end());
     grads.resize(grads.size() + L * pairs * kRunningPerNorm + 1);  // running statistics, settings
@@ -969,9 +969,9 @@ struct FusedTransitionFunction : public torch::autograd::Function<FusedTransitio
 
 // max_pool2d(relu(batch_norm(x)), 3, 2, 1) in training mode (the ImageNet stem after conv0): one
 // pass for the statistics, one for BN + ReLU + pooling; saves x (conv0's output, which batch norm's
-// backward needs anyway; bfloat16 under autocast, as conv0 made it) and the statistics: neither the normalised map nor the pooling's indices
-// are kept. Backward routes the gradient to each window's maximum (recomputed), then batch norm +
-// ReLU backward in one pass.
+// backward needs anyway; bfloat16 under autocast, as conv0 made it) and the statistics: neither
+// the normalised map nor the pooling's indices are kept. Backward routes the gradient to each
+// window's maximum (recomputed), then batch norm + ReLU backward in one pass.
 struct FusedStemFunction : public torch::autograd::Function<FusedStemFunction> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x_in, const at::Tensor& norm_weight,
                             const at::Tensor& norm_bias, const at::Tensor& running_mean, const at::Tensor& running_var,
