@@ -17,6 +17,12 @@ function has(name) {
   return args.includes(`--${name}`);
 }
 
+/** The median of a list of numbers (the mean of the middle two for an even count). */
+function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
 /** The machine, for a result file: CPU model and core count. */
 function machine() {
   return { cpu: (os.cpus()[0] || { model: 'unknown' }).model, cores: os.cpus().length };
@@ -29,4 +35,4 @@ function writeResult(name, result) {
   console.log(`CPU: ${result.cpu ?? machine().cpu}; wrote ${path.relative(process.cwd(), out)}`);
 }
 
-module.exports = { flag, has, machine, writeResult };
+module.exports = { flag, has, median, machine, writeResult };

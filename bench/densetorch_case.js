@@ -4,15 +4,12 @@
 'use strict';
 const fs = require('node:fs');
 const dt = require('..');
+const { median } = require('./common');
 
 function peakRssMiB() {
   return Number(/VmHWM:\s+(\d+)/.exec(fs.readFileSync('/proc/self/status', 'utf8'))[1]) / 1024;
 }
 
-function median(xs) {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-}
 
 // On CUDA the memory that counts is the device's: the caching allocator's peak (as PyTorch's
 // torch.cuda.max_memory_allocated), and time is read after the queued kernels finished.

@@ -9,6 +9,7 @@
 const fs = require('node:fs');
 const path = require('node:path');
 const dt = require('..');
+const { median } = require('./common');
 
 const rounds = Number(process.env.ROUNDS || 4);
 const steps = Number(process.env.STEPS || 3);
@@ -19,10 +20,6 @@ const CASES = [
   { name: 'DenseNet-121', build: (o) => dt.densenet121({ numClasses: 1000, ...o }), batch: 16, size: 224, classes: 1000 },
 ];
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 
 /** The median step time of `steps` fit steps (after one warm-up step). */
 async function stepSeconds(model, data, batch) {

@@ -115,13 +115,16 @@ const torchRepeatAt = process.argv.indexOf('--torch-repeat');
 const torchRepeat = torchRepeatAt > 0 ? Number(process.argv[torchRepeatAt + 1]) : repeat;
 const withCompile = process.argv.includes('--compile');
 
+/** The middle element of a list of numbers (the lower of the middle two for an even count). */
+const lowerMedian = (xs) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
+
 /** Runs a case `repeat` times, each in a fresh process: the median run, with min/median/max images/s. */
 function runRepeated(cmd, args, times) {
   const runs = Array.from({ length: times }, () => run(cmd, args));
   const ok = runs.filter((r) => !r.error);
   if (ok.length === 0) return runs[0];
   const ips = ok.map((r) => r.imagesPerSecond).sort((a, b) => a - b);
-  const median = ok.find((r) => r.imagesPerSecond === ips[Math.floor((ips.length - 1) / 2)]);
+  const median = ok.find((r) => r.imagesPerSecond === lowerMedian(ips));
   return { ...median, runs: ok.length, imagesPerSecondMin: ips[0], imagesPerSecondMax: ips[ips.length - 1] };
 }
 
@@ -134,9 +137,8 @@ function limitsRepeated(c, times) {
     run(process.execPath, [path.join(__dirname, 'densetorch_case.js'), JSON.stringify({ ...c, threads, limits: true })]));
   const ok = readings.filter((r) => !r.error);
   if (ok.length === 0) return readings[0];
-  const mid = (xs) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
   const floors = ok.map((r) => r.floorSeconds), sgemms = ok.map((r) => r.sgemmGflops);
-  return { ...ok[0], floorSeconds: mid(floors), sgemmGflops: mid(sgemms), floorReadings: floors, sgemmReadings: sgemms };
+  return { ...ok[0], floorSeconds: lowerMedian(floors), sgemmGflops: lowerMedian(sgemms), floorReadings: floors, sgemmReadings: sgemms };
 }
 
 /** Achieved GFLOP/s, fraction of the sgemm ceiling, and step time over the conv-only floor. */
