@@ -73,20 +73,52 @@ inline void store(uint16_t& y, float v) { y = to_bf16(v); }
 constexpr int64_t kRowGrain = 64;   // rows per parallel task at least
 constexpr int64_t kSumBlock = 64;   // rows summed in float before adding into double
 
-template <class X>
-DT_VECTOR_KERNEL void sum_rows(const X* __restrict x, int64_t ldx, int64_t rows, int64_t C, float* __restrict acc) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const X* __restrict xr = x + r * ldx;
-    for (int64_t c = 0; c < C; ++c) acc[c] += as_float(xr[c]);
+// A channel count known at compile time for the widths a dense layer's new features have (the
+// growth rates of the standard presets): loops over a run-time C of 12 or 32 channels per pixel
+// vectorise poorly (a vector loop for at most a few iterations, then a scalar tail, every pixel),
+// with the count a constant the compiler unrolls them into straight vector code. Kernels take
+// `Width C` and loop to `int64_t(C)`; with_width calls f with the constant or the plain count.
+template <class F>
+decltype(auto) with_width(int64_t C, F&& f) {
+  switch (C) {
+#define DT_WIDTH(c) \
+  case c:           \
+    return f(std::integral_constant<int64_t, c>{});
+    DT_WIDTH(12) DT_WIDTH(24) DT_WIDTH(32) DT_WIDTH(40) DT_WIDTH(48)
+#undef DT_WIDTH
+    default:
+      return f(C);
   }
 }
 
-template <class X>
-DT_VECTOR_KERNEL void squared_deviation_rows(const X* __restrict x, int64_t ldx, int64_t rows, int64_t C,
+template <class X, class Width>
+DT_VECTOR_KERNEL void sum_rows(const X* __restrict x, int64_t ldx, int64_t rows, Width C, float* __restrict acc) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const X* __restrict xr = x + r * ldx;
+    for (int64_t c = 0; c < int64_t(C); ++c) acc[c] += as_float(xr[c]);
+  }
+}
+
+// dst = src row by row (both of one element type), and acc += src per channel.
+template <class X, class Width>
+DT_VECTOR_KERNEL void copy_sum_rows(const X* __restrict src, int64_t lds, X* __restrict dst, int64_t ldd, int64_t rows,
+                                    Width C, float* __restrict acc) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const X* __restrict sr = src + r * lds;
+    X* __restrict dr = dst + r * ldd;
+    for (int64_t c = 0; c < int64_t(C); ++c) {
+      dr[c] = sr[c];
+      acc[c] += as_float(sr[c]);
+    }
+  }
+}
+
+template <class X, class Width>
+DT_VECTOR_KERNEL void squared_deviation_rows(const X* __restrict x, int64_t ldx, int64_t rows, Width C,
                                              const float* __restrict mean, float* __restrict acc) {
   for (int64_t r = 0; r < rows; ++r) {
     const X* __restrict xr = x + r * ldx;
-    for (int64_t c = 0; c < C; ++c) {
+    for (int64_t c = 0; c < int64_t(C); ++c) {
       const float d = as_float(xr[c]) - mean[c];
       acc[c] += d * d;
     }
@@ -156,14 +188,28 @@ DT_VECTOR_KERNEL void norm_relu_grad_rows(const G* __restrict g, int64_t ldg, co
 }
 
 // gx += k1 * (x - mean) + k0.
-template <class X>
+template <class X, class Width>
 DT_VECTOR_KERNEL void affine_add_rows(const X* __restrict x, int64_t ldx, float* __restrict gx, int64_t ldgx,
-                                      int64_t rows, int64_t C, const float* __restrict mean,
+                                      int64_t rows, Width C, const float* __restrict mean,
                                       const float* __restrict k1, const float* __restrict k0) {
   for (int64_t r = 0; r < rows; ++r) {
     const X* __restrict xr = x + r * ldx;
     float* __restrict gxr = gx + r * ldgx;
-    for (int64_t c = 0; c < C; ++c) gxr[c] += k1[c] * (as_float(xr[c]) - mean[c]) + k0[c];
+    for (int64_t c = 0; c < int64_t(C); ++c) gxr[c] += k1[c] * (as_float(xr[c]) - mean[c]) + k0[c];
+  }
+}
+
+// out = g + k1 * (x - mean) + k0 (out another panel than g).
+template <class X, class Width>
+DT_VECTOR_KERNEL void affine_add_into_rows(const X* __restrict x, int64_t ldx, const float* __restrict g, int64_t ldg,
+                                           float* __restrict out, int64_t ldo, int64_t rows, Width C,
+                                           const float* __restrict mean, const float* __restrict k1,
+                                           const float* __restrict k0) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const X* __restrict xr = x + r * ldx;
+    const float* __restrict gr = g + r * ldg;
+    float* __restrict outr = out + r * ldo;
+    for (int64_t c = 0; c < int64_t(C); ++c) outr[c] = gr[c] + k1[c] * (as_float(xr[c]) - mean[c]) + k0[c];
   }
 }
 
@@ -224,27 +270,59 @@ decltype(auto) visit_panel(const at::Tensor& t, F&& f) {
   return f(panel_of<float>(t));
 }
 
-// Mean and biased variance of every channel of a panel (two passes: exact for any offset).
+// Mean and biased variance of every channel of a panel from its per-channel sums (two passes:
+// exact for any offset).
 template <class X>
-std::pair<at::Tensor, at::Tensor> channel_stats(const PanelOf<X>& x) {
-  const auto sums = sum_over_rows(x.rows, x.channels, [&](int64_t b, int64_t e, float* acc, float*) {
-    sum_rows(x.data + b * x.ld, x.ld, e - b, x.channels, acc);
-  });
-  std::vector<double> mean(sums.first);
+std::pair<at::Tensor, at::Tensor> stats_from_sums(const PanelOf<X>& x, const std::vector<double>& sums) {
+  std::vector<double> mean(sums);
   for (auto& m : mean) m /= static_cast<double>(x.rows);
   const at::Tensor mean_f = float_vector(mean);
   const float* mp = mean_f.data_ptr<float>();
-  const auto dev = sum_over_rows(x.rows, x.channels, [&](int64_t b, int64_t e, float* acc, float*) {
-    squared_deviation_rows(x.data + b * x.ld, x.ld, e - b, x.channels, mp, acc);
+  const auto dev = with_width(x.channels, [&](auto C) {
+    return sum_over_rows(x.rows, C, [&](int64_t b, int64_t e, float* acc, float*) {
+      squared_deviation_rows(x.data + b * x.ld, x.ld, e - b, C, mp, acc);
+    });
   });
   std::vector<double> var(dev.first);
   for (auto& v : var) v /= static_cast<double>(x.rows);
   return {mean_f, float_vector(var)};
 }
 
+template <class X>
+std::pair<at::Tensor, at::Tensor> channel_stats(const PanelOf<X>& x) {
+  const auto sums = with_width(x.channels, [&](auto C) {
+    return sum_over_rows(x.rows, C, [&](int64_t b, int64_t e, float* acc, float*) {
+      sum_rows(x.data + b * x.ld, x.ld, e - b, C, acc);
+    });
+  });
+  return stats_from_sums(x, sums.first);
+}
+
 // The same of a channels-last float32 or bfloat16 tensor (or a channel range of one).
 std::pair<at::Tensor, at::Tensor> channel_stats(const at::Tensor& x) {
   return visit_panel(x, [](const auto& p) { return channel_stats(p); });
+}
+
+// dst = src (channels-last tensors of one dtype, dst a channel range of a block buffer: the new
+// features of a layer), in parallel. training: also returns src's batch statistics (channel_stats
+// of the copy, with the sums taken while copying and the deviations from the dense src).
+std::pair<at::Tensor, at::Tensor> append_features(const at::Tensor& src, const at::Tensor& dst, bool training) {
+  return visit_panel(src, [&](const auto& s) {
+    using X = std::remove_const_t<std::remove_pointer_t<decltype(s.data)>>;
+    const PanelOf<X> d = panel_of<X>(dst);
+    return with_width(s.channels, [&](auto C) -> std::pair<at::Tensor, at::Tensor> {
+      if (!training) {
+        over_rows(s.rows, [&](int64_t b, int64_t e) {
+          for (int64_t r = b; r < e; ++r) std::copy(s.data + r * s.ld, s.data + r * s.ld + int64_t(C), d.data + r * d.ld);
+        });
+        return {};
+      }
+      const auto sums = sum_over_rows(s.rows, C, [&](int64_t b, int64_t e, float* acc, float*) {
+        copy_sum_rows(s.data + b * s.ld, s.ld, d.data + b * d.ld, d.ld, e - b, C, acc);
+      });
+      return stats_from_sums(s, sums.first);
+    });
+  });
 }
 
 template <class X, class Y>
@@ -532,9 +610,11 @@ NormGradTerms norm_grad_terms(const std::pair<std::vector<double>, std::vector<d
 // gx += k1 * (x - mean) + k0 over the panels' rows, in parallel (x float32 or bfloat16).
 void affine_add(const at::Tensor& x, const Panel& gx, const float* mean, const float* k1, const float* k0) {
   fused_kernels::visit_panel(x, [&](const auto& xp) {
-    fused_kernels::over_rows(xp.rows, [&](int64_t r0, int64_t r1) {
-      fused_kernels::affine_add_rows(xp.data + r0 * xp.ld, xp.ld, gx.data + r0 * gx.ld, gx.ld, r1 - r0, xp.channels,
-                                     mean, k1, k0);
+    fused_kernels::with_width(xp.channels, [&](auto C) {
+      fused_kernels::over_rows(xp.rows, [&](int64_t r0, int64_t r1) {
+        fused_kernels::affine_add_rows(xp.data + r0 * xp.ld, xp.ld, gx.data + r0 * gx.ld, gx.ld, r1 - r0, C, mean, k1,
+                                       k0);
+      });
     });
   });
 }
@@ -727,10 +807,8 @@ at::Tensor block_forward(const at::Tensor& x_in, const std::vector<FusedLayerArg
         state->var2.push_back(v2);
       }
     }
-    at::Tensor fresh = buffer.narrow(1, channels, k);
-    fresh.copy_(out);
+    auto [m, v] = fused_kernels::append_features(out.contiguous(kChannelsLast), buffer.narrow(1, channels, k), training);
     if (training) {
-      auto [m, v] = fused_kernels::channel_stats(fresh);
       mean.narrow(0, channels, k).copy_(m);
       var.narrow(0, channels, k).copy_(v);
     }
@@ -803,10 +881,22 @@ struct DeferredAffine {
     return {terms.grad_weight, terms.grad_bias};
   }
 
-  // Completes the gradient of channels [first, first + C) once no layer that reads them is left.
-  void apply(const at::Tensor& x, const at::Tensor& grad, const at::Tensor& mean, int64_t first) const {
-    affine_add(x, panel_of(grad), mean.data_ptr<float>() + first, k1.data_ptr<float>() + first,
-               k0.data_ptr<float>() + first);
+  // The complete gradient of channels [first, first + C) of the buffer x, once no layer that
+  // reads them is left: grad (their slice of the gradient buffer) plus the affine terms, as a new
+  // dense channels-last float32 tensor (one pass; the slice itself is not read again).
+  at::Tensor complete(const at::Tensor& x, const at::Tensor& grad, const at::Tensor& mean, int64_t first) const {
+    at::Tensor out = at::empty(grad.sizes(), grad.options().memory_format(kChannelsLast));
+    const Panel g = panel_of(grad), o = panel_of(out);
+    const float *m = mean.data_ptr<float>() + first, *a = k1.data_ptr<float>() + first, *b = k0.data_ptr<float>() + first;
+    fused_kernels::visit_panel(x, [&](const auto& xp) {
+      fused_kernels::with_width(xp.channels, [&](auto C) {
+        fused_kernels::over_rows(xp.rows, [&](int64_t r0, int64_t r1) {
+          fused_kernels::affine_add_into_rows(xp.data + r0 * xp.ld, xp.ld, g.data + r0 * g.ld, g.ld, o.data + r0 * o.ld,
+                                              o.ld, r1 - r0, C, m, a, b);
+        });
+      });
+    });
+    return out;
   }
 };
 
@@ -869,8 +959,7 @@ struct FusedBlockFunction : public torch::autograd::Function<FusedBlockFunction>
       const at::Tensor* p = saved.data() + j * pairs * kParamsPerLayer;
       at::Tensor* gp = param_grads.data() + j * pairs * kParamsPerLayer;
       // Every layer that reads this layer's k channels is done: complete their gradient.
-      deferred.apply(buffer.narrow(1, channels, k), grad_buffer.narrow(1, channels, k), mean, channels);
-      at::Tensor grad = grad_buffer.narrow(1, channels, k).contiguous(kChannelsLast);
+      at::Tensor grad = deferred.complete(buffer.narrow(1, channels, k), grad_buffer.narrow(1, channels, k), mean, channels);
       const at::Tensor features = buffer.narrow(1, 0, channels);
       const Panel grad_features = panel_of(grad_buffer.narrow(1, 0, channels));
       const at::Tensor m = mean.narrow(0, 0, channels);
@@ -916,10 +1005,9 @@ struct FusedBlockFunction : public torch::autograd::Function<FusedBlockFunction>
     }
     variable_list grads{at::Tensor()};
     if (ctx->needs_input_grad(0)) {
-      deferred.apply(buffer.narrow(1, 0, c0), grad_buffer.narrow(1, 0, c0), mean, 0);
-      // One pass: the channel slice into a dense tensor of the input's dtype.
-      grads[0] = grad_buffer.narrow(1, 0, c0).to(static_cast<at::ScalarType>(ctx->saved_data["input_dtype"].toInt()),
-                                                 /*non_blocking=*/false, /*copy=*/false, kChannelsLast);
+      // A dense float32 tensor, converted to the input's dtype if that is another.
+      grads[0] = deferred.complete(buffer.narrow(1, 0, c0), grad_buffer.narrow(1, 0, c0), mean, 0)
+                     .to(static_cast<at::ScalarType>(ctx->saved_data["input_dtype"].toInt()));
     }
     grads.insert(grads.end(), param_grads.begin(), param_grads.end());
     grads.resize(grads.size() + L * pairs * kRunningPerNorm + 1);  // running statistics, settings
