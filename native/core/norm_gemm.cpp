@@ -46,7 +46,7 @@ struct Isa {
   using V = __m512;
   static constexpr int64_t kWidth = 16;
   static constexpr int rows_for(int nv) { return nv == 4 ? 6 : nv == 3 ? 8 : 12; }
-  static constexpr int kWeightRows = 8, kWeightVectors = 3, kDataRows = 8, kDataVectors = 3;
+  static constexpr int kWeightRows = 8, kWeightVectors = 3, kDataRows = 8, kDataVectors = 3, kEpilogueVectors = 4;
   static V zero() { return _mm512_setzero_ps(); }
   static V load(const float* p) { return _mm512_loadu_ps(p); }
   static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
@@ -69,7 +69,7 @@ struct Isa {
   using V = __m256;
   static constexpr int64_t kWidth = 8;
   static constexpr int rows_for(int nv) { return nv == 4 ? 2 : nv == 3 ? 4 : nv == 2 ? 6 : 12; }  // 4: unused
-  static constexpr int kWeightRows = 4, kWeightVectors = 3, kDataRows = 4, kDataVectors = 3;
+  static constexpr int kWeightRows = 4, kWeightVectors = 3, kDataRows = 4, kDataVectors = 3, kEpilogueVectors = 2;
   static V zero() { return _mm256_setzero_ps(); }
   static V load(const float* p) { return _mm256_loadu_ps(p); }
   static void store(float* p, V v) { _mm256_storeu_ps(p, v); }

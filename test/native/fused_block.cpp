@@ -155,8 +155,67 @@ void compare_bf16(const DenseNetConfig& config, const std::string& name, int64_t
 
 }  // namespace
 
+// float32 -> bfloat16 bits as LibTorch rounds (to nearest even, every NaN to 0x7FC0).
+uint16_t bf16_bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  return f != f ? 0x7FC0 : static_cast<uint16_t>((u + ((u >> 16) & 1u) + 0x7FFFu) >> 16);
+}
+
+// The passes that write bfloat16 (norm_relu, affine_into: the CPU's vector kernels where it has
+// them) give bitwise the values of the scalar formulas: rounding to nearest even (ties included),
+// NaN, the infinities, negative values, a channel count with a tail, a strided channel slice,
+// float32 and bfloat16 inputs.
+void check_bf16_normalisation() {
+  const int64_t C = 37;
+  at::Tensor x = torch::randn({3, C + 3, 2, 5}).mul(4).contiguous(at::MemoryFormat::ChannelsLast);
+  float* px = x.data_ptr<float>();
+  const float specials[] = {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                            -std::numeric_limits<float>::infinity(), -1.f, 0.f, 1.00390625f /* tie: 0x3F808000 */,
+                            1.01171875f /* tie, odd: 0x3F818000 */};
+  const at::Tensor scale = torch::rand({C}).add(0.5), shift = torch::randn({C});
+  // Channels 5 (a vector's) and 35 (the tail's) of the slice below pass their values unchanged.
+  for (int64_t c : {5, 35}) {
+    scale.data_ptr<float>()[c] = 1.f;
+    shift.data_ptr<float>()[c] = 0.f;
+    for (std::size_t i = 0; i < std::size(specials); ++i) px[static_cast<int64_t>(i) * (C + 3) + 2 + c] = specials[i];
+  }
+  for (const at::Tensor& input : {x, x.to(at::kBFloat16)}) {
+    const at::Tensor slice = input.narrow(1, 2, C);  // strided rows
+    at::Tensor y = at::empty(slice.sizes(), slice.options().dtype(at::kBFloat16).memory_format(at::MemoryFormat::ChannelsLast));
+    fused_kernels::norm_relu(slice, y, scale, shift);
+    const float *s = scale.data_ptr<float>(), *t = shift.data_ptr<float>();
+    const at::Tensor in = slice.to(at::kFloat).contiguous(at::MemoryFormat::ChannelsLast);
+    const float* pin = in.data_ptr<float>();
+    const auto* py = static_cast<const uint16_t*>(y.data_ptr());
+    // affine_into: g + k1 * (x - mean) + k0, with the special values in g.
+    const at::Tensor g = x.narrow(1, 3, C), mean = torch::randn({C}), k1 = torch::randn({C}), k0 = torch::randn({C});
+    const at::Tensor z = affine_into(slice, panel_of(g), mean.data_ptr<float>(), k1.data_ptr<float>(),
+                                     k0.data_ptr<float>(), at::kBFloat16);
+    const at::Tensor gd = g.contiguous(at::MemoryFormat::ChannelsLast);
+    const float *pg = gd.data_ptr<float>(), *pm = mean.data_ptr<float>(), *p1 = k1.data_ptr<float>(),
+                *p0 = k0.data_ptr<float>();
+    const auto* pz = static_cast<const uint16_t*>(z.data_ptr());
+    int64_t mismatches = 0, affine_mismatches = 0;
+    for (int64_t r = 0; r < in.numel() / C; ++r)
+      for (int64_t c = 0; c < C; ++c) {
+        const float v = pin[r * C + c] * s[c] + t[c];
+        mismatches += py[r * C + c] != bf16_bits(v < 0.f ? 0.f : v);
+        const int64_t i = r * C + c;
+        affine_mismatches += pz[i] != bf16_bits(pg[i] + p1[c] * (pin[i] - pm[c]) + p0[c]);
+      }
+    if (mismatches != 0 || affine_mismatches != 0) {
+      std::printf("FAIL bfloat16 output from %s: %lld normalised and %lld affine values differ from the scalar formulas\n",
+                  c10::toString(input.scalar_type()), static_cast<long long>(mismatches),
+                  static_cast<long long>(affine_mismatches));
+      failed = true;
+    }
+  }
+}
+
 int main() {
   at::set_num_threads(2);  // the fused kernels split rows between threads
+  check_bf16_normalisation();
   DenseNetConfig bc;  // DenseNet-BC, CIFAR stem
   bc.growth_rate = 4;
   bc.block_config = {3, 2};
