@@ -19,7 +19,7 @@
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define DT_VECTOR_KERNEL \
   __attribute__((target_clones("avx512f", "avx2", "default"), optimize("O3", "tree-vectorize")))
-#define DT_AVX512_BF16_STORE 1
+#define DT_AVX512_PASSES 1
 #include <immintrin.h>
 #else
 #define DT_VECTOR_KERNEL
@@ -72,10 +72,11 @@ inline float as_float(uint16_t v) { return from_bf16(v); }
 inline void store(float& y, float v) { y = v; }
 inline void store(uint16_t& y, float v) { y = to_bf16(v); }
 
-#ifdef DT_AVX512_BF16_STORE
+#ifdef DT_AVX512_PASSES
 // The compiler vectorises to_bf16's rounding poorly (normalising into bfloat16 ran at a quarter of
 // the speed of the same pass into float32): AVX-512F intrinsics for the passes that write
-// bfloat16, bitwise the same values (to nearest even, every NaN to 0x7FC0).
+// bfloat16 (rounding to nearest even, every NaN to 0x7FC0), with fused multiply-adds where the
+// compiler contracts the generic kernels' expressions into them.
 namespace avx512 {
 // GCC 12 reports the _mm512_undefined_*() inside these intrinsics as maybe uninitialised.
 #pragma GCC diagnostic push
@@ -104,9 +105,10 @@ void norm_relu_rows(const X* __restrict x, int64_t ldx, uint16_t* __restrict y, 
     uint16_t* __restrict yr = y + r * ldy;
     int64_t c = 0;
     for (; c + 16 <= C; c += 16) {
-      // Multiply, then add (not fused): the same float32 values as the scalar kernels, which
-      // backward's ReLU masks are computed by. max(0, v) is v when v is NaN (the second operand).
-      const __m512 v = _mm512_add_ps(_mm512_mul_ps(load(xr + c), _mm512_loadu_ps(scale + c)), _mm512_loadu_ps(shift + c));
+      // Fused multiply-add, as the compiler contracts the generic kernels' x * scale + shift
+      // (backward's ReLU masks are computed so too). max(0, v) is v when v is NaN (the second
+      // operand), as torch.relu.
+      const __m512 v = _mm512_fmadd_ps(load(xr + c), _mm512_loadu_ps(scale + c), _mm512_loadu_ps(shift + c));
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(yr + c), to_bf16(_mm512_max_ps(_mm512_setzero_ps(), v)));
     }
     for (; c < C; ++c) {
@@ -116,7 +118,7 @@ void norm_relu_rows(const X* __restrict x, int64_t ldx, uint16_t* __restrict y, 
   }
 }
 
-// affine_add_into_rows (below) into bfloat16: out = g + k1 * (x - mean) + k0, in that order.
+// affine_add_into_rows (below) into bfloat16: out = fma(k1, x - mean, g) + k0.
 template <class X>
 void affine_add_into_rows(const X* __restrict x, int64_t ldx, const float* __restrict g, int64_t ldg,
                           uint16_t* __restrict out, int64_t ldo, int64_t rows, int64_t C, const float* __restrict mean,
@@ -128,7 +130,7 @@ void affine_add_into_rows(const X* __restrict x, int64_t ldx, const float* __res
     int64_t c = 0;
     for (; c + 16 <= C; c += 16) {
       const __m512 d = _mm512_sub_ps(load(xr + c), _mm512_loadu_ps(mean + c));
-      const __m512 v = _mm512_add_ps(_mm512_add_ps(_mm512_loadu_ps(gr + c), _mm512_mul_ps(_mm512_loadu_ps(k1 + c), d)),
+      const __m512 v = _mm512_add_ps(_mm512_fmadd_ps(_mm512_loadu_ps(k1 + c), d, _mm512_loadu_ps(gr + c)),
                                      _mm512_loadu_ps(k0 + c));
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(outr + c), to_bf16(v));
     }
@@ -140,7 +142,7 @@ void affine_add_into_rows(const X* __restrict x, int64_t ldx, const float* __res
 }  // namespace avx512
 
 // Whether this CPU runs the avx512 passes above.
-inline bool avx512_bf16_store() {
+inline bool use_avx512() {
   static const bool yes = [] {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f");
@@ -408,9 +410,9 @@ template <class X, class Y>
 void norm_relu(const PanelOf<X>& x, const PanelOf<Y>& y, const at::Tensor& scale, const at::Tensor& shift) {
   const float* s = scale.data_ptr<float>();
   const float* t = shift.data_ptr<float>();
-#ifdef DT_AVX512_BF16_STORE
+#ifdef DT_AVX512_PASSES
   if constexpr (std::is_same_v<Y, uint16_t>) {
-    if (avx512_bf16_store())
+    if (use_avx512())
       return over_rows(x.rows, [&](int64_t b, int64_t e) {
         avx512::norm_relu_rows(x.data + b * x.ld, x.ld, y.data + b * y.ld, y.ld, e - b, x.channels, s, t);
       });
@@ -713,9 +715,9 @@ at::Tensor affine_into(const at::Tensor& x, const Panel& g, const float* mean, c
   at::Tensor out = at::empty(x.sizes(), x.options().dtype(dtype).memory_format(kChannelsLast));
   fused_kernels::visit_panel(x, [&](const auto& xp) {
     fused_kernels::visit_panel(out, [&](const auto& o) {
-#ifdef DT_AVX512_BF16_STORE
+#ifdef DT_AVX512_PASSES
       if constexpr (std::is_same_v<decltype(o), const PanelOf<uint16_t>&>) {
-        if (fused_kernels::avx512_bf16_store())
+        if (fused_kernels::use_avx512())
           return fused_kernels::over_rows(xp.rows, [&](int64_t r0, int64_t r1) {
             fused_kernels::avx512::affine_add_into_rows(xp.data + r0 * xp.ld, xp.ld, g.data + r0 * g.ld, g.ld,
                                                         o.data + r0 * o.ld, o.ld, r1 - r0, xp.channels, mean, k1, k0);

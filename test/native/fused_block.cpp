@@ -199,10 +199,10 @@ void check_bf16_normalisation() {
     int64_t mismatches = 0, affine_mismatches = 0;
     for (int64_t r = 0; r < in.numel() / C; ++r)
       for (int64_t c = 0; c < C; ++c) {
-        const float v = pin[r * C + c] * s[c] + t[c];
+        const float v = std::fma(pin[r * C + c], s[c], t[c]);
         mismatches += py[r * C + c] != bf16_bits(v < 0.f ? 0.f : v);
         const int64_t i = r * C + c;
-        affine_mismatches += pz[i] != bf16_bits(pg[i] + p1[c] * (pin[i] - pm[c]) + p0[c]);
+        affine_mismatches += pz[i] != bf16_bits(std::fma(p1[c], pin[i] - pm[c], pg[i]) + p0[c]);
       }
     if (mismatches != 0 || affine_mismatches != 0) {
       std::printf("FAIL bfloat16 output from %s: %lld normalised and %lld affine values differ from the scalar formulas\n",
