@@ -10,7 +10,6 @@ function peakRssMiB() {
   return Number(/VmHWM:\s+(\d+)/.exec(fs.readFileSync('/proc/self/status', 'utf8'))[1]) / 1024;
 }
 
-
 // On CUDA the memory that counts is the device's: the caching allocator's peak (as PyTorch's
 // torch.cuda.max_memory_allocated), and time is read after the queued kernels finished.
 const cuda = (c) => (c.device ?? 'cpu') !== 'cpu';

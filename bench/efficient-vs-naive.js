@@ -20,7 +20,6 @@ const CASES = [
   { name: 'DenseNet-121', build: (o) => dt.densenet121({ numClasses: 1000, ...o }), batch: 16, size: 224, classes: 1000 },
 ];
 
-
 /** The median step time of `steps` fit steps (after one warm-up step). */
 async function stepSeconds(model, data, batch) {
   const seconds = [];

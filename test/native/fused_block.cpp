@@ -155,15 +155,9 @@ void compare_bf16(const DenseNetConfig& config, const std::string& name, int64_t
 
 }  // namespace
 
-// float32 -> bfloat16 bits as LibTorch rounds (to nearest even, every NaN to 0x7FC0).
-uint16_t bf16_bits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, sizeof u);
-  return f != f ? 0x7FC0 : static_cast<uint16_t>((u + ((u >> 16) & 1u) + 0x7FFFu) >> 16);
-}
-
 // The passes that write bfloat16 (norm_relu, affine_into: the CPU's vector kernels where it has
-// them) give bitwise the values of the scalar formulas: rounding to nearest even (ties included),
+// them) give bitwise the values of the scalar formulas, rounded by the generic kernels' to_bf16
+// (as LibTorch rounds): rounding to nearest even (ties included),
 // NaN, the infinities, negative values, a channel count with a tail, a strided channel slice,
 // float32 and bfloat16 inputs.
 void check_bf16_normalisation() {
@@ -200,9 +194,9 @@ void check_bf16_normalisation() {
     for (int64_t r = 0; r < in.numel() / C; ++r)
       for (int64_t c = 0; c < C; ++c) {
         const float v = std::fma(pin[r * C + c], s[c], t[c]);
-        mismatches += py[r * C + c] != bf16_bits(v < 0.f ? 0.f : v);
+        mismatches += py[r * C + c] != fused_kernels::to_bf16(v < 0.f ? 0.f : v);
         const int64_t i = r * C + c;
-        affine_mismatches += pz[i] != bf16_bits(std::fma(p1[c], pin[i] - pm[c], pg[i]) + p0[c]);
+        affine_mismatches += pz[i] != fused_kernels::to_bf16(std::fma(p1[c], pin[i] - pm[c], pg[i]) + p0[c]);
       }
     if (mismatches != 0 || affine_mismatches != 0) {
       std::printf("FAIL bfloat16 output from %s: %lld normalised and %lld affine values differ from the scalar formulas\n",
