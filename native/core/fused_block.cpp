@@ -15,10 +15,12 @@
 #include <type_traits>
 
 // The per-pixel loops below are plain C++ that the compiler vectorises; on x86-64 Linux each is
-// built for AVX-512, AVX2 and baseline x86-64 and the loader picks one for the CPU it runs on.
+// built for AVX-512, x86-64-v3 (AVX2 with FMA: an "avx2" clone has no fused multiply-adds, so
+// its x * scale + shift rounded differently from norm_gemm's and the AVX-512 passes') and
+// baseline x86-64, and the loader picks one for the CPU it runs on.
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define DT_VECTOR_KERNEL \
-  __attribute__((target_clones("avx512f", "avx2", "default"), optimize("O3", "tree-vectorize")))
+  __attribute__((target_clones("avx512f", "arch=x86-64-v3", "default"), optimize("O3", "tree-vectorize")))
 #define DT_AVX512_PASSES 1
 #include <immintrin.h>
 #else
@@ -802,8 +804,8 @@ std::pair<at::Tensor, std::pair<std::vector<double>, std::vector<double>>> norm_
   const at::Tensor g = grad.contiguous(kChannelsLast);
   const Panel gp = panel_of(g);
   const at::Tensor w = weight.reshape({n, k}).contiguous();
-  std::vector<float> padded(static_cast<std::size_t>(n * kp));
-  norm_gemm::pad_weight(w.data_ptr<float>(), n, k, padded.data());
+  std::vector<float> packed(static_cast<std::size_t>(n * kp));
+  norm_gemm::pack_backward_weight(w.data_ptr<float>(), n, k, packed.data());
   const int64_t chunks = fused_kernels::row_chunks(x.rows);
   at::Tensor partial = at::zeros({chunks, n, kp}, at::kFloat);
   std::vector<double> sums(static_cast<std::size_t>(chunks * 2 * k), 0.0);
@@ -811,7 +813,7 @@ std::pair<at::Tensor, std::pair<std::vector<double>, std::vector<double>>> norm_
     for (int64_t chunk = first; chunk < last; ++chunk) {
       double* s = sums.data() + chunk * 2 * k;
       const norm_gemm::BackwardArgs args{x.data, x.ld, k, a.scale.data_ptr<float>(), a.shift.data_ptr<float>(),
-                                         mean.data_ptr<float>(), gp.data, gp.ld, n, padded.data(), gx.data, gx.ld,
+                                         mean.data_ptr<float>(), gp.data, gp.ld, n, packed.data(), gx.data, gx.ld,
                                          partial[chunk].data_ptr<float>(), s, s + k};
       norm_gemm::backward_rows(args, x.rows * chunk / chunks, x.rows * (chunk + 1) / chunks);
     }

@@ -46,8 +46,11 @@ void rows(const Args& a, int64_t begin, int64_t end);
 //   grad_x[r][i] += scale[i] * gy;  sum_gy[i] += gy;  sum_gy_dx[i] += gy * (x[r][i] - mean[i])
 //   grad_weight[j][i] += sum over rows of grad[r][j] * relu(x[r][i] * scale[i] + shift[i])
 // The rest of batch norm's input gradient (affine in x) is the caller's, from the two sums.
-int64_t padded_k(int64_t k);  // rows of the padded weight and of grad_weight: k rounded up to 16
-void pad_weight(const float* w, int64_t n, int64_t k, float* padded);  // [n][k] -> [n][padded_k(k)]
+int64_t padded_k(int64_t k);  // rows of grad_weight: k rounded up to 16
+// w ([n][k] row-major) as the backward reads it, n * padded_k(k) floats: panels of a few vectors
+// of columns (zero past k), each panel's n rows contiguous, so the product walks it sequentially
+// (rows of 2 or 4 KiB read down a column all fall in the same sets of the L1 cache).
+void pack_backward_weight(const float* w, int64_t n, int64_t k, float* packed);
 
 struct BackwardArgs {
   const float* x;
@@ -59,7 +62,7 @@ struct BackwardArgs {
   const float* grad;       // rows of n values, ldg apart
   int64_t ldg;
   int64_t n;
-  const float* weight;     // pad_weight of [n][k]
+  const float* weight;     // pack_backward_weight of [n][k]
   float* grad_x;           // rows of k values, ldgx apart: accumulated
   int64_t ldgx;
   float* grad_weight;      // [n][padded_k(k)]: accumulated (one per calling thread)

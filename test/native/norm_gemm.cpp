@@ -76,7 +76,7 @@ int main() {
   // per-channel sums, against the same formulas in double precision; rows split over 2 callers.
   double worst_backward = 0;
   for (int64_t n : {16, 48, 128})
-    for (int64_t k : {5, 16, 37, 130})
+    for (int64_t k : {5, 16, 20, 37, 130, 200})  // panels of 3 vectors, then 2 or 1
       for (int64_t rows : {3, 47, 133}) {
         const at::Tensor buffer = torch::randn({rows, k + 9});
         const at::Tensor x = buffer.narrow(1, 0, k);
@@ -86,15 +86,15 @@ int main() {
         const at::Tensor gx_buffer = torch::randn({rows, k + 3});
         const at::Tensor gx0 = gx_buffer.narrow(1, 0, k).clone(), past_k = gx_buffer.narrow(1, k, 3).clone();
         const int64_t kp = norm_gemm::padded_k(k);
-        std::vector<float> padded(static_cast<std::size_t>(n * kp));
-        norm_gemm::pad_weight(w.data_ptr<float>(), n, k, padded.data());
+        std::vector<float> packed(static_cast<std::size_t>(n * kp));
+        norm_gemm::pack_backward_weight(w.data_ptr<float>(), n, k, packed.data());
         at::Tensor gw = torch::zeros({2, n, kp});
         std::vector<double> sums(static_cast<std::size_t>(4 * k), 0.0);
         at::parallel_for(0, 2, 1, [&](int64_t first, int64_t last) {
           for (int64_t part = first; part < last; ++part) {
             const norm_gemm::BackwardArgs a{x.data_ptr<float>(), x.stride(0), k, scale.data_ptr<float>(),
                                             shift.data_ptr<float>(), mean.data_ptr<float>(), grad.data_ptr<float>(), n,
-                                            n, padded.data(), gx_buffer.data_ptr<float>(), gx_buffer.stride(0),
+                                            n, packed.data(), gx_buffer.data_ptr<float>(), gx_buffer.stride(0),
                                             gw[part].data_ptr<float>(), sums.data() + part * 2 * k,
                                             sums.data() + part * 2 * k + k};
             norm_gemm::backward_rows(a, rows * part / 2, rows * (part + 1) / 2);
