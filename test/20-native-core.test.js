@@ -48,7 +48,7 @@ describe('native core (C++ tests)', () => {
     console.log(`      ${r.stdout.trim().split('\n')[0]}`);
   });
 
-  it('the fused dense block equals the layer-by-layer path: outputs, input and parameter gradients, BN statistics (bottleneck and plain, naive and memory-efficient, two stems, training and evaluation; norm_gemm\'s best kernel and AVX2)', function () {
+  it('the fused dense block equals the layer-by-layer path: outputs, input and parameter gradients, BN statistics (bottleneck and plain, naive and memory-efficient, two stems, training and evaluation; norm_gemm\'s best kernel and AVX2), and the 3x3 convolution\'s weight gradient through norm_gemm equals LibTorch\'s', function () {
     this.timeout(300000);
     const runs = runPassing('test/native/fused_block.cpp', process.arch === 'x64' ? [{}, { DENSETORCH_NORM_GEMM: 'avx2' }] : [{}]);
     for (const r of [runs].flat()) console.log(`      ${r.stdout.trim().split('\n').filter((l) => !l.startsWith('ok')).join('\n      ')}`);

@@ -164,4 +164,21 @@ void backward_rows(const BackwardArgs& a, int64_t begin, int64_t end) {
   std::abort();  // callers check available() first
 }
 
+bool conv3x3_weight_grad_available(int64_t n, int64_t c) {
+  // AVX2 only: measured there (Zen 3, 2 threads: 1.5-2.6x oneDNN's AVX2 weight gradient at 8x8 to
+  // 56x56 pixels); on AVX-512 CPUs oneDNN's own stays until it is measured against this.
+#ifdef DT_NORM_GEMM_X86
+  if (kernel() == Kernel::kAvx2) return n > 0 && n % avx2::Isa::kWeightRows == 0 && c > 0 && c % 16 == 0;
+#endif
+  return false;
+}
+
+void conv3x3_weight_grad_rows(const float* grad, int64_t n, const float* x, int64_t c, int64_t row, int64_t begin,
+                              int64_t end, float* grad_weight) {
+#ifdef DT_NORM_GEMM_X86
+  if (kernel() == Kernel::kAvx2) return avx2::conv3x3_weight_grad_rows(grad, n, x, c, row, begin, end, grad_weight);
+#endif
+  std::abort();  // callers check conv3x3_weight_grad_available() first
+}
+
 }  // namespace densetorch::norm_gemm

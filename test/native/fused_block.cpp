@@ -207,9 +207,40 @@ void check_bf16_normalisation() {
   }
 }
 
+// The 3x3 convolution's weight gradient through norm_gemm's kernel (nine taps over zero-padded
+// copies) equals LibTorch's: channel counts of one and several vectors, output channels of one and
+// several kernel row blocks, images of 1x1 (every tap reads the border), odd and square sizes, a
+// gradient that is not channels-last.
+void check_conv3x3_weight_grad() {
+  int checked = 0;
+  double worst = 0;
+  for (int64_t c : {16, 48, 128})
+    for (int64_t n : {8, 12, 32})
+      for (auto [H, W] : {std::pair<int64_t, int64_t>{1, 1}, {5, 7}, {8, 8}}) {
+        if (!norm_gemm::conv3x3_weight_grad_available(n, c)) continue;
+        const at::Tensor x = torch::randn({3, c, H, W}).contiguous(at::MemoryFormat::ChannelsLast);
+        const at::Tensor grad = torch::randn({3, n, H, W});
+        const at::Tensor w = torch::randn({n, c, 3, 3});
+        const at::Tensor want = std::get<1>(at::convolution_backward(grad, x, w, std::nullopt, {1, 1}, {1, 1}, {1, 1},
+                                                                     false, {0, 0}, 1, {false, true, false}));
+        const at::Tensor got = conv3x3_weight_grad(grad, x);
+        const double diff = ((got - want).abs().max() / want.abs().max()).item<double>();
+        worst = std::max(worst, diff);
+        ++checked;
+        if (!(diff < 1e-5) || got.sizes() != want.sizes()) {
+          std::printf("FAIL 3x3 weight gradient c=%ld n=%ld %ldx%ld: relative difference %g\n", static_cast<long>(c),
+                      static_cast<long>(n), static_cast<long>(H), static_cast<long>(W), diff);
+          failed = true;
+        }
+      }
+  std::printf("3x3 weight gradient through norm_gemm (kernel %s): %d shapes, largest relative difference %.2e\n",
+              norm_gemm::kernel_name(), checked, worst);
+}
+
 int main() {
   at::set_num_threads(2);  // the fused kernels split rows between threads
   check_bf16_normalisation();
+  check_conv3x3_weight_grad();
   DenseNetConfig bc;  // DenseNet-BC, CIFAR stem
   bc.growth_rate = 4;
   bc.block_config = {3, 2};
@@ -249,6 +280,16 @@ int main() {
       compare_models(wide, "bottleneck of " + std::to_string(growth * bn_size) + " channels " +
                                (efficient ? "memory-efficient" : "naive"), 7);
     }
+  }
+  // 9x9 images: the 3x3 convolutions' weight gradients of the first block go through norm_gemm
+  // where the CPU runs it (AVX2; 48 -> 12 channels), the 4x4 ones of the second through LibTorch.
+  DenseNetConfig taps = bc;
+  taps.growth_rate = 12;
+  taps.bn_size = 4;
+  taps.num_init_features = 24;
+  for (bool efficient : {false, true}) {
+    taps.memory_efficient = efficient;
+    compare_models(taps, std::string("bottleneck of 48 channels, 9x9 images ") + (efficient ? "memory-efficient" : "naive"), 9);
   }
   DenseNetConfig imagenet = bc;  // 7x7 stem, max pool
   imagenet.stem = Stem::kImageNet;
