@@ -11,6 +11,7 @@
 //   npm run bench -- --compile     # also PyTorch's torch.compile (inductor), naive rows
 //   npm run bench -- --isa avx2    # both sides held to AVX2 (oneDNN, ATen, MKL, norm_gemm): what a
 //                                  # CPU without AVX-512 runs, on one that has it; fp32 rows only
+//   npm run bench -- --bf16        # the bf16 rows also on a CPU without AVX-512 BF16 or AMX
 //   npm run bench -- --device cuda # the GPU cases: larger batches, fp32 and fp16 (autocast, loss
 //                                  # scaling), device memory from the caching allocator's peak
 // Every row shows achieved GFLOP/s (from the model's convolution shapes), its fraction of the
@@ -39,6 +40,10 @@ if (isa !== undefined && isa !== 'avx2') throw new Error(`--isa: only avx2 is su
 const childEnv = isa === 'avx2'
   ? { ...process.env, ONEDNN_MAX_CPU_ISA: 'AVX2', ATEN_CPU_CAPABILITY: 'avx2', MKL_ENABLE_INSTRUCTIONS: 'AVX2', DENSETORCH_NORM_GEMM: 'avx2' }
   : process.env;
+
+// bf16 in hardware: AVX-512 BF16 or AMX (Linux's /proc/cpuinfo flags).
+const cpuFlags = fs.existsSync('/proc/cpuinfo') ? fs.readFileSync('/proc/cpuinfo', 'utf8') : '';
+const nativeBf16 = /\b(avx512_bf16|amx_bf16)\b/.test(cpuFlags);
 
 const deviceAt = process.argv.indexOf('--device');
 const device = deviceAt > 0 ? process.argv[deviceAt + 1] : 'cpu';
@@ -73,9 +78,10 @@ function cases(scaling) {
     { name: 'DenseNet-BC L=100 k=12', ...bc100, batch: 256 },
     { name: 'DenseNet-121', ...dn121, batch: 32 },
   ].map((c) => ({ ...c, mode: 'infer', memoryEfficient: false, warmup: 1, steps }));
-  // Opt-in bf16 (autocast on both sides): naive training and inference. Not with --isa avx2:
-  // without AVX-512 BF16 the CPU emulates bf16 and fp32 is the precision to use.
-  if (isa) return [...train, ...infer];
+  // Opt-in bf16 (autocast on both sides): naive training and inference. Not with --isa avx2, nor
+  // on a CPU without AVX-512 BF16 or AMX (unless --bf16): it emulates bf16, and fp32 is the
+  // precision to use there.
+  if (isa || !(nativeBf16 || process.argv.includes('--bf16'))) return [...train, ...infer];
   const bf16 = [...train.filter((c) => !c.memoryEfficient), ...infer].map((c) => ({ ...c, precision: 'bf16' }));
   return [...train, ...infer, ...bf16];
 }
@@ -105,6 +111,7 @@ for (const [flag, script] of [['--serve', 'serve.js'], ['--data', 'data-loader.j
 
 const scaling = process.argv.includes('--scaling');
 const withTorch = hasTorch();
+if (!onCuda && !scaling && !isa && !nativeBf16 && !process.argv.includes('--bf16')) console.log('(this CPU has neither AVX-512 BF16 nor AMX: bf16 rows skipped, --bf16 runs them)');
 if (!withTorch) console.log(`(${python} cannot import torch: PyTorch columns skipped; pip install torch==2.13.0 torchvision to compare)`);
 const rows = [];
 const onlyAt = process.argv.indexOf('--only');
@@ -194,5 +201,5 @@ fs.mkdirSync(path.dirname(out), { recursive: true });
 const torchVersion = withTorch ? spawnSync(python, ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8' }).stdout.trim() : null;
 const gpu = onCuda ? spawnSync('nvidia-smi', ['--query-gpu=name,driver_version,memory.total', '--format=csv,noheader'], { encoding: 'utf8' }).stdout?.trim() ?? null : undefined;
 const libtorch = require('..').versions.libtorch;
-fs.writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), device, gpu, isa: isa ?? 'native', threads, steps, cpu: os.cpus()[0].model, cores: os.cpus().length, libtorch, pytorch: torchVersion, rows }, null, 2) + '\n');
+fs.writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), device, gpu, isa: isa ?? 'native', threads, steps, cpu: os.cpus()[0].model, cores: os.cpus().length, nativeBf16, libtorch, pytorch: torchVersion, rows }, null, 2) + '\n');
 console.log(`wrote ${path.relative(process.cwd(), out)}`);
