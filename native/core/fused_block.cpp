@@ -876,7 +876,8 @@ at::Tensor conv(at::ScalarType compute, const at::Tensor& x, const at::Tensor& w
 at::Tensor conv3x3_weight_grad(const at::Tensor& grad, const at::Tensor& x) {
   const int64_t N = x.size(0), c = x.size(1), H = x.size(2), W = x.size(3), n = grad.size(1);
   const int64_t row = W + 2, grid = (H + 2) * row;
-  const at::Tensor xs = x.contiguous(kChannelsLast), gs = grad.contiguous(kChannelsLast);
+  const at::Tensor xs = x.to(at::kFloat).contiguous(kChannelsLast);
+  const at::Tensor gs = grad.to(at::kFloat).contiguous(kChannelsLast);
   const float *px = xs.data_ptr<float>(), *pg = gs.data_ptr<float>();
   at::Tensor partial = at::zeros({at::get_num_threads(), 9, n, c}, at::kFloat);
   float* pw = partial.data_ptr<float>();
