@@ -44,6 +44,7 @@ const childEnv = isa === 'avx2'
 // bf16 in hardware: AVX-512 BF16 or AMX (Linux's /proc/cpuinfo flags).
 const cpuFlags = fs.existsSync('/proc/cpuinfo') ? fs.readFileSync('/proc/cpuinfo', 'utf8') : '';
 const nativeBf16 = /\b(avx512_bf16|amx_bf16)\b/.test(cpuFlags);
+const bf16Rows = nativeBf16 || process.argv.includes('--bf16');
 
 const deviceAt = process.argv.indexOf('--device');
 const device = deviceAt > 0 ? process.argv[deviceAt + 1] : 'cpu';
@@ -81,7 +82,7 @@ function cases(scaling) {
   // Opt-in bf16 (autocast on both sides): naive training and inference. Not with --isa avx2, nor
   // on a CPU without AVX-512 BF16 or AMX (unless --bf16): it emulates bf16, and fp32 is the
   // precision to use there.
-  if (isa || !(nativeBf16 || process.argv.includes('--bf16'))) return [...train, ...infer];
+  if (isa || !bf16Rows) return [...train, ...infer];
   const bf16 = [...train.filter((c) => !c.memoryEfficient), ...infer].map((c) => ({ ...c, precision: 'bf16' }));
   return [...train, ...infer, ...bf16];
 }
@@ -111,7 +112,7 @@ for (const [flag, script] of [['--serve', 'serve.js'], ['--data', 'data-loader.j
 
 const scaling = process.argv.includes('--scaling');
 const withTorch = hasTorch();
-if (!onCuda && !scaling && !isa && !nativeBf16 && !process.argv.includes('--bf16')) console.log('(this CPU has neither AVX-512 BF16 nor AMX: bf16 rows skipped, --bf16 runs them)');
+if (!onCuda && !scaling && !isa && !bf16Rows) console.log('(this CPU has neither AVX-512 BF16 nor AMX: bf16 rows skipped, --bf16 runs them)');
 if (!withTorch) console.log(`(${python} cannot import torch: PyTorch columns skipped; pip install torch==2.13.0 torchvision to compare)`);
 const rows = [];
 const onlyAt = process.argv.indexOf('--only');

@@ -784,13 +784,11 @@ NormReluGrads norm_relu_backward(const at::Tensor& grad, const at::Tensor& x, co
                                  const NormAffine& a, const at::Tensor& mean, at::ScalarType dtype) {
   const Panel g = panel_of(gx);
   const auto sums = norm_relu_grad<false>(grad.contiguous(kChannelsLast), x, g, a.scale, a.shift, mean);
-  if (dtype == at::kFloat) {
-    auto [grad_weight, grad_bias] = finish_norm_backward(sums, x, g, a, mean);
-    return {grad_weight, grad_bias, gx};
-  }
   const NormGradTerms terms = norm_grad_terms(sums, a.scale, a.invstd, pixels(x));
-  return {terms.grad_weight, terms.grad_bias,
-          affine_into(x, g, mean.data_ptr<float>(), terms.k1.data_ptr<float>(), terms.k0.data_ptr<float>(), dtype)};
+  const float *m = mean.data_ptr<float>(), *k1 = terms.k1.data_ptr<float>(), *k0 = terms.k0.data_ptr<float>();
+  if (dtype != at::kFloat) return {terms.grad_weight, terms.grad_bias, affine_into(x, g, m, k1, k0, dtype)};
+  affine_add(x, g, m, k1, k0);  // as finish_norm_backward
+  return {terms.grad_weight, terms.grad_bias, gx};
 }
 
 // The backward of norm_relu_conv1x1 (no bias, no output ReLU) with batch statistics, in one pass
