@@ -1277,11 +1277,17 @@ FoldedConv fold_norm_into_conv(const at::Tensor& conv_weight, const NormArgs& no
 }
 
 bool keeps_bottleneck_when_efficient(int64_t in_channels, int64_t growth_rate) {
-  static const bool recompute_all = [] {
+  // Keep when in_channels > threshold x k; "all" recomputes every layer's (no threshold).
+  static const double threshold = [] {
     const char* v = std::getenv("DENSETORCH_RECOMPUTE");
-    return v != nullptr && std::string(v) == "all";
+    if (v == nullptr || *v == '\0') return kKeepBottleneckAbove;
+    if (std::string(v) == "all") return std::numeric_limits<double>::infinity();
+    char* end = nullptr;
+    const double t = std::strtod(v, &end);
+    TORCH_CHECK(*end == '\0' && t >= 0, "DENSETORCH_RECOMPUTE must be 'all' or a number of growth rates, got '", v, "'");
+    return t;
   }();
-  return !recompute_all && in_channels > 9 * growth_rate;
+  return static_cast<double>(in_channels) > threshold * static_cast<double>(growth_rate);
 }
 
 bool fused_blocks_enabled() {
