@@ -1,5 +1,7 @@
 #include "tensor_ops.h"
 
+#include "compute_thread.h"
+
 #include <ATen/Context.h>
 #include <ATen/ops/_nnpack_available.h>
 #include <c10/core/CachingDeviceAllocator.h>
@@ -125,7 +127,10 @@ void set_allow_tf32(bool allow) {
 
 bool allow_tf32() { return at::globalContext().allowTF32CuDNN(); }
 
-void set_num_threads(int n) { at::set_num_threads(n); }
+void set_num_threads(int n) {
+  at::set_num_threads(n);
+  set_compute_threads(n);
+}
 int num_threads() { return at::get_num_threads(); }
 void manual_seed(uint64_t seed) { torch::manual_seed(seed); }
 

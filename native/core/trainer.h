@@ -101,7 +101,8 @@ Evaluation evaluate(DenseNet& model, BatchSource& data, Precision precision = Pr
 
 // Logits of each input ([N_i, C, H, W], each checked with check_input), computed as one batch:
 // the inputs are concatenated, run in eval mode without autograd in slices of `batch_size`
-// images, and split back (float32). Restores the model's mode.
+// images, and split back (float32). Restores the model's mode. Runs on the compute thread
+// (compute_thread.h), as evaluate's batches do outside a training run.
 std::vector<at::Tensor> predict(DenseNet& model, const std::vector<at::Tensor>& inputs, int64_t batch_size,
                                 Precision precision = Precision::kFp32);
 
