@@ -81,6 +81,26 @@ describe('training: fit and evaluate', () => {
     });
   }
 
+  it('evaluates and predicts in bf16 with the weights of the moment: loading new weights between calls gives what a fresh model with them gives', async () => {
+    const data = quadrants(64);
+    dt.manualSeed(0);
+    const model = tiny();
+    dt.manualSeed(1);
+    const other = tiny();
+    const before = await model.evaluate(data, { precision: 'bf16' });
+    model.loadStateDict(other.stateDict());
+    const after = await model.evaluate(data, { precision: 'bf16' });
+    const expected = await other.evaluate(data, { precision: 'bf16' });
+    assert.notEqual(before.loss, expected.loss, 'the two models differ');
+    assert.equal(after.loss, expected.loss);
+    // Training changes the weights in place (the same tensors): evaluation afterwards sees them.
+    await model.fit(data, { epochs: 1, batchSize: 32, optimizer: { type: 'sgd', lr: 0.5 } });
+    const trained = tiny();
+    trained.loadStateDict(model.stateDict());
+    assert.equal((await model.evaluate(data, { precision: 'bf16' })).loss, (await trained.evaluate(data, { precision: 'bf16' })).loss);
+    assert.deepEqual((await model.predict(data.images, { precision: 'bf16' })).toArray(), (await trained.predict(data.images, { precision: 'bf16' })).toArray());
+  });
+
   it('reports batches and epochs with loss, accuracy, lr and images per second; History has per-epoch columns', async () => {
     dt.manualSeed(0);
     const model = tiny();

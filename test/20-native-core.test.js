@@ -48,6 +48,11 @@ describe('native core (C++ tests)', () => {
     console.log(`      ${r.stdout.trim().split('\n')[0]}`);
   });
 
+  it('the compute thread: tasks from any thread run on one thread (in place when nested or under ComputeHere), with the caller\'s grad mode and autocast state, their exceptions and results, and set_compute_threads', function () {
+    this.timeout(300000);
+    runPassing('test/native/compute_thread.cpp');
+  });
+
   it('the fused dense block equals the layer-by-layer path: outputs, input and parameter gradients, BN statistics (bottleneck and plain, naive and memory-efficient, two stems, training and evaluation; norm_gemm\'s best kernel and AVX2), and the 3x3 convolution\'s weight gradient through norm_gemm equals LibTorch\'s', function () {
     this.timeout(300000);
     const runs = runPassing('test/native/fused_block.cpp', process.arch === 'x64' ? [{}, { DENSETORCH_NORM_GEMM: 'avx2' }] : [{}]);
