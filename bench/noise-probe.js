@@ -23,15 +23,13 @@ function summarise(name, samples, times) {
   const sorted = [...samples].sort((a, b) => a - b);
   const fast = quantile(sorted, 0.95);
   const slow = samples.map((x) => x < 0.9 * fast);
-  // The longest stretch of consecutive slow samples, in seconds.
+  // The longest stretch of consecutive slow samples, in seconds (first to last of the stretch).
   let longest = 0;
-  for (let i = 0, start = -1; i < samples.length; i++) {
-    if (slow[i] && start < 0) start = i;
-    if (start >= 0 && (!slow[i] || i === samples.length - 1)) {
-      longest = Math.max(longest, times[slow[i] ? i : i - 1] - times[start]);
-      start = -1;
-    }
-  }
+  let start = -1;
+  slow.forEach((isSlow, i) => {
+    start = isSlow ? (start < 0 ? i : start) : -1;
+    if (isSlow) longest = Math.max(longest, times[i] - times[start]);
+  });
   return {
     name, samples: samples.length, minGflops: sorted[0], medianGflops: median(sorted), maxGflops: sorted[sorted.length - 1],
     p95Gflops: fast, slowFraction: slow.filter(Boolean).length / samples.length, longestSlowSeconds: longest,
