@@ -53,16 +53,16 @@ describe('native core (C++ tests)', () => {
     runPassing('test/native/compute_thread.cpp');
   });
 
-  it('the fused dense block equals the layer-by-layer path: outputs, input and parameter gradients, BN statistics (bottleneck and plain, naive and memory-efficient, two stems, training and evaluation; norm_gemm\'s best kernel and AVX2), and the 3x3 convolution\'s weight gradient through norm_gemm equals LibTorch\'s', function () {
+  it('the fused dense block equals the layer-by-layer path: outputs, input and parameter gradients, BN statistics (bottleneck and plain, naive and memory-efficient, two stems, training and evaluation; norm_gemm\'s best kernel and AVX2, Winograd 3x3 convolutions forward and backward), and the 3x3 convolution\'s weight gradient through norm_gemm equals LibTorch\'s', function () {
     this.timeout(300000);
     const runs = runPassing('test/native/fused_block.cpp', process.arch === 'x64' ? [{}, { DENSETORCH_NORM_GEMM: 'avx2' }] : [{}]);
     for (const r of [runs].flat()) console.log(`      ${r.stdout.trim().split('\n').filter((l) => !l.startsWith('ok')).join('\n      ')}`);
   });
 
-  it('the 1x1 convolution with batch norm + ReLU as its prologue (norm_gemm) and its backward (weight gradient, input gradient through the ReLU, batch-norm sums) equal double-precision formulas: every panel width, odd row and channel counts, strided rows, bias, ReLU, NaN; the CPU\'s best kernel and AVX2', function () {
+  it('the 1x1 convolution with batch norm + ReLU as its prologue (norm_gemm) and its backward (weight gradient, input gradient through the ReLU, batch-norm sums) equal double-precision formulas: every panel width, odd row and channel counts, strided rows, bias, ReLU, NaN; and the Winograd 3x3 convolution equals conv2d (odd sizes, batch norm + ReLU inside, strided rows); the CPU\'s best kernel and AVX2', function () {
     this.timeout(300000);
     const runs = runPassing('test/native/norm_gemm.cpp', process.arch === 'x64' ? [{}, { DENSETORCH_NORM_GEMM: 'avx2' }] : [{}]);
-    for (const r of [runs].flat()) console.log(`      ${r.stdout.trim().split('\n').slice(0, 3).join('; ')}`);
+    for (const r of [runs].flat()) console.log(`      ${r.stdout.trim().split('\n').filter((l) => l !== 'ok').join('; ')}`);
   });
 
   it('float16 training\'s loss scaling: unscaled gradients equal plain ones, an overflowing step is refused and halves the scale, clean steps double it', function () {

@@ -895,6 +895,37 @@ at::Tensor conv3x3_weight_grad(const at::Tensor& grad, const at::Tensor& x) {
   return partial.sum(0).view({3, 3, n, c}).permute({2, 3, 0, 1}).contiguous(kChannelsLast);
 }
 
+// Whether a 3x3 convolution (stride 1, padding 1) from c to k channels over H x W images runs
+// through norm_gemm's Winograd kernel in `compute` (float32 only). Forward needs images of 64
+// pixels or more: at 7x7 the 4x4 tiles' 8x8 outputs are 31% padding and oneDNN's direct
+// convolution was as fast (2 Zen 3 cores, DenseNet-121's 128 -> 32 channels, batch 32: 0.84-0.91
+// vs 0.91-0.95 ms; 56x56/28x28/14x14: 41-44/12-19/3.1-4.6 vs 30-33/8.1-11/2.2-2.4 ms). The input
+// gradient (32 -> 128 channels) was faster at every size (7x7: 0.63-0.70 vs 0.48-0.61 ms).
+// (1x1 images stay with LibTorch: their tensors' strides need not be channels-last panels.)
+bool winograd_runs(at::ScalarType compute, int64_t c, int64_t k, int64_t H, int64_t W, bool forward) {
+  return compute == at::kFloat && H * W >= (forward ? 64 : 2) && norm_gemm::winograd_available(c, k);
+}
+
+// dst = conv3x3(x, weight) (stride 1, padding 1; of relu(x * scale + shift) when scale is
+// defined) through norm_gemm's Winograd kernel: x and dst channels-last float32 panels (dst may be
+// a channel range of a block buffer), weight [k, c, 3, 3].
+void conv3x3_winograd(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& shift, const at::Tensor& weight,
+                      const at::Tensor& dst) {
+  const Panel in = panel_of(x), out = panel_of(dst);
+  const int64_t k = weight.size(0), c = weight.size(1), N = x.size(0), H = x.size(2), W = x.size(3);
+  TORCH_CHECK(in.channels == c && out.channels == k && dst.size(0) == N && dst.size(2) == H && dst.size(3) == W,
+              "conv3x3_winograd: shapes do not match");
+  const at::Tensor w = weight.to(at::kFloat).contiguous();
+  std::vector<float> packed(static_cast<std::size_t>(16 * k * c));
+  norm_gemm::pack_winograd_weight(w.data_ptr<float>(), k, c, packed.data());
+  const norm_gemm::WinogradArgs args{in.data, in.ld, N, H, W, c,
+                                     scale.defined() ? scale.data_ptr<float>() : nullptr,
+                                     shift.defined() ? shift.data_ptr<float>() : nullptr,
+                                     packed.data(), k, out.data, out.ld};
+  at::parallel_for(0, norm_gemm::winograd_tile_count(N, H, W), 12,
+                   [&](int64_t begin, int64_t end) { norm_gemm::winograd_tiles(args, begin, end); });
+}
+
 // Its backward in `compute`: the gradient of the input in `compute`, of the weight in float32.
 std::pair<at::Tensor, at::Tensor> conv_backward(at::ScalarType compute, const at::Tensor& grad, const at::Tensor& x,
                                                 const at::Tensor& weight, int64_t padding) {
@@ -902,9 +933,19 @@ std::pair<at::Tensor, at::Tensor> conv_backward(at::ScalarType compute, const at
   const bool own_weight_grad = compute == at::kFloat && padding == 1 && weight.size(2) == 3 && weight.size(3) == 3 &&
                                x.size(2) * x.size(3) >= 64 &&
                                norm_gemm::conv3x3_weight_grad_available(weight.size(0), weight.size(1));
-  auto [grad_x, grad_weight, unused] =
-      at::convolution_backward(grad.to(compute), x.to(compute), weight.to(compute), std::nullopt, {1, 1},
-                               {padding, padding}, {1, 1}, false, {0, 0}, 1, {true, !own_weight_grad, false});
+  // The input gradient is the 3x3 convolution of grad with the weight's transpose, flipped.
+  const bool winograd = padding == 1 && weight.size(2) == 3 && weight.size(3) == 3 &&
+                        winograd_runs(compute, weight.size(0), weight.size(1), x.size(2), x.size(3), /*forward=*/false);
+  at::Tensor grad_x, grad_weight;
+  if (!winograd || !own_weight_grad) {
+    std::tie(grad_x, grad_weight, std::ignore) =
+        at::convolution_backward(grad.to(compute), x.to(compute), weight.to(compute), std::nullopt, {1, 1},
+                                 {padding, padding}, {1, 1}, false, {0, 0}, 1, {!winograd, !own_weight_grad, false});
+  }
+  if (winograd) {
+    grad_x = at::empty(x.sizes(), x.options().dtype(at::kFloat).memory_format(kChannelsLast));
+    conv3x3_winograd(grad.to(at::kFloat).contiguous(kChannelsLast), {}, {}, weight.transpose(0, 1).flip({2, 3}), grad_x);
+  }
   if (own_weight_grad) return {grad_x, conv3x3_weight_grad(grad, x)};
   return {grad_x, grad_weight.to(at::kFloat)};
 }
@@ -945,16 +986,29 @@ at::Tensor block_forward(const at::Tensor& x_in, const std::vector<FusedLayerArg
       a1 = affine(layer.norm1.weight, layer.norm1.bias, layer.norm1.running_mean, layer.norm1.running_var,
                   layer.norm1.eps);
     }
+    // The layer's k new channels: the 3x3 convolution writes them into the buffer itself when it
+    // runs through the Winograd kernel (then `out` stays undefined).
+    const at::Tensor added = buffer.narrow(1, channels, k);
+    const auto winograd = [&](const at::Tensor& weight) {
+      return weight.size(2) == 3 && weight.size(3) == 3 &&
+             winograd_runs(compute, weight.size(1), weight.size(0), H, W, /*forward=*/true);
+    };
     at::Tensor out;
     if (!layer.norm2) {
-      out = conv(compute, storage1.normalized(features, a1), layer.conv1_weight, {}, layer.padding1);
+      if (layer.padding1 == 1 && winograd(layer.conv1_weight))
+        conv3x3_winograd(features, a1.scale, a1.shift, layer.conv1_weight, added);
+      else
+        out = conv(compute, storage1.normalized(features, a1), layer.conv1_weight, {}, layer.padding1);
     } else if (!training) {
       const FoldedConv folded = fold_norm_into_conv(layer.conv1_weight, *layer.norm2);
       at::Tensor y1 =
           norm_relu_conv1x1(compute, features, a1.scale, a1.shift, folded.weight, folded.bias, /*relu=*/true);
       if (!y1.defined())
         y1 = conv(compute, storage1.normalized(features, a1), folded.weight, folded.bias, 0).relu_();
-      out = conv(compute, y1, layer.conv2_weight, {}, 1);
+      if (winograd(layer.conv2_weight))
+        conv3x3_winograd(y1.contiguous(kChannelsLast), {}, {}, layer.conv2_weight, added);
+      else
+        out = conv(compute, y1, layer.conv2_weight, {}, 1);
     } else {
       const NormArgs& n2 = *layer.norm2;
       at::Tensor y1 =
@@ -964,7 +1018,10 @@ at::Tensor block_forward(const at::Tensor& x_in, const std::vector<FusedLayerArg
       auto [m2, v2] = fused_kernels::channel_stats(y1);
       update_running(n2, m2, v2, count);
       const NormAffine a2 = affine(n2.weight, n2.bias, m2, v2, n2.eps);
-      out = conv(compute, normalized(y1, a2.scale, a2.shift, storage2), layer.conv2_weight, {}, 1);
+      if (winograd(layer.conv2_weight))  // batch norm + ReLU inside the kernel's input transform
+        conv3x3_winograd(y1, a2.scale, a2.shift, layer.conv2_weight, added);
+      else
+        out = conv(compute, normalized(y1, a2.scale, a2.shift, storage2), layer.conv2_weight, {}, 1);
       if (state) {
         const bool keep = !state->memory_efficient || keeps_bottleneck_when_efficient(channels, k);
         state->y1.push_back(keep ? y1 : at::Tensor());
@@ -972,7 +1029,9 @@ at::Tensor block_forward(const at::Tensor& x_in, const std::vector<FusedLayerArg
         state->var2.push_back(v2);
       }
     }
-    auto [m, v] = fused_kernels::append_features(out.contiguous(kChannelsLast), buffer.narrow(1, channels, k), training);
+    auto [m, v] = out.defined() ? fused_kernels::append_features(out.contiguous(kChannelsLast), added, training)
+                  : training      ? fused_kernels::channel_stats(added)
+                                  : std::pair<at::Tensor, at::Tensor>();
     if (training) {
       mean.narrow(0, channels, k).copy_(m);
       var.narrow(0, channels, k).copy_(v);

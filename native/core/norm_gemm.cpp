@@ -37,6 +37,11 @@ int panel_vectors(int64_t n, int64_t width) {
   return 1;
 }
 
+// Winograd tiles per block: the block's 16 transformed windows (c per tile) and 16 products (k per
+// tile) take 64 * (c + k) bytes a tile; 256 KiB of them leave the core's L2 room for the packed
+// weights. A multiple of 12 (every AVX2 micro-kernel's row count divides it).
+int64_t winograd_block(int64_t c, int64_t k) { return std::max<int64_t>(12, 4096 / (c + k) / 12 * 12); }
+
 }  // namespace
 
 int64_t padded_k(int64_t k) { return (k + 15) / 16 * 16; }
@@ -179,6 +184,50 @@ void conv3x3_weight_grad_rows(const float* grad, int64_t n, const float* x, int6
   if (kernel() == Kernel::kAvx2) return avx2::conv3x3_weight_grad_rows(grad, n, x, c, row, begin, end, grad_weight);
 #endif
   std::abort();  // callers check conv3x3_weight_grad_available() first
+}
+
+bool winograd_available(int64_t c, int64_t k) {
+  // AVX2 only, as the weight gradient above: measured against oneDNN's direct convolution there.
+  // DENSETORCH_WINOGRAD=0 turns it off (measurements, an escape hatch).
+#ifdef DT_NORM_GEMM_X86
+  static const bool enabled = [] {
+    const char* v = std::getenv("DENSETORCH_WINOGRAD");
+    return v == nullptr || std::string(v) != "0";
+  }();
+  if (enabled && kernel() == Kernel::kAvx2) return c > 0 && c % 8 == 0 && k > 0 && k % 8 == 0;
+#endif
+  return false;
+}
+
+void pack_winograd_weight(const float* w, int64_t k, int64_t c, float* packed) {
+  // U = G g G^T, G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]]: 16 matrices [k][c].
+  std::vector<float> u(static_cast<std::size_t>(16 * k * c));
+  for (int64_t o = 0; o < k; ++o)
+    for (int64_t i = 0; i < c; ++i) {
+      const float* g = w + (o * c + i) * 9;
+      float gg[4][3];  // G g
+      for (int col = 0; col < 3; ++col) {
+        gg[0][col] = g[col];
+        gg[1][col] = 0.5f * (g[col] + g[3 + col] + g[6 + col]);
+        gg[2][col] = 0.5f * (g[col] - g[3 + col] + g[6 + col]);
+        gg[3][col] = g[6 + col];
+      }
+      for (int r = 0; r < 4; ++r) {
+        const float row[4] = {gg[r][0], 0.5f * (gg[r][0] + gg[r][1] + gg[r][2]), 0.5f * (gg[r][0] - gg[r][1] + gg[r][2]),
+                              gg[r][2]};
+        for (int col = 0; col < 4; ++col) u[((4 * r + col) * k + o) * c + i] = row[col];
+      }
+    }
+  for (int p = 0; p < 16; ++p) pack_weight(u.data() + p * k * c, k, c, packed + p * k * c);
+}
+
+int64_t winograd_tile_count(int64_t N, int64_t H, int64_t W) { return N * ((H + 1) / 2) * ((W + 1) / 2); }
+
+void winograd_tiles(const WinogradArgs& a, int64_t begin, int64_t end) {
+#ifdef DT_NORM_GEMM_X86
+  if (kernel() == Kernel::kAvx2) return avx2::winograd_tiles(a, begin, end);
+#endif
+  std::abort();  // callers check winograd_available() first
 }
 
 }  // namespace densetorch::norm_gemm

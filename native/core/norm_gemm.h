@@ -86,4 +86,34 @@ bool conv3x3_weight_grad_available(int64_t n, int64_t c);
 void conv3x3_weight_grad_rows(const float* grad, int64_t n, const float* x, int64_t c, int64_t row, int64_t begin,
                               int64_t end, float* grad_weight);
 
+// A 3x3 convolution (stride 1, padding 1) by Winograd's F(2x2, 3x3): each 2x2 block of output
+// pixels (a tile) from its 4x4 input window in 16 products of c x k instead of 36, the window
+// transformed as B^T d B, the weights as G g G^T (pack_winograd_weight), the 16 products through
+// the micro-kernels above and back as A^T m A. The tiles' transforms and products stay in the
+// core's L2 (a block of tiles at a time); nothing but the output is written. Whether this process
+// runs it for c input and k output channels (the AVX2 kernel; c and k multiples of 8: DenseNet-121's
+// 128 -> 32 and its transpose for the input gradient, 32 -> 128).
+bool winograd_available(int64_t c, int64_t k);
+
+// w (a [k][c][3][3] weight, contiguous) transformed and packed for winograd_tiles: 16 * k * c floats.
+void pack_winograd_weight(const float* w, int64_t k, int64_t c, float* packed);
+
+struct WinogradArgs {
+  const float* x;       // N x H x W pixels (images, rows, columns) of c values, ldx apart
+  int64_t ldx;
+  int64_t N, H, W, c;
+  const float* scale;   // [c] or null: the convolution reads relu(x * scale + shift) (zero padding after it)
+  const float* shift;
+  const float* packed;  // pack_winograd_weight
+  int64_t k;
+  float* out;           // N x H x W pixels of k values, ldo apart
+  int64_t ldo;
+};
+
+// Its tiles: N * ceil(H / 2) * ceil(W / 2), numbered image by image, row by row.
+int64_t winograd_tile_count(int64_t N, int64_t H, int64_t W);
+
+// Tiles [begin, end) on the calling thread (callers split tiles between threads).
+void winograd_tiles(const WinogradArgs& a, int64_t begin, int64_t end);
+
 }  // namespace densetorch::norm_gemm

@@ -292,6 +292,25 @@ int main() {
     taps.memory_efficient = efficient;
     compare_models(taps, std::string("bottleneck of 48 channels, 9x9 images ") + (efficient ? "memory-efficient" : "naive"), 9);
   }
+  // 9x9 images, 8 new channels from 32 (bottleneck) or 16..32 (plain): with the AVX2 kernel the
+  // first block's 3x3 convolutions run through the Winograd kernel forward (batch norm + ReLU in
+  // its input transform in training, the folded bottleneck's output in evaluation) and for the
+  // input gradient, the second block's 4x4 images for the input gradient only.
+  DenseNetConfig wino = bc;
+  wino.growth_rate = 8;
+  wino.bn_size = 4;
+  wino.num_init_features = 16;
+  if (std::string(norm_gemm::kernel_name()) == "avx2" && !norm_gemm::winograd_available(32, 8)) {
+    std::printf("FAIL: the AVX2 kernel does not run the Winograd convolution for 32 -> 8 channels\n");
+    failed = true;
+  }
+  for (int64_t bn_size : {4, 0})
+    for (bool efficient : {false, true}) {
+      wino.bn_size = bn_size;
+      wino.memory_efficient = efficient;
+      compare_models(wino, std::string(bn_size ? "bottleneck" : "plain") + " layers of 8 channels, 9x9 images " +
+                               (efficient ? "memory-efficient" : "naive"), 9);
+    }
   DenseNetConfig imagenet = bc;  // 7x7 stem, max pool
   imagenet.stem = Stem::kImageNet;
   imagenet.num_init_features = 8;

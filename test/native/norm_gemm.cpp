@@ -41,6 +41,66 @@ at::Tensor reference(const at::Tensor& x, const at::Tensor& scale, const at::Ten
   return relu ? y.relu() : y;
 }
 
+// The Winograd 3x3 convolution against at::conv2d in double precision: images of one pixel
+// (every tap reads the zero border) to odd sizes no 2x2 tile divides, channel counts of one to
+// several vectors and panels, with and without batch norm + ReLU in the input transform, input
+// and output rows strided wider than their channels (channel ranges of block buffers), tiles
+// split between two callers at a point inside a block. Only where the process runs the kernel
+// (AVX2); elsewhere it must say it is unavailable.
+void check_winograd() {
+  if (std::string(norm_gemm::kernel_name()) != "avx2") {
+    check(!norm_gemm::winograd_available(32, 32), "the Winograd kernel runs with the AVX2 kernel only");
+    return;
+  }
+  check(norm_gemm::winograd_available(8, 8) && norm_gemm::winograd_available(128, 32), "multiples of 8 channels run");
+  check(!norm_gemm::winograd_available(12, 8) && !norm_gemm::winograd_available(8, 12) &&
+            !norm_gemm::winograd_available(0, 8),
+        "other channel counts do not");
+  struct Shape {
+    int64_t N, c, k, H, W;
+  };
+  double worst = 0;
+  int checked = 0;
+  for (const Shape s : {Shape{2, 8, 8, 1, 1}, Shape{3, 16, 8, 2, 3}, Shape{2, 24, 16, 5, 7}, Shape{2, 128, 32, 9, 9},
+                        Shape{1, 32, 128, 8, 6}, Shape{2, 48, 24, 14, 13}, Shape{1, 8, 40, 17, 4}})
+    for (bool norm : {false, true}) {
+      const at::Tensor x_buffer =
+          torch::randn({s.N, s.c + 5, s.H, s.W}).contiguous(at::MemoryFormat::ChannelsLast);
+      const at::Tensor x = x_buffer.narrow(1, 0, s.c);
+      const at::Tensor w = torch::randn({s.k, s.c, 3, 3}) / std::sqrt(9.0 * static_cast<double>(s.c));
+      const at::Tensor scale = torch::rand({s.c}) + 0.5, shift = torch::randn({s.c}) * 0.5;
+      at::Tensor out_buffer = torch::full({s.N, s.k + 3, s.H, s.W}, -7.f).contiguous(at::MemoryFormat::ChannelsLast);
+      std::vector<float> packed(static_cast<std::size_t>(16 * s.k * s.c));
+      norm_gemm::pack_winograd_weight(w.data_ptr<float>(), s.k, s.c, packed.data());
+      // Rows c + 5 and k + 3 floats apart (stride(3) of a 1x1 image says nothing).
+      const norm_gemm::WinogradArgs a{x.data_ptr<float>(), s.c + 5, s.N, s.H, s.W, s.c,
+                                      norm ? scale.data_ptr<float>() : nullptr, norm ? shift.data_ptr<float>() : nullptr,
+                                      packed.data(), s.k, out_buffer.data_ptr<float>(), s.k + 3};
+      const int64_t tiles = norm_gemm::winograd_tile_count(s.N, s.H, s.W);
+      check(tiles == s.N * ((s.H + 1) / 2) * ((s.W + 1) / 2), "tiles cover every output pixel");
+      const int64_t split = tiles * 3 / 5;
+      at::parallel_for(0, 2, 1, [&](int64_t first, int64_t last) {
+        for (int64_t part = first; part < last; ++part)
+          norm_gemm::winograd_tiles(a, part == 0 ? 0 : split, part == 0 ? split : tiles);
+      });
+      at::Tensor input = x.to(at::kDouble);
+      if (norm) input = (input * scale.view({1, -1, 1, 1}) + shift.view({1, -1, 1, 1})).relu();
+      const at::Tensor want = at::conv2d(input, w.to(at::kDouble), {}, 1, 1);
+      const double diff =
+          (out_buffer.narrow(1, 0, s.k).to(at::kDouble) - want).abs().max().item<double>() / want.abs().max().item<double>();
+      worst = std::max(worst, diff);
+      ++checked;
+      if (!(diff < 1e-5)) {
+        std::printf("winograd N=%ld c=%ld k=%ld %ldx%ld norm=%d: relative difference %g\n", static_cast<long>(s.N),
+                    static_cast<long>(s.c), static_cast<long>(s.k), static_cast<long>(s.H), static_cast<long>(s.W),
+                    norm, diff);
+        check(false, "the Winograd convolution equals conv2d");
+      }
+      check((out_buffer.narrow(1, s.k, 3) == -7.f).all().item<bool>(), "channels past k of the output rows are left alone");
+    }
+  std::printf("winograd: %d shapes, largest relative difference from conv2d in double precision: %.2e\n", checked, worst);
+}
+
 }  // namespace
 
 int main() {
@@ -133,6 +193,7 @@ int main() {
   check(!out.narrow(0, 4, 16).isnan().any().item<bool>() && !out.narrow(0, 0, 3).isnan().any().item<bool>(),
         "other rows stay finite");
   std::printf("largest difference from the double-precision product: %.2e\n", worst);
+  check_winograd();
   if (densetorch_test::failures == 0) std::printf("ok\n");
   return densetorch_test::failures == 0 ? 0 : 1;
 }
