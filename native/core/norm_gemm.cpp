@@ -230,4 +230,32 @@ void winograd_tiles(const WinogradArgs& a, int64_t begin, int64_t end) {
   std::abort();  // callers check winograd_available() first
 }
 
+void winograd_weight_grad_tiles(const WinogradGradArgs& a, int64_t begin, int64_t end, float* u) {
+#ifdef DT_NORM_GEMM_X86
+  if (kernel() == Kernel::kAvx2) return avx2::winograd_weight_grad_tiles(a, begin, end, u);
+#endif
+  std::abort();  // callers check winograd_available() first
+}
+
+void winograd_weight_grad_finish(const float* u, int64_t k, int64_t c, float* grad_weight) {
+  // G^T = [[1, 1/2, 1/2, 0], [0, 1/2, -1/2, 0], [0, 1/2, 1/2, 1]]: (G^T u) G, for every (j, i).
+  for (int64_t j = 0; j < k; ++j)
+    for (int64_t i = 0; i < c; ++i) {
+      float m[4][4];
+      for (int p = 0; p < 16; ++p) m[p / 4][p % 4] = u[(p * k + j) * c + i];
+      float t[3][4];
+      for (int col = 0; col < 4; ++col) {
+        t[0][col] = m[0][col] + 0.5f * (m[1][col] + m[2][col]);
+        t[1][col] = 0.5f * (m[1][col] - m[2][col]);
+        t[2][col] = 0.5f * (m[1][col] + m[2][col]) + m[3][col];
+      }
+      float* g = grad_weight + (j * c + i) * 9;
+      for (int r = 0; r < 3; ++r) {
+        g[3 * r + 0] = t[r][0] + 0.5f * (t[r][1] + t[r][2]);
+        g[3 * r + 1] = 0.5f * (t[r][1] - t[r][2]);
+        g[3 * r + 2] = 0.5f * (t[r][1] + t[r][2]) + t[r][3];
+      }
+    }
+}
+
 }  // namespace densetorch::norm_gemm

@@ -116,4 +116,25 @@ int64_t winograd_tile_count(int64_t N, int64_t H, int64_t W);
 // Tiles [begin, end) on the calling thread (callers split tiles between threads).
 void winograd_tiles(const WinogradArgs& a, int64_t begin, int64_t end);
 
+// The weight gradient of the same convolution by the same transforms: the gradient of the 16
+// products (A g A^T of each tile's 2x2 output gradient) times the transformed windows, summed
+// over tiles, then G^T u G. 2.25x fewer multiply-adds than the nine taps' products.
+struct WinogradGradArgs {
+  const float* x;       // as WinogradArgs
+  int64_t ldx;
+  int64_t N, H, W, c;
+  const float* scale;
+  const float* shift;
+  const float* grad;    // the output's gradient: N x H x W pixels of k values, ldg apart
+  int64_t ldg;
+  int64_t k;
+};
+
+// u[p][j][i] += the products' gradient over tiles [begin, end): 16 x k x c floats (one per
+// calling thread); k a multiple of 4.
+void winograd_weight_grad_tiles(const WinogradGradArgs& a, int64_t begin, int64_t end, float* u);
+
+// grad_weight ([k][c][3][3], contiguous) = G^T u G of the summed u.
+void winograd_weight_grad_finish(const float* u, int64_t k, int64_t c, float* grad_weight);
+
 }  // namespace densetorch::norm_gemm

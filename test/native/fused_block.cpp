@@ -235,6 +235,34 @@ void check_conv3x3_weight_grad() {
       }
   std::printf("3x3 weight gradient through norm_gemm (kernel %s): %d shapes, largest relative difference %.2e\n",
               norm_gemm::kernel_name(), checked, worst);
+  // The same through the Winograd kernel (multiples of 8 channels; rows and columns no 2x2 tile
+  // divides; images of one tile).
+  checked = 0;
+  worst = 0;
+  for (int64_t c : {8, 48, 128})
+    for (int64_t n : {8, 32})
+      for (auto [H, W] : {std::pair<int64_t, int64_t>{2, 2}, {5, 7}, {9, 8}}) {
+        if (!norm_gemm::winograd_available(c, n)) continue;
+        const at::Tensor x = torch::randn({3, c, H, W}).contiguous(at::MemoryFormat::ChannelsLast);
+        const at::Tensor grad = torch::randn({3, n, H, W});
+        const at::Tensor w = torch::randn({n, c, 3, 3});
+        const at::Tensor want = std::get<1>(at::convolution_backward(grad, x, w, std::nullopt, {1, 1}, {1, 1}, {1, 1},
+                                                                     false, {0, 0}, 1, {false, true, false}));
+        const at::Tensor got = conv3x3_winograd_weight_grad(grad, x);
+        const double diff = ((got - want).abs().max() / want.abs().max()).item<double>();
+        worst = std::max(worst, diff);
+        ++checked;
+        if (!(diff < 1e-5) || got.sizes() != want.sizes()) {
+          std::printf("FAIL Winograd 3x3 weight gradient c=%ld n=%ld %ldx%ld: relative difference %g\n",
+                      static_cast<long>(c), static_cast<long>(n), static_cast<long>(H), static_cast<long>(W), diff);
+          failed = true;
+        }
+      }
+  if (std::string(norm_gemm::kernel_name()) == "avx2" && checked == 0) {
+    std::printf("FAIL: the AVX2 kernel ran no Winograd weight gradient\n");
+    failed = true;
+  }
+  std::printf("3x3 weight gradient through Winograd: %d shapes, largest relative difference %.2e\n", checked, worst);
 }
 
 int main() {
