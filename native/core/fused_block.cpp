@@ -895,15 +895,26 @@ at::Tensor conv3x3_weight_grad(const at::Tensor& grad, const at::Tensor& x) {
   return partial.sum(0).view({3, 3, n, c}).permute({2, 3, 0, 1}).contiguous(kChannelsLast);
 }
 
-// Whether a 3x3 convolution (stride 1, padding 1) from c to k channels over H x W images runs
-// through norm_gemm's Winograd kernel in `compute` (float32 only). Forward needs images of 64
-// pixels or more: at 7x7 the 4x4 tiles' 8x8 outputs are 31% padding and oneDNN's direct
-// convolution was as fast (2 Zen 3 cores, DenseNet-121's 128 -> 32 channels, batch 32: 0.84-0.91
-// vs 0.91-0.95 ms; 56x56/28x28/14x14: 41-44/12-19/3.1-4.6 vs 30-33/8.1-11/2.2-2.4 ms). The input
-// gradient (32 -> 128 channels) was faster at every size (7x7: 0.63-0.70 vs 0.48-0.61 ms).
-// (1x1 images stay with LibTorch: their tensors' strides need not be channels-last panels.)
-bool winograd_runs(at::ScalarType compute, int64_t c, int64_t k, int64_t H, int64_t W, bool forward) {
-  return compute == at::kFloat && H * W >= (forward ? 64 : 2) && norm_gemm::winograd_available(c, k);
+// A float32 3x3 convolution with padding 1 (stride 1): the kind densetorch's own 3x3 kernels compute.
+bool float_conv3x3(at::ScalarType compute, const at::Tensor& weight, int64_t padding) {
+  return compute == at::kFloat && padding == 1 && weight.size(2) == 3 && weight.size(3) == 3;
+}
+
+// Whether a convolution with `weight` ([k, c, kh, kw]) and `padding` over H x W images runs
+// through norm_gemm's Winograd kernel in `compute`: a float32 3x3 convolution with padding 1, for
+// its forward and weight gradient (`forward`, c -> k channels) or its input gradient (k -> c).
+// Forward needs images of 64 pixels or more: at 7x7 the 4x4 tiles' 8x8 outputs are 31% padding
+// and oneDNN's direct convolution was as fast (2 Zen 3 cores, DenseNet-121's 128 -> 32 channels,
+// batch 32: 0.84-0.91 vs 0.91-0.95 ms; 56x56/28x28/14x14: 41-44/12-19/3.1-4.6 vs 30-33/8.1-11/
+// 2.2-2.4 ms). The input gradient (32 -> 128 channels) was faster at every size (7x7: 0.63-0.70
+// vs 0.48-0.61 ms). (1x1 images stay with LibTorch: their tensors' strides need not be
+// channels-last panels.)
+bool winograd_runs(at::ScalarType compute, const at::Tensor& weight, int64_t padding, int64_t H, int64_t W,
+                   bool forward) {
+  if (!float_conv3x3(compute, weight, padding)) return false;
+  const int64_t k = weight.size(0), c = weight.size(1);
+  return H * W >= (forward ? 64 : 2) &&
+         (forward ? norm_gemm::winograd_available(c, k) : norm_gemm::winograd_available(k, c));
 }
 
 // dst = conv3x3(x, weight) (stride 1, padding 1; of relu(x * scale + shift) when scale is
@@ -918,9 +929,8 @@ void conv3x3_winograd(const at::Tensor& x, const at::Tensor& scale, const at::Te
   const at::Tensor w = weight.to(at::kFloat).contiguous();
   std::vector<float> packed(static_cast<std::size_t>(16 * k * c));
   norm_gemm::pack_winograd_weight(w.data_ptr<float>(), k, c, packed.data());
-  const norm_gemm::WinogradArgs args{in.data, in.ld, N, H, W, c,
-                                     scale.defined() ? scale.data_ptr<float>() : nullptr,
-                                     shift.defined() ? shift.data_ptr<float>() : nullptr,
+  const norm_gemm::WinogradArgs args{{in.data, in.ld, N, H, W, c, scale.defined() ? scale.data_ptr<float>() : nullptr,
+                                      shift.defined() ? shift.data_ptr<float>() : nullptr},
                                      packed.data(), k, out.data, out.ld};
   at::parallel_for(0, norm_gemm::winograd_tile_count(N, H, W), 12,
                    [&](int64_t begin, int64_t end) { norm_gemm::winograd_tiles(args, begin, end); });
@@ -936,7 +946,7 @@ at::Tensor conv3x3_winograd_weight_grad(const at::Tensor& grad, const at::Tensor
   const int64_t N = x.size(0), c = x.size(1), H = x.size(2), W = x.size(3), n = grad.size(1);
   at::Tensor partial = at::zeros({at::get_num_threads(), 16, n, c}, at::kFloat);
   float* pu = partial.data_ptr<float>();
-  const norm_gemm::WinogradGradArgs args{in.data, in.ld, N, H, W, c, nullptr, nullptr, g.data, g.ld, n};
+  const norm_gemm::WinogradGradArgs args{{in.data, in.ld, N, H, W, c, nullptr, nullptr}, g.data, g.ld, n};
   at::parallel_for(0, norm_gemm::winograd_tile_count(N, H, W), 12, [&](int64_t begin, int64_t end) {
     norm_gemm::winograd_weight_grad_tiles(args, begin, end, pu + at::get_thread_num() * 16 * n * c);
   });
@@ -949,24 +959,22 @@ at::Tensor conv3x3_winograd_weight_grad(const at::Tensor& grad, const at::Tensor
 // Its backward in `compute`: the gradient of the input in `compute`, of the weight in float32.
 std::pair<at::Tensor, at::Tensor> conv_backward(at::ScalarType compute, const at::Tensor& grad, const at::Tensor& x,
                                                 const at::Tensor& weight, int64_t padding) {
-  const bool conv3x3 = compute == at::kFloat && padding == 1 && weight.size(2) == 3 && weight.size(3) == 3;
-  // The weight's gradient: Winograd's (images of 64 pixels or more, as forward), else the nine
-  // taps (also 64 pixels or more: at 7x7 the zero border makes 65% more rows and oneDNN's was as
-  // fast), else oneDNN's.
-  const bool winograd_weight_grad =
-      conv3x3 && winograd_runs(compute, weight.size(1), weight.size(0), x.size(2), x.size(3), /*forward=*/true);
-  const bool own_weight_grad = winograd_weight_grad || (conv3x3 && x.size(2) * x.size(3) >= 64 &&
-                                                        norm_gemm::conv3x3_weight_grad_available(weight.size(0), weight.size(1)));
+  const int64_t H = x.size(2), W = x.size(3);
+  // The weight's gradient: Winograd's (as forward), else the nine taps (images of 64 pixels or
+  // more: at 7x7 the zero border makes 65% more rows and oneDNN's was as fast), else oneDNN's.
+  const bool winograd_weight_grad = winograd_runs(compute, weight, padding, H, W, /*forward=*/true);
+  const bool own_weight_grad = winograd_weight_grad ||
+                               (float_conv3x3(compute, weight, padding) && H * W >= 64 &&
+                                norm_gemm::conv3x3_weight_grad_available(weight.size(0), weight.size(1)));
   // The input's: the 3x3 convolution of grad with the weight's transpose, flipped.
-  const bool winograd = conv3x3 && winograd_runs(compute, weight.size(0), weight.size(1), x.size(2), x.size(3),
-                                                 /*forward=*/false);
+  const bool winograd_input_grad = winograd_runs(compute, weight, padding, H, W, /*forward=*/false);
   at::Tensor grad_x, grad_weight;
-  if (!winograd || !own_weight_grad) {
-    std::tie(grad_x, grad_weight, std::ignore) =
-        at::convolution_backward(grad.to(compute), x.to(compute), weight.to(compute), std::nullopt, {1, 1},
-                                 {padding, padding}, {1, 1}, false, {0, 0}, 1, {!winograd, !own_weight_grad, false});
+  if (!winograd_input_grad || !own_weight_grad) {
+    std::tie(grad_x, grad_weight, std::ignore) = at::convolution_backward(
+        grad.to(compute), x.to(compute), weight.to(compute), std::nullopt, {1, 1}, {padding, padding}, {1, 1}, false,
+        {0, 0}, 1, {!winograd_input_grad, !own_weight_grad, false});
   }
-  if (winograd) {
+  if (winograd_input_grad) {
     grad_x = at::empty(x.sizes(), x.options().dtype(at::kFloat).memory_format(kChannelsLast));
     conv3x3_winograd(grad.to(at::kFloat).contiguous(kChannelsLast), {}, {}, weight.transpose(0, 1).flip({2, 3}), grad_x);
   }
@@ -1017,13 +1025,9 @@ at::Tensor block_forward(const at::Tensor& x_in, const std::vector<FusedLayerArg
     // The layer's k new channels: the 3x3 convolution writes them into the buffer itself when it
     // runs through the Winograd kernel (then `out` stays undefined).
     const at::Tensor added = buffer.narrow(1, channels, k);
-    const auto winograd = [&](const at::Tensor& weight) {
-      return weight.size(2) == 3 && weight.size(3) == 3 &&
-             winograd_runs(compute, weight.size(1), weight.size(0), H, W, /*forward=*/true);
-    };
     at::Tensor out;
     if (!layer.norm2) {
-      if (layer.padding1 == 1 && winograd(layer.conv1_weight))
+      if (winograd_runs(compute, layer.conv1_weight, layer.padding1, H, W, /*forward=*/true))
         conv3x3_winograd(features, a1.scale, a1.shift, layer.conv1_weight, added);
       else
         out = conv(compute, storage1.normalized(features, a1), layer.conv1_weight, {}, layer.padding1);
@@ -1033,7 +1037,7 @@ at::Tensor block_forward(const at::Tensor& x_in, const std::vector<FusedLayerArg
           norm_relu_conv1x1(compute, features, a1.scale, a1.shift, folded.weight, folded.bias, /*relu=*/true);
       if (!y1.defined())
         y1 = conv(compute, storage1.normalized(features, a1), folded.weight, folded.bias, 0).relu_();
-      if (winograd(layer.conv2_weight))
+      if (winograd_runs(compute, layer.conv2_weight, 1, H, W, /*forward=*/true))
         conv3x3_winograd(y1.contiguous(kChannelsLast), {}, {}, layer.conv2_weight, added);
       else
         out = conv(compute, y1, layer.conv2_weight, {}, 1);
@@ -1046,7 +1050,8 @@ at::Tensor block_forward(const at::Tensor& x_in, const std::vector<FusedLayerArg
       auto [m2, v2] = fused_kernels::channel_stats(y1);
       update_running(n2, m2, v2, count);
       const NormAffine a2 = affine(n2.weight, n2.bias, m2, v2, n2.eps);
-      if (winograd(layer.conv2_weight))  // batch norm + ReLU inside the kernel's input transform
+      // Batch norm + ReLU inside the Winograd kernel's input transform.
+      if (winograd_runs(compute, layer.conv2_weight, 1, H, W, /*forward=*/true))
         conv3x3_winograd(y1, a2.scale, a2.shift, layer.conv2_weight, added);
       else
         out = conv(compute, normalized(y1, a2.scale, a2.shift, storage2), layer.conv2_weight, {}, 1);

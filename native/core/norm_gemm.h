@@ -98,12 +98,17 @@ bool winograd_available(int64_t c, int64_t k);
 // w (a [k][c][3][3] weight, contiguous) transformed and packed for winograd_tiles: 16 * k * c floats.
 void pack_winograd_weight(const float* w, int64_t k, int64_t c, float* packed);
 
-struct WinogradArgs {
+// The convolution's input, as both passes read it.
+struct WinogradInput {
   const float* x;       // N x H x W pixels (images, rows, columns) of c values, ldx apart
   int64_t ldx;
   int64_t N, H, W, c;
   const float* scale;   // [c] or null: the convolution reads relu(x * scale + shift) (zero padding after it)
   const float* shift;
+};
+
+struct WinogradArgs {
+  WinogradInput in;
   const float* packed;  // pack_winograd_weight
   int64_t k;
   float* out;           // N x H x W pixels of k values, ldo apart
@@ -120,11 +125,7 @@ void winograd_tiles(const WinogradArgs& a, int64_t begin, int64_t end);
 // products (A g A^T of each tile's 2x2 output gradient) times the transformed windows, summed
 // over tiles, then G^T u G. 2.25x fewer multiply-adds than the nine taps' products.
 struct WinogradGradArgs {
-  const float* x;       // as WinogradArgs
-  int64_t ldx;
-  int64_t N, H, W, c;
-  const float* scale;
-  const float* shift;
+  WinogradInput in;
   const float* grad;    // the output's gradient: N x H x W pixels of k values, ldg apart
   int64_t ldg;
   int64_t k;

@@ -207,62 +207,54 @@ void check_bf16_normalisation() {
   }
 }
 
-// The 3x3 convolution's weight gradient through norm_gemm's kernel (nine taps over zero-padded
-// copies) equals LibTorch's: channel counts of one and several vectors, output channels of one and
-// several kernel row blocks, images of 1x1 (every tap reads the border), odd and square sizes, a
-// gradient that is not channels-last.
-void check_conv3x3_weight_grad() {
+// A 3x3 convolution's weight gradient computed by `run` (grad, x) equals LibTorch's for every
+// channel count c, output channel count n and image size where `available` (n, c) says it runs.
+// Returns the shapes checked; prints the largest relative difference.
+template <class Available, class Run>
+int check_weight_grad(const char* name, std::initializer_list<int64_t> cs, std::initializer_list<int64_t> ns,
+                      std::initializer_list<std::pair<int64_t, int64_t>> sizes, const Available& available,
+                      const Run& run) {
   int checked = 0;
   double worst = 0;
-  for (int64_t c : {16, 48, 128})
-    for (int64_t n : {8, 12, 32})
-      for (auto [H, W] : {std::pair<int64_t, int64_t>{1, 1}, {5, 7}, {8, 8}}) {
-        if (!norm_gemm::conv3x3_weight_grad_available(n, c)) continue;
+  for (int64_t c : cs)
+    for (int64_t n : ns)
+      for (auto [H, W] : sizes) {
+        if (!available(n, c)) continue;
         const at::Tensor x = torch::randn({3, c, H, W}).contiguous(at::MemoryFormat::ChannelsLast);
         const at::Tensor grad = torch::randn({3, n, H, W});
         const at::Tensor w = torch::randn({n, c, 3, 3});
         const at::Tensor want = std::get<1>(at::convolution_backward(grad, x, w, std::nullopt, {1, 1}, {1, 1}, {1, 1},
                                                                      false, {0, 0}, 1, {false, true, false}));
-        const at::Tensor got = conv3x3_weight_grad(grad, x);
+        const at::Tensor got = run(grad, x);
         const double diff = ((got - want).abs().max() / want.abs().max()).item<double>();
         worst = std::max(worst, diff);
         ++checked;
         if (!(diff < 1e-5) || got.sizes() != want.sizes()) {
-          std::printf("FAIL 3x3 weight gradient c=%ld n=%ld %ldx%ld: relative difference %g\n", static_cast<long>(c),
+          std::printf("FAIL %s c=%ld n=%ld %ldx%ld: relative difference %g\n", name, static_cast<long>(c),
                       static_cast<long>(n), static_cast<long>(H), static_cast<long>(W), diff);
           failed = true;
         }
       }
-  std::printf("3x3 weight gradient through norm_gemm (kernel %s): %d shapes, largest relative difference %.2e\n",
-              norm_gemm::kernel_name(), checked, worst);
-  // The same through the Winograd kernel (multiples of 8 channels; rows and columns no 2x2 tile
-  // divides; images of one tile).
-  checked = 0;
-  worst = 0;
-  for (int64_t c : {8, 48, 128})
-    for (int64_t n : {8, 32})
-      for (auto [H, W] : {std::pair<int64_t, int64_t>{2, 2}, {5, 7}, {9, 8}}) {
-        if (!norm_gemm::winograd_available(c, n)) continue;
-        const at::Tensor x = torch::randn({3, c, H, W}).contiguous(at::MemoryFormat::ChannelsLast);
-        const at::Tensor grad = torch::randn({3, n, H, W});
-        const at::Tensor w = torch::randn({n, c, 3, 3});
-        const at::Tensor want = std::get<1>(at::convolution_backward(grad, x, w, std::nullopt, {1, 1}, {1, 1}, {1, 1},
-                                                                     false, {0, 0}, 1, {false, true, false}));
-        const at::Tensor got = conv3x3_winograd_weight_grad(grad, x);
-        const double diff = ((got - want).abs().max() / want.abs().max()).item<double>();
-        worst = std::max(worst, diff);
-        ++checked;
-        if (!(diff < 1e-5) || got.sizes() != want.sizes()) {
-          std::printf("FAIL Winograd 3x3 weight gradient c=%ld n=%ld %ldx%ld: relative difference %g\n",
-                      static_cast<long>(c), static_cast<long>(n), static_cast<long>(H), static_cast<long>(W), diff);
-          failed = true;
-        }
-      }
-  if (std::string(norm_gemm::kernel_name()) == "avx2" && checked == 0) {
+  std::printf("%s (kernel %s): %d shapes, largest relative difference %.2e\n", name, norm_gemm::kernel_name(), checked,
+              worst);
+  return checked;
+}
+
+// The 3x3 convolution's weight gradient through norm_gemm's kernel (nine taps over zero-padded
+// copies) equals LibTorch's: channel counts of one and several vectors, output channels of one and
+// several kernel row blocks, images of 1x1 (every tap reads the border), odd and square sizes, a
+// gradient that is not channels-last. The same through the Winograd kernel: multiples of 8
+// channels, rows and columns no 2x2 tile divides, images of one tile.
+void check_conv3x3_weight_grad() {
+  check_weight_grad("3x3 weight gradient through norm_gemm", {16, 48, 128}, {8, 12, 32}, {{1, 1}, {5, 7}, {8, 8}},
+                    norm_gemm::conv3x3_weight_grad_available, conv3x3_weight_grad);
+  const int winograd = check_weight_grad(
+      "3x3 weight gradient through Winograd", {8, 48, 128}, {8, 32}, {{2, 2}, {5, 7}, {9, 8}},
+      [](int64_t n, int64_t c) { return norm_gemm::winograd_available(c, n); }, conv3x3_winograd_weight_grad);
+  if (std::string(norm_gemm::kernel_name()) == "avx2" && winograd == 0) {
     std::printf("FAIL: the AVX2 kernel ran no Winograd weight gradient\n");
     failed = true;
   }
-  std::printf("3x3 weight gradient through Winograd: %d shapes, largest relative difference %.2e\n", checked, worst);
 }
 
 int main() {

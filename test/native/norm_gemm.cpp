@@ -73,8 +73,8 @@ void check_winograd() {
       std::vector<float> packed(static_cast<std::size_t>(16 * s.k * s.c));
       norm_gemm::pack_winograd_weight(w.data_ptr<float>(), s.k, s.c, packed.data());
       // Rows c + 5 and k + 3 floats apart (stride(3) of a 1x1 image says nothing).
-      const norm_gemm::WinogradArgs a{x.data_ptr<float>(), s.c + 5, s.N, s.H, s.W, s.c,
-                                      norm ? scale.data_ptr<float>() : nullptr, norm ? shift.data_ptr<float>() : nullptr,
+      const norm_gemm::WinogradArgs a{{x.data_ptr<float>(), s.c + 5, s.N, s.H, s.W, s.c,
+                                       norm ? scale.data_ptr<float>() : nullptr, norm ? shift.data_ptr<float>() : nullptr},
                                       packed.data(), s.k, out_buffer.data_ptr<float>(), s.k + 3};
       const int64_t tiles = norm_gemm::winograd_tile_count(s.N, s.H, s.W);
       check(tiles == s.N * ((s.H + 1) / 2) * ((s.W + 1) / 2), "tiles cover every output pixel");
