@@ -82,6 +82,26 @@ describe('concurrency', () => {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
+  it('predict() on another model while a fit runs is answered between the run\'s steps, not after the run', async () => {
+    const trained = new dt.DenseNet(TINY);
+    const other = new dt.DenseNet({ ...TINY, growthRate: 6 }).eval();
+    const x = dt.tensor(Float32Array.from({ length: 2 * 3 * 16 * 16 }, (_, i) => Math.sin(i)), [2, 3, 16, 16]);
+    const alone = (await other.predict(x)).toArray();
+    let batches = 0;
+    let firstBatch;
+    const started = new Promise((resolve) => { firstBatch = resolve; });
+    const running = trained.fit(smallData(64), { epochs: 20, batchSize: 8, onBatchEnd: () => { batches++; firstBatch(); } });
+    let fitDone = false;
+    running.then(() => { fitDone = true; });
+    await started;
+    const during = (await other.predict(x)).toArray();
+    const batchesThen = batches;
+    assert.equal(fitDone, false, `the prediction waited for the whole run (${batchesThen} of 160 batches)`);
+    await running;
+    console.log(`      answered after batch ${batchesThen} of 160`);
+    assert.deepEqual(during, alone);
+  });
+
   it('two models fit and save at once in one process, each to its own file, and both load back', async () => {
     const dir = tmpdir('two');
     const a = new dt.DenseNet(TINY);

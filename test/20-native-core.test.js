@@ -48,7 +48,7 @@ describe('native core (C++ tests)', () => {
     console.log(`      ${r.stdout.trim().split('\n')[0]}`);
   });
 
-  it('the compute thread: tasks from any thread run on one thread (in place when nested or under ComputeHere), with the caller\'s grad mode and autocast state, their exceptions and results, and set_compute_threads', function () {
+  it('the compute thread: tasks from any thread run on one thread (in place when nested), with the caller\'s grad mode and autocast state, their exceptions and results, and set_compute_threads; a training run serves the short tasks queued behind it, not another run; threads kept serial start no OpenMP pool (one pool per process)', function () {
     this.timeout(300000);
     runPassing('test/native/compute_thread.cpp');
   });

@@ -2,6 +2,7 @@
 #include <napi.h>
 
 #include "../core/allocator.h"
+#include "../core/compute_thread.h"
 #include "../core/tensor_ops.h"
 #include "addon_data.h"
 #include "data_source.h"
@@ -115,6 +116,7 @@ Napi::Value ExternalMemory(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   install_cpu_allocator();
   disable_unusable_backends();
+  keep_this_thread_serial();  // the JS thread's LibTorch work runs on it alone: one OpenMP pool per process
   env.SetInstanceData(new AddonData());  // owned and deleted by the environment
   exports.Set("NativeTensor", NativeTensor::Init(env));
   exports.Set("NativeModel", NativeModel::Init(env));

@@ -1,5 +1,6 @@
 #include "roofline.h"
 
+#include "../core/compute_thread.h"
 #include "../core/roofline.h"
 #include "errors.h"
 #include "model.h"
@@ -14,7 +15,8 @@ Napi::Value Sgemm(const Napi::CallbackInfo& info) {
   return guarded(env, [&]() -> Napi::Value {
     const int64_t n = info[0].As<Napi::Number>().Int64Value();
     const int reps = info[1].As<Napi::Number>().Int32Value();
-    return PromiseWorker<double>::Start(env, [n, reps] { return time_matmul(n, reps); },
+    // On the compute thread: the threads training and predictions run with.
+    return PromiseWorker<double>::Start(env, [n, reps] { return on_compute_thread([&] { return time_matmul(n, reps); }); },
                                         [](Napi::Env e, double& s) { return Napi::Number::New(e, s); });
   });
 }
@@ -38,7 +40,7 @@ Napi::Value Model(const Napi::CallbackInfo& info) {
         env,
         [=] {
           const auto shapes = conv_shapes(config, height, width);
-          return ModelLimits{forward_flops(shapes), time_convolutions(shapes, batch, backward, reps),
+          return ModelLimits{forward_flops(shapes), on_compute_thread([&] { return time_convolutions(shapes, batch, backward, reps); }),
                              static_cast<int64_t>(shapes.size())};
         },
         [](Napi::Env e, ModelLimits& m) -> Napi::Value {

@@ -8,6 +8,7 @@
 #include <optional>
 #include <utility>
 
+#include "../core/compute_thread.h"
 #include "errors.h"
 
 namespace densetorch::bindings {
@@ -30,6 +31,7 @@ class PromiseWorker : public Napi::AsyncWorker {
  protected:
   void Execute() override {
     try {
+      keep_this_thread_serial();  // libuv's threads start no OpenMP pools (compute_thread.h)
       result_.emplace(work_());
     } catch (...) {
       failure_ = describe_current_exception();

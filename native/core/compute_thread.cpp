@@ -12,35 +12,62 @@
 #include <mutex>
 #include <thread>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 namespace densetorch {
 
 namespace {
 
-thread_local int computes_here = 0;  // > 0 on the compute thread and inside ComputeHere scopes
-std::atomic<int> wanted_threads{0};  // set_compute_threads; 0: LibTorch's default
+thread_local bool is_compute_thread = false;
+thread_local bool in_long_task = false;      // the compute thread is inside a training run
+std::atomic<int> wanted_threads{0};          // set_compute_threads; 0: LibTorch's default
+
+struct Task {
+  std::function<void()> run;  // never throws: enqueue's wrapper catches
+  bool is_long = false;
+};
 
 struct TaskQueue {
   std::mutex mutex;
   std::condition_variable ready;
-  std::deque<std::function<void()>> tasks;
+  std::deque<Task> tasks;
 };
 
+// LibTorch's own count for a thread that has set none (OMP_NUM_THREADS, else the cores).
+int default_threads() {
+  static const int n = at::get_num_threads();
+  return n;
+}
+
+// LibTorch gives a thread the process's last at::set_num_threads count on its first parallel loop,
+// once per library that holds the inline check (LibTorch's and this one's): run both checks first,
+// so that they do not undo the count set next.
+void settle_thread_count() {
+  (void)at::get_num_threads();
+  at::internal::lazy_init_num_threads();
+}
+
 void serve(const std::shared_ptr<TaskQueue>& queue) {
-  computes_here = 1;
+  is_compute_thread = true;
   int applied = 0;
   for (;;) {
-    std::function<void()> task;
+    Task task;
     {
       std::unique_lock<std::mutex> lock(queue->mutex);
       queue->ready.wait(lock, [&] { return !queue->tasks.empty(); });
       task = std::move(queue->tasks.front());
       queue->tasks.pop_front();
     }
-    if (const int n = wanted_threads.load(); n > 0 && n != applied) {
+    if (const int n = compute_threads(); n != applied) {
+      settle_thread_count();
       at::set_num_threads(n);
       applied = n;
     }
-    task();  // never throws: run_on_compute_thread's task catches
+    in_long_task = task.is_long;
+    task.run();
+    in_long_task = false;
   }
 }
 
@@ -48,6 +75,7 @@ void serve(const std::shared_ptr<TaskQueue>& queue) {
 // order of static destruction at exit (the process ends it, as it ends libuv's threads).
 TaskQueue& queue() {
   static const std::shared_ptr<TaskQueue> instance = [] {
+    (void)default_threads();
     auto q = std::make_shared<TaskQueue>();
     std::thread([q] { serve(q); }).detach();
     return q;
@@ -55,33 +83,67 @@ TaskQueue& queue() {
   return *instance;
 }
 
-}  // namespace
-
-void run_on_compute_thread(const std::function<void()>& fn) {
-  if (computes_here > 0) return fn();
+void enqueue(const std::function<void()>& fn, bool is_long) {
+  if (is_compute_thread) return fn();
   const at::ThreadLocalState state;
   std::promise<void> done;
   std::future<void> finished = done.get_future();
   TaskQueue& q = queue();
   {
     const std::lock_guard<std::mutex> lock(q.mutex);
-    q.tasks.emplace_back([&] {
-      try {
-        const at::ThreadLocalStateGuard guard(state);
-        fn();
-        done.set_value();
-      } catch (...) {
-        done.set_exception(std::current_exception());
-      }
-    });
+    q.tasks.push_back(Task{[&] {
+                             try {
+                               const at::ThreadLocalStateGuard guard(state);
+                               fn();
+                               done.set_value();
+                             } catch (...) {
+                               done.set_exception(std::current_exception());
+                             }
+                           },
+                           is_long});
   }
   q.ready.notify_one();
   finished.get();
 }
 
-ComputeHere::ComputeHere() { ++computes_here; }
-ComputeHere::~ComputeHere() { --computes_here; }
+}  // namespace
+
+void run_on_compute_thread(const std::function<void()>& fn) { enqueue(fn, /*is_long=*/false); }
+
+void run_long_on_compute_thread(const std::function<void()>& fn) { enqueue(fn, /*is_long=*/true); }
+
+void serve_waiting_tasks() {
+  if (!is_compute_thread || !in_long_task) return;
+  TaskQueue& q = queue();
+  std::deque<Task> short_tasks;
+  {
+    const std::lock_guard<std::mutex> lock(q.mutex);
+    for (auto it = q.tasks.begin(); it != q.tasks.end();) {
+      if (it->is_long) {
+        ++it;
+      } else {
+        short_tasks.push_back(std::move(*it));
+        it = q.tasks.erase(it);
+      }
+    }
+  }
+  for (Task& task : short_tasks) task.run();  // each restores the run's thread-local state when it ends
+}
 
 void set_compute_threads(int n) { wanted_threads.store(n); }
+
+int compute_threads() {
+  const int n = wanted_threads.load();
+  return n > 0 ? n : default_threads();
+}
+
+void keep_this_thread_serial() {
+  if (is_compute_thread) return;
+  (void)default_threads();
+  settle_thread_count();
+#ifdef _OPENMP
+  omp_set_num_threads(1);  // this thread's count only (at::set_num_threads would change every new thread's)
+#endif
+}
 
 }  // namespace densetorch

@@ -1,12 +1,16 @@
-// One thread per process for densetorch's bounded computations (predict, evaluation batches).
+// One thread per process runs densetorch's LibTorch work in parallel: training runs, predictions,
+// evaluation batches.
 //
 // LibTorch parallelises through OpenMP, and libgomp keeps one pool of worker threads per thread
-// that starts parallel regions. Work queued from libuv's pool would start regions from up to four
-// threads; libgomp then counts more managed threads than cores and has its idle workers spin for
-// only about a hundred iterations before sleeping on a futex, so every one of a forward pass's
-// hundreds of short regions wakes a sleeping worker: BC-100 inference at batch 1 took 27-29 ms
-// per call that way and 13.5-14.8 ms with one libuv thread (2 cores). Running that work on this
-// one thread keeps a single pool whose workers stay awake between regions.
+// that starts parallel regions. Once the pools hold more workers than the process has cores
+// (any second pool of two threads on 2 cores), libgomp lets idle workers spin for only about a
+// hundred iterations before sleeping on a futex, so every one of a step's thousands of short
+// regions wakes a sleeping worker. Predictions queued from libuv's four threads did that (BC-100
+// batch 1: 27-29 ms per call, 13.5-14.8 ms from one thread), and so did a training run on a
+// thread of its own beside the pool the main thread started while building the model
+// (DenseNet-121 batch 16 training: 19.5 thousand context switches per run and 2.50-2.55 s/step,
+// 600 and 2.15-2.23 s/step with one pool). So every other thread runs LibTorch alone
+// (keep_this_thread_serial), and the one compute thread holds the only pool.
 #pragma once
 
 #include <functional>
@@ -18,11 +22,20 @@ namespace densetorch {
 
 // Runs `fn` on the compute thread with the caller's LibTorch thread-local state (grad mode,
 // autocast, inference mode) and waits for it; rethrows what it throws. Runs it in place when the
-// caller is the compute thread or a thread inside a ComputeHere scope. Tasks run one at a time,
-// in the order they came.
+// caller is the compute thread. Tasks run one at a time, in the order they came, except that a
+// training run lets the short tasks queued behind it run between its steps (serve_waiting_tasks).
 void run_on_compute_thread(const std::function<void()>& fn);
 
-// The same for a function with a result.
+// The same for a training run: a long task during which serve_waiting_tasks runs the short tasks
+// (predictions, evaluation batches) queued meanwhile; other runs wait for it to end.
+void run_long_on_compute_thread(const std::function<void()>& fn);
+
+// On the compute thread, inside a long task: runs the short tasks queued since it began (between
+// two training steps, so that a prediction waits for one step, not for the whole run). Does
+// nothing elsewhere.
+void serve_waiting_tasks();
+
+// The same as run_on_compute_thread for a function with a result.
 template <typename F>
 auto on_compute_thread(F&& fn) -> std::invoke_result_t<F&> {
   using Result = std::invoke_result_t<F&>;
@@ -35,19 +48,16 @@ auto on_compute_thread(F&& fn) -> std::invoke_result_t<F&> {
   }
 }
 
-// While one is alive, this thread runs its own LibTorch work: run_on_compute_thread calls on it
-// run in place (a training run's thread, which is long-lived and should not wait behind, or
-// hold up, the compute thread). Nests.
-class ComputeHere {
- public:
-  ComputeHere();
-  ~ComputeHere();
-  ComputeHere(const ComputeHere&) = delete;
-  ComputeHere& operator=(const ComputeHere&) = delete;
-};
-
-// The intra-op thread count for the compute thread (set_num_threads records it: LibTorch applies
-// a new count only to the thread that sets it, and to threads that have not run LibTorch yet).
+// The intra-op thread count for the compute thread (LibTorch applies a new count only to the
+// thread that sets it, and to threads that have not run LibTorch yet).
 void set_compute_threads(int n);
+
+// The compute thread's count: the last set_compute_threads, else LibTorch's default.
+int compute_threads();
+
+// LibTorch work on the calling thread runs on that thread alone: it never starts an OpenMP pool
+// of its own (see above). The addon calls it on the main thread and on libuv's threads; a
+// no-op on the compute thread.
+void keep_this_thread_serial();
 
 }  // namespace densetorch

@@ -128,10 +128,10 @@ void set_allow_tf32(bool allow) {
 bool allow_tf32() { return at::globalContext().allowTF32CuDNN(); }
 
 void set_num_threads(int n) {
-  at::set_num_threads(n);
   set_compute_threads(n);
+  keep_this_thread_serial();
 }
-int num_threads() { return at::get_num_threads(); }
+int num_threads() { return compute_threads(); }
 void manual_seed(uint64_t seed) { torch::manual_seed(seed); }
 
 void disable_unusable_backends() {

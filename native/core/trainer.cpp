@@ -363,6 +363,7 @@ History fit_on(DenseNet& model, BatchSource& train, BatchSource* validation, con
         history.stopped = true;
         return history;
       }
+      serve_waiting_tasks();  // predictions and evaluations asked for during the last step, before timing this one
       const auto batch_start = Clock::now();
       auto batch = train.next(gen, cb.stop);
       wait_seconds += train.take_wait_seconds();
@@ -473,13 +474,16 @@ History fit_on(DenseNet& model, BatchSource& train, BatchSource* validation, con
 }  // namespace
 
 History fit(DenseNet& model, BatchSource& train, BatchSource* validation, const FitOptions& o, const Callbacks& cb) {
-  const Parallel par = parallel();
-  struct Release {
-    ~Release() { release_free_memory(); }  // the run's activations, kept in the heap for reuse until now
-  } release;
-  const HeapReuseScope reuse;  // declared after release: ends first
-  const ComputeHere here;       // a run's LibTorch work (validation too) on its own thread
-  return tell_others_on_error(par, [&] { return fit_on(model, train, validation, o, cb, par); });
+  std::optional<History> history;
+  run_long_on_compute_thread([&] {
+    const Parallel par = parallel();
+    struct Release {
+      ~Release() { release_free_memory(); }  // the run's activations, kept in the heap for reuse until now
+    } release;
+    const HeapReuseScope reuse;  // declared after release: ends first
+    history = tell_others_on_error(par, [&] { return fit_on(model, train, validation, o, cb, par); });
+  });
+  return std::move(*history);
 }
 
 }  // namespace densetorch

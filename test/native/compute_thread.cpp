@@ -1,6 +1,8 @@
 // A C++ test of native/core/compute_thread: tasks from several threads run on one thread, in
-// place when nested or inside ComputeHere; the caller's grad mode and autocast state travel with
-// the task; exceptions come back with their type; set_compute_threads reaches the thread.
+// place when nested; the caller's grad mode and autocast state travel with the task; exceptions
+// come back with their type; set_compute_threads reaches the thread; a long task serves the short
+// tasks queued behind it (serve_waiting_tasks) but not another long one; threads kept serial start
+// no OpenMP pool, so the process holds one pool: the compute thread's.
 // Compiled and run by test/20-native-core.test.js; prints "ok" and exits 0, or what failed.
 #include "../../native/core/compute_thread.cpp"
 
@@ -12,6 +14,11 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <vector>
+#include <atomic>
+#include <filesystem>
+#include <set>
+#include <mutex>
 
 using namespace densetorch;
 
@@ -40,11 +47,6 @@ int main() {
   const auto nested = on_compute_thread([] { return on_compute_thread([] { return std::this_thread::get_id(); }); });
   check(nested == compute_id, "a task's own call runs in place (no deadlock)");
 
-  {
-    const ComputeHere here;
-    check(on_compute_thread([] { return std::this_thread::get_id(); }) == main_id, "ComputeHere runs tasks in place");
-  }
-  check(on_compute_thread([] { return std::this_thread::get_id(); }) == compute_id, "ComputeHere ends with its scope");
 
   check(on_compute_thread([] { return c10::GradMode::is_enabled(); }), "grad mode on by default");
   {
@@ -77,6 +79,72 @@ int main() {
   }
   const at::Tensor sum = on_compute_thread([] { return at::arange(1000, at::kFloat).sum(); });
   check(sum.item<float>() == 499500.f, "LibTorch work on the compute thread");
+
+  // A long task (a training run) serves the short tasks queued behind it, in their order, and
+  // leaves a long one queued behind it for later.
+  {
+    std::atomic<bool> short_asked{false}, long_asked{false};
+    std::vector<std::string> order;
+    std::thread asker;
+    run_long_on_compute_thread([&] {
+      check(std::this_thread::get_id() == compute_id, "a long task runs on the compute thread");
+      asker = std::thread([&] {
+        std::thread second([&] {
+          long_asked = true;
+          run_long_on_compute_thread([&] { order.push_back("second run"); });
+        });
+        while (!long_asked) std::this_thread::yield();
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));  // most likely queued ahead of the short task by now
+        short_asked = true;
+        run_on_compute_thread([&] { order.push_back("short 1"); });
+        second.join();
+      });
+      while (!short_asked) std::this_thread::yield();
+      // Served "between steps" until the short task came (it waits behind the second run's place).
+      for (int i = 0; i < 2000 && order.empty(); ++i) {
+        serve_waiting_tasks();
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+      order.push_back("first run ends");
+    });
+    asker.join();
+    check(order.size() == 3 && order[0] == "short 1" && order[1] == "first run ends" && order[2] == "second run",
+          "a short task asked for during a run runs between its steps; a second run waits for the first");
+  }
+  serve_waiting_tasks();  // off the compute thread: nothing
+  check(on_compute_thread([] { return 8; }) == 8, "the thread serves tasks after a long one");
+
+  // One OpenMP pool: threads kept serial run LibTorch's parallel loops alone; the compute thread
+  // runs them on its threads; the process gains only the compute thread's workers.
+  const auto threads_in_loop = [] {
+    std::mutex m;
+    std::set<std::thread::id> ids;
+    at::parallel_for(0, 1 << 16, 1, [&](int64_t, int64_t) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      const std::lock_guard<std::mutex> lock(m);
+      ids.insert(std::this_thread::get_id());
+    });
+    return ids.size();
+  };
+  const auto process_threads = [] {
+    return std::distance(std::filesystem::directory_iterator("/proc/self/task"), std::filesystem::directory_iterator{});
+  };
+  const auto before = process_threads();
+  keep_this_thread_serial();
+  check(threads_in_loop() == 1, "a thread kept serial runs a parallel loop alone");
+  std::size_t other = 0;
+  std::thread([&] {
+    keep_this_thread_serial();
+    other = threads_in_loop();
+  }).join();
+  check(other == 1, "on another thread kept serial too");
+  set_compute_threads(2);
+  check(on_compute_thread(threads_in_loop) == 2, "the compute thread runs it on its 2 threads");
+  check(on_compute_thread([] { return at::get_num_threads(); }) == 2 && compute_threads() == 2,
+        "the compute thread keeps its count after other threads were made serial");
+  check(threads_in_loop() == 1, "the serial thread stays serial");
+  const auto after = process_threads();
+  check(after - before <= 1, "one OpenMP worker more in the process (" + std::to_string(before) + " -> " + std::to_string(after) + " threads)");
 
   if (failures > 0) return 1;
   std::printf("ok\n");
