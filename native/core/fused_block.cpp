@@ -597,6 +597,22 @@ using torch::autograd::variable_list;
 
 constexpr auto kChannelsLast = at::MemoryFormat::ChannelsLast;
 
+// at::parallel_for over [begin, end) with the range handed out in chunks as the threads ask for
+// them instead of one fixed share each: a thread whose core runs slower for a while (another
+// tenant on it) takes fewer chunks instead of keeping the others waiting at the end. For loops
+// whose iterations write disjoint outputs only (no per-thread sums): which thread runs a chunk
+// changes nothing in the result.
+template <class F>
+void parallel_chunks(int64_t begin, int64_t end, int64_t grain, const F& f) {
+  const int64_t threads = at::get_num_threads();
+  const int64_t chunk = std::max<int64_t>(grain, (end - begin + 8 * threads - 1) / (8 * threads));
+  if (threads <= 1 || end - begin <= chunk || at::in_parallel_region()) return f(begin, end);
+  std::atomic<int64_t> next{begin};
+  at::parallel_for(0, threads, 1, [&](int64_t, int64_t) {
+    for (int64_t b = next.fetch_add(chunk); b < end; b = next.fetch_add(chunk)) f(b, std::min(end, b + chunk));
+  });
+}
+
 std::atomic<int> fused_override{-1};  // -1: from the environment
 
 // A channels-last tensor of `like`'s shape: a view of `storage` (at least like.numel() floats).
@@ -642,7 +658,7 @@ at::Tensor norm_relu_conv1x1(at::ScalarType compute, const at::Tensor& x, const 
   const norm_gemm::Args args{p.data, p.ld, p.channels, scale.data_ptr<float>(), shift.data_ptr<float>(),
                             packed.data(), n, b.defined() ? b.data_ptr<float>() : nullptr, relu,
                             out.data_ptr<float>(), n};
-  at::parallel_for(0, p.rows, fused_kernels::kRowGrain, [&](int64_t begin, int64_t end) { norm_gemm::rows(args, begin, end); });
+  parallel_chunks(0, p.rows, fused_kernels::kRowGrain, [&](int64_t begin, int64_t end) { norm_gemm::rows(args, begin, end); });
   return out;
 }
 
@@ -932,8 +948,8 @@ void conv3x3_winograd(const at::Tensor& x, const at::Tensor& scale, const at::Te
   const norm_gemm::WinogradArgs args{{in.data, in.ld, N, H, W, c, scale.defined() ? scale.data_ptr<float>() : nullptr,
                                       shift.defined() ? shift.data_ptr<float>() : nullptr},
                                      packed.data(), k, out.data, out.ld};
-  at::parallel_for(0, norm_gemm::winograd_tile_count(N, H, W), 12,
-                   [&](int64_t begin, int64_t end) { norm_gemm::winograd_tiles(args, begin, end); });
+  parallel_chunks(0, norm_gemm::winograd_tile_count(N, H, W), 12,
+                  [&](int64_t begin, int64_t end) { norm_gemm::winograd_tiles(args, begin, end); });
 }
 
 // The weight gradient of a float32 3x3 convolution (stride 1, padding 1) from grad and x
