@@ -309,9 +309,11 @@ export class DenseNet {
   }
 
   /**
-   * Trains on `data` with the C++ loop on its own thread; the event loop stays free (timers
-   * fire, callbacks run on the main thread). Data in memory is batched natively; a streamed data
-   * set (an image folder, `fromAsyncIterable`) is decoded a few batches ahead of training.
+   * Trains on `data` with the C++ loop on densetorch's compute thread; the event loop stays free
+   * (timers fire, callbacks run on the main thread), predictions asked for meanwhile run between
+   * two training steps, and a second fit in the process starts when this one ends. Data in
+   * memory is batched natively; a streamed data set (an image folder, `fromAsyncIterable`) is
+   * decoded a few batches ahead of training.
    * @param data - a data set from `dt.datasets` (in memory or streamed)
    * @param options - epochs (1), batchSize (64), optimizer (SGD lr 0.1, Nesterov momentum 0.9,
    *   weight decay 1e-4), schedule ('constant'), shuffle (true), seed (0), validationData,

@@ -1,6 +1,6 @@
 /**
  * Training options, their validation, and the History that fit() returns. The loop itself runs
- * in C++ on its own thread (native/core/trainer.cpp).
+ * in C++ on densetorch's compute thread (native/core/trainer.cpp, native/core/compute_thread.h).
  */
 import * as path from 'node:path';
 import { describe, DensetorchError, TrainingError } from './errors';
