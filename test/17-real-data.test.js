@@ -257,6 +257,24 @@ describe('streamed sources (fromAsyncIterable)', () => {
     return { images: dt.tensor(images, [n, 3, 8, 8]), labels: dt.tensor(labels, [n], { dtype: 'int32' }) };
   }
 
+  it('a producer that awaits another model\'s predict() for each batch (distillation) trains: the run serves the prediction while it waits for data', async function () {
+    this.timeout(60000);
+    const teacher = tinyModel(2).eval();
+    let asked = 0;
+    const data = dt.datasets.fromAsyncIterable(async function* () {
+      for (let b = 0; b < 6; b++) {
+        const { images, labels } = batch(8, b);
+        const logits = await teacher.predict(images); // soft targets would come from these
+        assert.deepEqual(logits.shape, [8, 2]);
+        asked += 1;
+        yield { images, labels };
+      }
+    }, { length: 48, prefetch: 1 });
+    const history = await tinyModel(2).fit(data, { epochs: 2, batchSize: 8 });
+    assert.equal(asked, 12);
+    assert.equal(history.epochs.length, 2);
+  });
+
   it('trains from a function of the epoch; the producer stays at most a few batches ahead of training', async function () {
     this.timeout(60000);
     const epochsAsked = [];

@@ -1,5 +1,6 @@
 #include "model.h"
 
+#include "../core/compute_thread.h"
 #include "../core/errors.h"
 #include "../core/precision.h"
 #include "../core/tensor_ops.h"
@@ -98,8 +99,13 @@ Napi::Value NativeModel::Forward(const Napi::CallbackInfo& info) {
     ensure_idle();
     const at::Tensor& x = NativeTensor::FromValue(info[0], "input");
     model_->check_input(x);
-    torch::NoGradGuard no_grad;
-    return NativeTensor::Wrap(env, model_->forward(x));
+    // Synchronous, computed on the compute thread (the JS thread runs LibTorch alone:
+    // compute_thread.h); during another model's fit it runs between two of its steps.
+    at::Tensor out = on_compute_thread([&] {
+      torch::NoGradGuard no_grad;
+      return model_->forward(x);
+    });
+    return NativeTensor::Wrap(env, std::move(out));
   });
 }
 

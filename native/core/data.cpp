@@ -1,5 +1,6 @@
 #include "data.h"
 
+#include "compute_thread.h"
 #include "distributed.h"
 #include "errors.h"
 
@@ -138,9 +139,14 @@ std::optional<Batch> QueueSource::next(at::Generator&, const std::atomic<bool>* 
   {
     std::unique_lock<std::mutex> lock(mutex_);
     const auto started = std::chrono::steady_clock::now();
-    // Wakes up now and then to see the stop flag: fit's abort must not wait for a slow loader.
+    // Wakes up now and then to see the stop flag (fit's abort must not wait for a slow loader) and
+    // to run the predictions queued on the compute thread meanwhile: fit waits here on that
+    // thread, and a loader may be waiting for a prediction itself (soft targets from a teacher).
     while (queue_.empty() && !ended_ && !error_ && !(stop && stop->load())) {
-      ready_.wait_for(lock, std::chrono::milliseconds(50));
+      ready_.wait_for(lock, std::chrono::milliseconds(5));
+      lock.unlock();
+      serve_waiting_tasks();
+      lock.lock();
     }
     wait_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     if (!queue_.empty()) {

@@ -100,8 +100,8 @@ class TensorSource : public BatchSource {
 };
 
 // A bounded queue of batches filled from another thread (the JS data loader): the consumer
-// (fit's thread) asks for an epoch through the request handler, then pops its batches as they
-// arrive. Each request carries a new generation number that the producer tags its pushes with;
+// (fit, on the compute thread) asks for an epoch through the request handler, then pops its
+// batches as they arrive. Each request carries a new generation number that the producer tags its pushes with;
 // batches of an older generation are dropped (a producer that was too late).
 class QueueSource : public BatchSource {
  public:
