@@ -38,7 +38,7 @@ Napi::Value WithInt(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value GetNumThreads(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), num_threads());
+  return Napi::Number::New(info.Env(), compute_threads());
 }
 
 Napi::Value ManualSeed(const Napi::CallbackInfo& info) {
@@ -126,7 +126,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cuda", CudaExports(env));
   exports.Set("readWeights", Napi::Function::New<ReadWeights>(env, "readWeights"));
   exports.Set("versions", Napi::Function::New<Versions>(env, "versions"));
-  exports.Set("setNumThreads", Napi::Function::New<WithInt<set_num_threads>>(env, "setNumThreads"));
+  exports.Set("setNumThreads", Napi::Function::New<WithInt<set_compute_threads>>(env, "setNumThreads"));
   exports.Set("getNumThreads", Napi::Function::New<GetNumThreads>(env, "getNumThreads"));
   exports.Set("manualSeed", Napi::Function::New<ManualSeed>(env, "manualSeed"));
   exports.Set("externalMemory", Napi::Function::New<ExternalMemory>(env, "externalMemory"));

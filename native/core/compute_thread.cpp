@@ -75,7 +75,6 @@ void serve(const std::shared_ptr<TaskQueue>& queue) {
 // order of static destruction at exit (the process ends it, as it ends libuv's threads).
 TaskQueue& queue() {
   static const std::shared_ptr<TaskQueue> instance = [] {
-    (void)default_threads();
     auto q = std::make_shared<TaskQueue>();
     std::thread([q] { serve(q); }).detach();
     return q;
@@ -139,7 +138,7 @@ int compute_threads() {
 
 void keep_this_thread_serial() {
   if (is_compute_thread) return;
-  (void)default_threads();
+  (void)default_threads();  // read while this thread still has LibTorch's count
   settle_thread_count();
 #ifdef _OPENMP
   omp_set_num_threads(1);  // this thread's count only (at::set_num_threads would change every new thread's)

@@ -35,17 +35,29 @@ void run_long_on_compute_thread(const std::function<void()>& fn);
 // nothing elsewhere.
 void serve_waiting_tasks();
 
-// The same as run_on_compute_thread for a function with a result.
-template <typename F>
-auto on_compute_thread(F&& fn) -> std::invoke_result_t<F&> {
+namespace detail {
+// `run` (one of the two above) for a function with a result.
+template <void (*Run)(const std::function<void()>&), typename F>
+auto with_result(F&& fn) -> std::invoke_result_t<F&> {
   using Result = std::invoke_result_t<F&>;
   if constexpr (std::is_void_v<Result>) {
-    run_on_compute_thread([&] { fn(); });
+    Run([&] { fn(); });
   } else {
     std::optional<Result> result;
-    run_on_compute_thread([&] { result.emplace(fn()); });
+    Run([&] { result.emplace(fn()); });
     return std::move(*result);
   }
+}
+}  // namespace detail
+
+// run_on_compute_thread and run_long_on_compute_thread for a function with a result.
+template <typename F>
+auto on_compute_thread(F&& fn) -> std::invoke_result_t<F&> {
+  return detail::with_result<run_on_compute_thread>(std::forward<F>(fn));
+}
+template <typename F>
+auto long_on_compute_thread(F&& fn) -> std::invoke_result_t<F&> {
+  return detail::with_result<run_long_on_compute_thread>(std::forward<F>(fn));
 }
 
 // The intra-op thread count for the compute thread (LibTorch applies a new count only to the

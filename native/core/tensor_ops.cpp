@@ -1,7 +1,5 @@
 #include "tensor_ops.h"
 
-#include "compute_thread.h"
-
 #include <ATen/Context.h>
 #include <ATen/ops/_nnpack_available.h>
 #include <c10/core/CachingDeviceAllocator.h>
@@ -127,11 +125,6 @@ void set_allow_tf32(bool allow) {
 
 bool allow_tf32() { return at::globalContext().allowTF32CuDNN(); }
 
-void set_num_threads(int n) {
-  set_compute_threads(n);
-  keep_this_thread_serial();
-}
-int num_threads() { return compute_threads(); }
 void manual_seed(uint64_t seed) { torch::manual_seed(seed); }
 
 void disable_unusable_backends() {

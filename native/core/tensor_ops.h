@@ -63,10 +63,6 @@ bool allow_tf32();
 // server. The availability check itself runs with warnings silenced. Call once at load.
 void disable_unusable_backends();
 
-// The thread count of densetorch's compute thread, where training runs, predictions and
-// evaluations run (the calling thread stays serial: see compute_thread.h).
-void set_num_threads(int n);
-int num_threads();
 void manual_seed(uint64_t seed);
 
 }  // namespace densetorch

@@ -474,16 +474,14 @@ History fit_on(DenseNet& model, BatchSource& train, BatchSource* validation, con
 }  // namespace
 
 History fit(DenseNet& model, BatchSource& train, BatchSource* validation, const FitOptions& o, const Callbacks& cb) {
-  std::optional<History> history;
-  run_long_on_compute_thread([&] {
+  return long_on_compute_thread([&] {
     const Parallel par = parallel();
     struct Release {
       ~Release() { release_free_memory(); }  // the run's activations, kept in the heap for reuse until now
     } release;
     const HeapReuseScope reuse;  // declared after release: ends first
-    history = tell_others_on_error(par, [&] { return fit_on(model, train, validation, o, cb, par); });
+    return tell_others_on_error(par, [&] { return fit_on(model, train, validation, o, cb, par); });
   });
-  return std::move(*history);
 }
 
 }  // namespace densetorch

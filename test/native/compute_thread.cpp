@@ -11,14 +11,14 @@
 #include <c10/core/GradMode.h>
 
 #include <cstdio>
+#include <atomic>
+#include <filesystem>
+#include <mutex>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
-#include <atomic>
-#include <filesystem>
-#include <set>
-#include <mutex>
 
 using namespace densetorch;
 
@@ -46,7 +46,6 @@ int main() {
 
   const auto nested = on_compute_thread([] { return on_compute_thread([] { return std::this_thread::get_id(); }); });
   check(nested == compute_id, "a task's own call runs in place (no deadlock)");
-
 
   check(on_compute_thread([] { return c10::GradMode::is_enabled(); }), "grad mode on by default");
   {
