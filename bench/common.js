@@ -23,6 +23,27 @@ function median(xs) {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
+/**
+ * A distribution-free confidence interval for the median of `xs` (at least `level`, default 95%):
+ * the order statistics x(j) and x(n+1-j) with the largest j for which a Binomial(n, 1/2) count
+ * falls below j with probability at most (1 - level) / 2. Undefined bounds when `xs` is too short
+ * (fewer than 6 values for 95%).
+ */
+function medianInterval(xs, level = 0.95) {
+  const s = [...xs].sort((a, b) => a - b);
+  const n = s.length;
+  let below = 0; // P(count < j), for j = 1, 2, ...
+  let j = 0;
+  let term = 0.5 ** n; // P(count = 0)
+  for (let i = 0; i < n; i++) {
+    if (below + term > (1 - level) / 2) break;
+    below += term;
+    j = i + 1;
+    term = (term * (n - i)) / (i + 1);
+  }
+  return j >= 1 ? { low: s[j - 1], high: s[n - j] } : { low: undefined, high: undefined };
+}
+
 /** The machine, for a result file: CPU model and core count. */
 function machine() {
   return { cpu: (os.cpus()[0] || { model: 'unknown' }).model, cores: os.cpus().length };
@@ -35,4 +56,4 @@ function writeResult(name, result) {
   console.log(`CPU: ${result.cpu ?? machine().cpu}; wrote ${path.relative(process.cwd(), out)}`);
 }
 
-module.exports = { flag, has, median, machine, writeResult };
+module.exports = { flag, has, median, medianInterval, machine, writeResult };

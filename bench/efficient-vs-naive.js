@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Memory-efficient vs naive training step time in one process: both models (same weights, same
 // batch) take turns, a few fit steps each per round, so that both see the same machine state;
-// prints each round's median step of each mode and the ratio, then the median ratio.
+// prints each round's median step of each mode and the ratio, then the median ratio and a 95%
+// confidence interval for it (distribution-free, from the rounds: use ROUNDS >= 10 for a claim).
 //   node bench/efficient-vs-naive.js                 # BC-100 batch 64 and DenseNet-121 batch 16
 //   ROUNDS=6 STEPS=4 THREADS=2 node bench/efficient-vs-naive.js --json out.json
 //   node bench/efficient-vs-naive.js --only DenseNet-121   # one model
@@ -9,7 +10,7 @@
 const fs = require('node:fs');
 const path = require('node:path');
 const dt = require('..');
-const { median } = require('./common');
+const { median, medianInterval } = require('./common');
 
 const rounds = Number(process.env.ROUNDS || 4);
 const steps = Number(process.env.STEPS || 3);
@@ -57,8 +58,11 @@ async function main() {
         `${(100 * (t.efficient / t.naive - 1)).toFixed(1)}%`);
     }
     row.medianRatio = median(row.ratio);
-    console.log(`${c.name.padEnd(24)} memory-efficient over naive: median ${(100 * (row.medianRatio - 1)).toFixed(1)}% ` +
-      `(rounds ${row.ratio.map((x) => `${(100 * (x - 1)).toFixed(1)}%`).join(', ')})`);
+    const ci = medianInterval(row.ratio);
+    row.medianRatio95 = [ci.low, ci.high];
+    const pct = (x) => (x === undefined ? '?' : `${(100 * (x - 1)).toFixed(1)}%`);
+    console.log(`${c.name.padEnd(24)} memory-efficient over naive: median ${pct(row.medianRatio)} ` +
+      `(95% interval ${pct(ci.low)} to ${pct(ci.high)}; rounds ${row.ratio.map(pct).join(', ')})`);
     results.push(row);
   }
   const out = process.argv.indexOf('--json');
