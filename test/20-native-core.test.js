@@ -53,9 +53,10 @@ describe('native core (C++ tests)', () => {
     runPassing('test/native/compute_thread.cpp');
   });
 
-  it('the fused dense block equals the layer-by-layer path: outputs, input and parameter gradients, BN statistics (bottleneck and plain, naive and memory-efficient, two stems, training and evaluation; norm_gemm\'s best kernel and AVX2, Winograd 3x3 convolutions forward and backward), and the 3x3 convolution\'s weight gradient through norm_gemm equals LibTorch\'s', function () {
+  it('the fused dense block equals the layer-by-layer path: outputs, input and parameter gradients, BN statistics (bottleneck and plain, naive and memory-efficient, two stems, training and evaluation; norm_gemm\'s best kernel and AVX2, with and without the Winograd 3x3 convolutions, channel counts that are not whole vectors), and the 3x3 convolution\'s weight gradient through norm_gemm and Winograd equals LibTorch\'s', function () {
     this.timeout(300000);
-    const runs = runPassing('test/native/fused_block.cpp', process.arch === 'x64' ? [{}, { DENSETORCH_NORM_GEMM: 'avx2' }] : [{}]);
+    const runs = runPassing('test/native/fused_block.cpp', process.arch === 'x64'
+      ? [{}, { DENSETORCH_NORM_GEMM: 'avx2' }, { DENSETORCH_NORM_GEMM: 'avx2', DENSETORCH_WINOGRAD: '0' }] : [{}]);
     for (const r of [runs].flat()) console.log(`      ${r.stdout.trim().split('\n').filter((l) => !l.startsWith('ok')).join('\n      ')}`);
   });
 

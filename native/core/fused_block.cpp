@@ -943,7 +943,7 @@ void conv3x3_winograd(const at::Tensor& x, const at::Tensor& scale, const at::Te
   TORCH_CHECK(in.channels == c && out.channels == k && dst.size(0) == N && dst.size(2) == H && dst.size(3) == W,
               "conv3x3_winograd: shapes do not match");
   const at::Tensor w = weight.to(at::kFloat).contiguous();
-  std::vector<float> packed(static_cast<std::size_t>(16 * k * c));
+  std::vector<float> packed(static_cast<std::size_t>(norm_gemm::winograd_size(c, k)));
   norm_gemm::pack_winograd_weight(w.data_ptr<float>(), k, c, packed.data());
   const norm_gemm::WinogradArgs args{{in.data, in.ld, N, H, W, c, scale.defined() ? scale.data_ptr<float>() : nullptr,
                                       shift.defined() ? shift.data_ptr<float>() : nullptr},
@@ -953,18 +953,19 @@ void conv3x3_winograd(const at::Tensor& x, const at::Tensor& scale, const at::Te
 }
 
 // The weight gradient of a float32 3x3 convolution (stride 1, padding 1) from grad and x
-// through norm_gemm's Winograd kernel: each thread sums its tiles' products into a 16 x n x c
-// matrix of its own; the sum over threads is transformed back to [n, c, 3, 3] once.
+// through norm_gemm's Winograd kernel: each thread sums its tiles' products into 16 matrices of
+// (about) n x c of its own; the sum over threads is transformed back to [n, c, 3, 3] once.
 at::Tensor conv3x3_winograd_weight_grad(const at::Tensor& grad, const at::Tensor& x) {
   const at::Tensor xs = x.to(at::kFloat).contiguous(kChannelsLast);
   const at::Tensor gs = grad.to(at::kFloat).contiguous(kChannelsLast);
   const Panel in = panel_of(xs), g = panel_of(gs);
   const int64_t N = x.size(0), c = x.size(1), H = x.size(2), W = x.size(3), n = grad.size(1);
-  at::Tensor partial = at::zeros({at::get_num_threads(), 16, n, c}, at::kFloat);
+  const int64_t size = norm_gemm::winograd_size(c, n);
+  at::Tensor partial = at::zeros({at::get_num_threads(), size}, at::kFloat);
   float* pu = partial.data_ptr<float>();
   const norm_gemm::WinogradGradArgs args{{in.data, in.ld, N, H, W, c, nullptr, nullptr}, g.data, g.ld, n};
   at::parallel_for(0, norm_gemm::winograd_tile_count(N, H, W), 12, [&](int64_t begin, int64_t end) {
-    norm_gemm::winograd_weight_grad_tiles(args, begin, end, pu + at::get_thread_num() * 16 * n * c);
+    norm_gemm::winograd_weight_grad_tiles(args, begin, end, pu + at::get_thread_num() * size);
   });
   const at::Tensor u = partial.sum(0).contiguous();
   at::Tensor grad_weight = at::empty({n, c, 3, 3}, at::kFloat);

@@ -69,6 +69,14 @@ struct Isa {
   static V max(V a, V b) { return _mm512_max_ps(a, b); }
   static V sub(V a, V b) { return _mm512_sub_ps(a, b); }
   static V where_positive(V a, V g) { return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(a, zero(), _CMP_GT_OQ), g); }
+  // The first n (0 < n <= kWidth) floats at p, zeros after them; nothing past p + n is read.
+  static V load_first(const float* p, int64_t n) {
+    return _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << n) - 1u), p);
+  }
+  // Stores the first n floats of v at p; nothing past p + n is written.
+  static void store_first(float* p, V v, int64_t n) {
+    _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << n) - 1u), v);
+  }
 };
 #include "norm_gemm_kernel.inc"
 }  // namespace avx512
@@ -94,6 +102,15 @@ struct Isa {
   static V max(V a, V b) { return _mm256_max_ps(a, b); }
   static V sub(V a, V b) { return _mm256_sub_ps(a, b); }
   static V where_positive(V a, V g) { return _mm256_and_ps(_mm256_cmp_ps(a, zero(), _CMP_GT_OQ), g); }
+  // The lanes below n (0 < n <= kWidth) set: 8 of the 16 words from 8 - n on.
+  static __m256i first(int64_t n) {
+    static const int32_t words[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(words + 8 - n));
+  }
+  // The first n floats at p, zeros after them; nothing past p + n is read.
+  static V load_first(const float* p, int64_t n) { return _mm256_maskload_ps(p, first(n)); }
+  // Stores the first n floats of v at p; nothing past p + n is written.
+  static void store_first(float* p, V v, int64_t n) { _mm256_maskstore_ps(p, first(n), v); }
 };
 #include "norm_gemm_kernel.inc"
 }  // namespace avx2
@@ -194,14 +211,20 @@ bool winograd_available(int64_t c, int64_t k) {
     const char* v = std::getenv("DENSETORCH_WINOGRAD");
     return v == nullptr || std::string(v) != "0";
   }();
-  if (enabled && kernel() == Kernel::kAvx2) return c > 0 && c % 8 == 0 && k > 0 && k % 8 == 0;
+  if (enabled && kernel() == Kernel::kAvx2) return c > 0 && k > 0;
 #endif
   return false;
 }
 
+int64_t winograd_channels(int64_t n) { return (n + 7) / 8 * 8; }
+
+int64_t winograd_size(int64_t c, int64_t k) { return 16 * winograd_channels(k) * winograd_channels(c); }
+
 void pack_winograd_weight(const float* w, int64_t k, int64_t c, float* packed) {
-  // U = G g G^T, G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]]: 16 matrices [k][c].
-  std::vector<float> u(static_cast<std::size_t>(16 * k * c));
+  // U = G g G^T, G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]]: 16 matrices [kp][cp],
+  // zero past k rows and c columns (the products then run on whole vectors).
+  const int64_t kp = winograd_channels(k), cp = winograd_channels(c);
+  std::vector<float> u(static_cast<std::size_t>(16 * kp * cp), 0.f);
   for (int64_t o = 0; o < k; ++o)
     for (int64_t i = 0; i < c; ++i) {
       const float* g = w + (o * c + i) * 9;
@@ -215,10 +238,10 @@ void pack_winograd_weight(const float* w, int64_t k, int64_t c, float* packed) {
       for (int r = 0; r < 4; ++r) {
         const float row[4] = {gg[r][0], 0.5f * (gg[r][0] + gg[r][1] + gg[r][2]), 0.5f * (gg[r][0] - gg[r][1] + gg[r][2]),
                               gg[r][2]};
-        for (int col = 0; col < 4; ++col) u[((4 * r + col) * k + o) * c + i] = row[col];
+        for (int col = 0; col < 4; ++col) u[((4 * r + col) * kp + o) * cp + i] = row[col];
       }
     }
-  for (int p = 0; p < 16; ++p) pack_weight(u.data() + p * k * c, k, c, packed + p * k * c);
+  for (int p = 0; p < 16; ++p) pack_weight(u.data() + p * kp * cp, kp, cp, packed + p * kp * cp);
 }
 
 int64_t winograd_tile_count(int64_t N, int64_t H, int64_t W) { return N * ((H + 1) / 2) * ((W + 1) / 2); }
@@ -239,10 +262,11 @@ void winograd_weight_grad_tiles(const WinogradGradArgs& a, int64_t begin, int64_
 
 void winograd_weight_grad_finish(const float* u, int64_t k, int64_t c, float* grad_weight) {
   // G^T = [[1, 1/2, 1/2, 0], [0, 1/2, -1/2, 0], [0, 1/2, 1/2, 1]]: (G^T u) G, for every (j, i).
+  const int64_t kp = winograd_channels(k), cp = winograd_channels(c);
   for (int64_t j = 0; j < k; ++j)
     for (int64_t i = 0; i < c; ++i) {
       float m[4][4];
-      for (int p = 0; p < 16; ++p) m[p / 4][p % 4] = u[(p * k + j) * c + i];
+      for (int p = 0; p < 16; ++p) m[p / 4][p % 4] = u[(p * kp + j) * cp + i];
       float t[3][4];
       for (int col = 0; col < 4; ++col) {
         t[0][col] = m[0][col] + 0.5f * (m[1][col] + m[2][col]);

@@ -91,11 +91,19 @@ void conv3x3_weight_grad_rows(const float* grad, int64_t n, const float* x, int6
 // transformed as B^T d B, the weights as G g G^T (pack_winograd_weight), the 16 products through
 // the micro-kernels above and back as A^T m A. The tiles' transforms and products stay in the
 // core's L2 (a block of tiles at a time); nothing but the output is written. Whether this process
-// runs it for c input and k output channels (the AVX2 kernel; c and k multiples of 8: DenseNet-121's
-// 128 -> 32 and its transpose for the input gradient, 32 -> 128).
+// runs it for c input and k output channels (the AVX2 kernel, any counts: the products run on c and
+// k rounded up to whole vectors, the transforms load and store only the channels there are).
 bool winograd_available(int64_t c, int64_t k);
 
-// w (a [k][c][3][3] weight, contiguous) transformed and packed for winograd_tiles: 16 * k * c floats.
+// n channels rounded up to whole AVX2 vectors (8 floats): the products' width.
+int64_t winograd_channels(int64_t n);
+
+// Floats of a packed weight (pack_winograd_weight) and of a weight-gradient sum
+// (winograd_weight_grad_tiles) for c input and k output channels: 16 matrices of
+// winograd_channels(k) x winograd_channels(c).
+int64_t winograd_size(int64_t c, int64_t k);
+
+// w (a [k][c][3][3] weight, contiguous) transformed and packed for winograd_tiles: winograd_size(c, k) floats.
 void pack_winograd_weight(const float* w, int64_t k, int64_t c, float* packed);
 
 // The convolution's input, as both passes read it.
@@ -131,8 +139,8 @@ struct WinogradGradArgs {
   int64_t k;
 };
 
-// u[p][j][i] += the products' gradient over tiles [begin, end): 16 x k x c floats (one per
-// calling thread); k a multiple of 4.
+// u[p][j][i] += the products' gradient over tiles [begin, end): winograd_size(c, k) floats (one
+// per calling thread; rows and columns past k and c stay as they were).
 void winograd_weight_grad_tiles(const WinogradGradArgs& a, int64_t begin, int64_t end, float* u);
 
 // grad_weight ([k][c][3][3], contiguous) = G^T u G of the summed u.

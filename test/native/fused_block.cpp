@@ -13,6 +13,7 @@
 #include "../../native/core/precision.h"
 
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 
 using namespace densetorch;
@@ -207,6 +208,13 @@ void check_bf16_normalisation() {
   }
 }
 
+// Whether this process runs the Winograd kernel: the AVX2 kernel, unless DENSETORCH_WINOGRAD=0
+// (the test also runs so, to cover LibTorch's 3x3 convolutions and the nine taps in the models).
+bool winograd_expected() {
+  const char* v = std::getenv("DENSETORCH_WINOGRAD");
+  return std::string(norm_gemm::kernel_name()) == "avx2" && (v == nullptr || std::string(v) != "0");
+}
+
 // A 3x3 convolution's weight gradient computed by `run` (grad, x) equals LibTorch's for every
 // channel count c, output channel count n and image size where `available` (n, c) says it runs.
 // Returns the shapes checked; prints the largest relative difference.
@@ -243,15 +251,16 @@ int check_weight_grad(const char* name, std::initializer_list<int64_t> cs, std::
 // The 3x3 convolution's weight gradient through norm_gemm's kernel (nine taps over zero-padded
 // copies) equals LibTorch's: channel counts of one and several vectors, output channels of one and
 // several kernel row blocks, images of 1x1 (every tap reads the border), odd and square sizes, a
-// gradient that is not channels-last. The same through the Winograd kernel: multiples of 8
-// channels, rows and columns no 2x2 tile divides, images of one tile.
+// gradient that is not channels-last. The same through the Winograd kernel: whole vectors of
+// channels and counts that are not (BC-100's 48 -> 12, 5 -> 3, 12 -> 20), rows and columns no 2x2
+// tile divides, images of one tile.
 void check_conv3x3_weight_grad() {
   check_weight_grad("3x3 weight gradient through norm_gemm", {16, 48, 128}, {8, 12, 32}, {{1, 1}, {5, 7}, {8, 8}},
                     norm_gemm::conv3x3_weight_grad_available, conv3x3_weight_grad);
   const int winograd = check_weight_grad(
-      "3x3 weight gradient through Winograd", {8, 48, 128}, {8, 32}, {{2, 2}, {5, 7}, {9, 8}},
+      "3x3 weight gradient through Winograd", {5, 8, 12, 48, 128}, {3, 8, 12, 20, 32}, {{2, 2}, {5, 7}, {9, 8}},
       [](int64_t n, int64_t c) { return norm_gemm::winograd_available(c, n); }, conv3x3_winograd_weight_grad);
-  if (std::string(norm_gemm::kernel_name()) == "avx2" && winograd == 0) {
+  if (winograd_expected() && winograd == 0) {
     std::printf("FAIL: the AVX2 kernel ran no Winograd weight gradient\n");
     failed = true;
   }
@@ -302,16 +311,21 @@ int main() {
                                (efficient ? "memory-efficient" : "naive"), 7);
     }
   }
-  // 9x9 images: the 3x3 convolutions' weight gradients of the first block go through norm_gemm
-  // where the CPU runs it (AVX2; 48 -> 12 channels), the 4x4 ones of the second through LibTorch.
+  // 9x9 images, 12 new channels (not a whole number of AVX2 vectors) from 48 (bottleneck) or
+  // 24..60 (plain): with the AVX2 kernel the first block's 3x3 convolutions run through the
+  // Winograd kernel (forward, input and weight gradients), the second block's 4x4 images for the
+  // input gradient only; with DENSETORCH_WINOGRAD=0 the first block's weight gradients go through
+  // norm_gemm's nine taps, the rest through LibTorch.
   DenseNetConfig taps = bc;
   taps.growth_rate = 12;
-  taps.bn_size = 4;
   taps.num_init_features = 24;
-  for (bool efficient : {false, true}) {
-    taps.memory_efficient = efficient;
-    compare_models(taps, std::string("bottleneck of 48 channels, 9x9 images ") + (efficient ? "memory-efficient" : "naive"), 9);
-  }
+  for (int64_t bn_size : {4, 0})
+    for (bool efficient : {false, true}) {
+      taps.bn_size = bn_size;
+      taps.memory_efficient = efficient;
+      compare_models(taps, std::string(bn_size ? "bottleneck of 48 channels" : "plain layers of 12 channels") +
+                               ", 9x9 images " + (efficient ? "memory-efficient" : "naive"), 9);
+    }
   // 9x9 images, 8 new channels from 32 (bottleneck) or 16..32 (plain): with the AVX2 kernel the
   // first block's 3x3 convolutions run through the Winograd kernel forward (batch norm + ReLU in
   // its input transform in training, the folded bottleneck's output in evaluation) and for the
@@ -320,7 +334,7 @@ int main() {
   wino.growth_rate = 8;
   wino.bn_size = 4;
   wino.num_init_features = 16;
-  if (std::string(norm_gemm::kernel_name()) == "avx2" && !norm_gemm::winograd_available(32, 8)) {
+  if (winograd_expected() && !norm_gemm::winograd_available(32, 8)) {
     std::printf("FAIL: the AVX2 kernel does not run the Winograd convolution for 32 -> 8 channels\n");
     failed = true;
   }

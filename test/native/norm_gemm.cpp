@@ -43,7 +43,8 @@ at::Tensor reference(const at::Tensor& x, const at::Tensor& scale, const at::Ten
 
 // The Winograd 3x3 convolution against at::conv2d in double precision: images of one pixel
 // (every tap reads the zero border) to odd sizes no 2x2 tile divides, channel counts of one to
-// several vectors and panels, with and without batch norm + ReLU in the input transform, input
+// several vectors and panels and counts that are not whole vectors (BC-100's 48 -> 12 and its
+// transpose, 5 and 3, 20 -> 9), with and without batch norm + ReLU in the input transform, input
 // and output rows strided wider than their channels (channel ranges of block buffers), tiles
 // split between two callers at a point inside a block. Only where the process runs the kernel
 // (AVX2); elsewhere it must say it is unavailable.
@@ -52,17 +53,21 @@ void check_winograd() {
     check(!norm_gemm::winograd_available(32, 32), "the Winograd kernel runs with the AVX2 kernel only");
     return;
   }
-  check(norm_gemm::winograd_available(8, 8) && norm_gemm::winograd_available(128, 32), "multiples of 8 channels run");
-  check(!norm_gemm::winograd_available(12, 8) && !norm_gemm::winograd_available(8, 12) &&
-            !norm_gemm::winograd_available(0, 8),
-        "other channel counts do not");
+  check(norm_gemm::winograd_available(8, 8) && norm_gemm::winograd_available(128, 32) &&
+            norm_gemm::winograd_available(48, 12) && norm_gemm::winograd_available(5, 3),
+        "any channel counts run");
+  check(!norm_gemm::winograd_available(0, 8) && !norm_gemm::winograd_available(8, 0), "no channels do not");
+  check(norm_gemm::winograd_size(48, 12) == 16 * 48 * 16 && norm_gemm::winograd_size(5, 3) == 16 * 8 * 8,
+        "products run on whole vectors");
   struct Shape {
     int64_t N, c, k, H, W;
   };
   double worst = 0;
   int checked = 0;
   for (const Shape s : {Shape{2, 8, 8, 1, 1}, Shape{3, 16, 8, 2, 3}, Shape{2, 24, 16, 5, 7}, Shape{2, 128, 32, 9, 9},
-                        Shape{1, 32, 128, 8, 6}, Shape{2, 48, 24, 14, 13}, Shape{1, 8, 40, 17, 4}})
+                        Shape{1, 32, 128, 8, 6}, Shape{2, 48, 24, 14, 13}, Shape{1, 8, 40, 17, 4},
+                        Shape{2, 48, 12, 9, 9}, Shape{2, 12, 48, 8, 7}, Shape{3, 5, 3, 5, 7}, Shape{1, 20, 9, 6, 6},
+                        Shape{1, 1, 1, 3, 3}})
     for (bool norm : {false, true}) {
       const at::Tensor x_buffer =
           torch::randn({s.N, s.c + 5, s.H, s.W}).contiguous(at::MemoryFormat::ChannelsLast);
@@ -70,7 +75,7 @@ void check_winograd() {
       const at::Tensor w = torch::randn({s.k, s.c, 3, 3}) / std::sqrt(9.0 * static_cast<double>(s.c));
       const at::Tensor scale = torch::rand({s.c}) + 0.5, shift = torch::randn({s.c}) * 0.5;
       at::Tensor out_buffer = torch::full({s.N, s.k + 3, s.H, s.W}, -7.f).contiguous(at::MemoryFormat::ChannelsLast);
-      std::vector<float> packed(static_cast<std::size_t>(16 * s.k * s.c));
+      std::vector<float> packed(static_cast<std::size_t>(norm_gemm::winograd_size(s.c, s.k)));
       norm_gemm::pack_winograd_weight(w.data_ptr<float>(), s.k, s.c, packed.data());
       // Rows c + 5 and k + 3 floats apart (stride(3) of a 1x1 image says nothing).
       const norm_gemm::WinogradArgs a{{x.data_ptr<float>(), s.c + 5, s.N, s.H, s.W, s.c,
