@@ -136,7 +136,18 @@ export class DenseNet {
 
   /**
    * Logits [N, numClasses] for images x [N, inChannels, H, W] (float32, on the model's device),
-   * in the current mode, without recording gradients. Runs on the calling thread.
+   * in the current mode, without recording gradients. Synchronous: the JS thread waits while
+   * densetorch's compute thread runs it, behind the work queued before it (other models'
+   * predictions, and one training step when another model is training). That wait always ends
+   * (the compute thread never waits for the JS thread) but can be long for a large model or
+   * batch: in a server, use the asynchronous {@link DenseNet.predict}.
+   * @param x - images [N, inChannels, H, W], float32, on the model's device
+   * @returns logits [N, numClasses]
+   * @throws {TypeError|RangeError} for a bad input; {BusyError} while this model trains or has calls running
+   * @example
+   * ```js
+   * const logits = model.eval().forward(dt.tensor(pixels, [1, 3, 32, 32]));
+   * ```
    */
   forward(x: Tensor): Tensor {
     const input = tensorArg(x, 'x').handle('x');
@@ -338,12 +349,17 @@ export class DenseNet {
     const o = resolveFitOptions(options);
     if (this.#classes === undefined && data.classes !== undefined && data.classes.length === this.#config.numClasses) this.#classes = Object.freeze([...data.classes]);
     const epochs: EpochLogs[] = [];
+    // A callback that throws stops the run; fit then rejects with what it threw.
+    let callbackError: { error: unknown } | undefined;
     const onEvent = (kind: 'batch' | 'epoch', logs: never): void => {
-      if (kind === 'epoch') {
-        epochs.push(logs as EpochLogs);
-        o.onEpochEnd?.(logs as EpochLogs);
-      } else {
-        o.onBatchEnd?.(logs as BatchLogs);
+      if (kind === 'epoch') epochs.push(logs as EpochLogs);
+      if (callbackError) return;
+      try {
+        if (kind === 'epoch') o.onEpochEnd?.(logs as EpochLogs);
+        else o.onBatchEnd?.(logs as BatchLogs);
+      } catch (error) {
+        callbackError = { error };
+        this.#native.stopFit();
       }
     };
     if (o.signal?.aborted) throw new AbortError('fit() was aborted before it started', toHistory([]));
@@ -367,7 +383,10 @@ export class DenseNet {
     const stop = (): void => this.#native.stopFit();
     o.signal?.addEventListener('abort', stop, { once: true });
     try {
-      const result = await running;
+      const result = await running.catch((err: unknown) => {
+        throw callbackError ? callbackError.error : err;
+      });
+      if (callbackError) throw callbackError.error;
       if (result.stopped) throw new AbortError(`fit() was aborted after ${epochs.length} complete epoch(s)`, toHistory(epochs));
       return toHistory(epochs);
     } finally {

@@ -125,9 +125,14 @@ export interface FitOptions {
   dropLast?: boolean;
   /** Evaluated after every epoch: data in memory or streamed (e.g. an image folder with the 'eval' transform). */
   validationData?: AnyDataset;
-  /** Called after every batch (on the main thread). */
+  /**
+   * Called after every batch, on the main thread, as the reports arrive: training never waits
+   * for it. When the main thread falls more than 64 batches behind, the newest report stands in
+   * for the ones it missed (its `batch` tells how far training went). A callback that throws
+   * stops the run and fit rejects with its error.
+   */
   onBatchEnd?: (logs: BatchLogs) => void;
-  /** Called after every epoch (on the main thread). */
+  /** Called after every epoch, on the main thread (never skipped). A callback that throws stops the run and fit rejects with its error. */
   onEpochEnd?: (logs: EpochLogs) => void;
   /** Stops training within one batch; fit then rejects with an AbortError holding the history so far. */
   signal?: AbortSignal;

@@ -1,6 +1,6 @@
 'use strict';
 // Shared test helpers (no shared state).
-const { spawnSync } = require('node:child_process');
+const { spawn, spawnSync } = require('node:child_process');
 const path = require('node:path');
 
 const ROOT = path.resolve(__dirname, '..');
@@ -14,6 +14,40 @@ function runNode(script, { env = {}, timeout = 120000 } = {}) {
     timeout,
   });
   return { status: result.status, signal: result.signal, stdout: result.stdout, stderr: result.stderr };
+}
+
+/**
+ * Runs a Node script file as a child and watches its output: a child that prints nothing for
+ * `stallMs` is killed and reported as stalled (a hung process cannot fire its own watchdog).
+ * Resolves with { status, signal, stalled, stdout, stderr }.
+ */
+function runWatched(file, args = [], { stallMs = 10000, env = {} } = {}) {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [file, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    let stalled = false;
+    let watchdog;
+    const arm = () => {
+      clearTimeout(watchdog);
+      watchdog = setTimeout(() => {
+        stalled = true;
+        child.kill('SIGKILL');
+      }, stallMs);
+    };
+    arm();
+    child.stdout.on('data', (d) => {
+      stdout += d;
+      arm();
+    });
+    child.stderr.on('data', (d) => {
+      stderr += d;
+    });
+    child.on('close', (status, signal) => {
+      clearTimeout(watchdog);
+      resolve({ status, signal, stalled, stdout, stderr });
+    });
+  });
 }
 
 /** Deterministic float32 images [n, c, h, w] in [-0.5, 0.5). */
@@ -63,4 +97,4 @@ function assertBoundedGrowth(mib, limit) {
   if (!(mib < limit)) throw new Error(`RSS grew by ${mib.toFixed(1)} MB (bound ${limit} MB)`);
 }
 
-module.exports = { randomImages, maxAbsDiff, ROOT, runNode, rssMiB, collectGarbage, assertBoundedGrowth, UNDER_SANITIZER };
+module.exports = { randomImages, maxAbsDiff, ROOT, runNode, runWatched, rssMiB, collectGarbage, assertBoundedGrowth, UNDER_SANITIZER };

@@ -113,8 +113,14 @@ Napi::Value ExternalMemory(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
+// How long the compute thread idles before the heaps' free memory is given back: back-to-back
+// predictions (a server under load) keep reusing it; a quiet process shrinks within a second.
+constexpr int kIdleReleaseMs = 500;
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   install_cpu_allocator();
+  // Memory a burst of work kept for reuse goes back to the system once the compute thread idles.
+  set_compute_idle_hook(release_free_memory, kIdleReleaseMs);
   disable_unusable_backends();
   keep_this_thread_serial();  // the JS thread's LibTorch work runs on it alone: one OpenMP pool per process
   env.SetInstanceData(new AddonData());  // owned and deleted by the environment

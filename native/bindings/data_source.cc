@@ -1,9 +1,11 @@
 #include "data_source.h"
 
+#include "../core/errors.h"
 #include "addon_data.h"
 #include "errors.h"
 #include "tensor.h"
 
+#include <memory>
 #include <mutex>
 #include <string>
 #include <utility>
@@ -31,13 +33,20 @@ struct RequestChannel {
   RequestFn fn;
   bool usable = true;
 
+  // Never blocks (unbounded queue). Throws DataError when the request cannot reach JS (the
+  // environment is shutting down): the consumer would otherwise wait for batches forever.
   void call(const QueueSource::Request& r) {
     std::lock_guard<std::mutex> lock(mutex);
-    if (usable) fn.NonBlockingCall(new QueueSource::Request(r));
+    auto request = std::make_unique<QueueSource::Request>(r);
+    if (usable && fn.NonBlockingCall(request.get()) == napi_ok) {
+      request.release();  // call_request owns it now
+      return;
+    }
+    throw DataError("the data loader can no longer be reached (the JS environment is shutting down)");
   }
   void release() {
     std::lock_guard<std::mutex> lock(mutex);
-    if (usable) fn.Release();
+    if (usable) (void)fn.Release();  // napi_closing: Node is finalizing it already
     usable = false;
   }
 };

@@ -100,7 +100,9 @@ Napi::Value NativeModel::Forward(const Napi::CallbackInfo& info) {
     const at::Tensor& x = NativeTensor::FromValue(info[0], "input");
     model_->check_input(x);
     // Synchronous, computed on the compute thread (the JS thread runs LibTorch alone:
-    // compute_thread.h); during another model's fit it runs between two of its steps.
+    // compute_thread.h): it waits behind the work queued before it, and during another model's
+    // fit it runs between two of its steps. The compute thread never waits on the JS thread, so
+    // this wait always ends.
     at::Tensor out = on_compute_thread([&] {
       torch::NoGradGuard no_grad;
       return model_->forward(x);
@@ -119,7 +121,7 @@ Napi::Value NativeModel::Predict(const Napi::CallbackInfo& info) {
     const int64_t batch = info[1].As<Napi::Number>().Int64Value();
     const Precision precision = parse_precision(info[2].As<Napi::String>().Utf8Value());
     auto done = hold(env);
-    return PromiseWorker<std::vector<at::Tensor>>::Start(
+    return ComputePromise<std::vector<at::Tensor>>::Start(
         env, [model = model_, inputs, batch, precision]() mutable { return predict(model, inputs, batch, precision); },
         [](Napi::Env e, std::vector<at::Tensor>& outs) -> Napi::Value {
           Napi::Array array = Napi::Array::New(e, outs.size());

@@ -1,6 +1,5 @@
 #include "roofline.h"
 
-#include "../core/compute_thread.h"
 #include "../core/roofline.h"
 #include "errors.h"
 #include "model.h"
@@ -16,8 +15,8 @@ Napi::Value Sgemm(const Napi::CallbackInfo& info) {
     const int64_t n = info[0].As<Napi::Number>().Int64Value();
     const int reps = info[1].As<Napi::Number>().Int32Value();
     // On the compute thread: the threads training and predictions run with.
-    return PromiseWorker<double>::Start(env, [n, reps] { return on_compute_thread([&] { return time_matmul(n, reps); }); },
-                                        [](Napi::Env e, double& s) { return Napi::Number::New(e, s); });
+    return ComputePromise<double>::Start(env, [n, reps] { return time_matmul(n, reps); },
+                                         [](Napi::Env e, double& s) { return Napi::Number::New(e, s); });
   });
 }
 
@@ -36,12 +35,11 @@ Napi::Value Model(const Napi::CallbackInfo& info) {
     const int64_t batch = info[3].As<Napi::Number>().Int64Value();
     const bool backward = info[4].As<Napi::Boolean>().Value();
     const int reps = info[5].As<Napi::Number>().Int32Value();
-    return PromiseWorker<ModelLimits>::Start(
+    return ComputePromise<ModelLimits>::Start(
         env,
         [=] {
           const auto shapes = conv_shapes(config, height, width);
-          return ModelLimits{forward_flops(shapes), on_compute_thread([&] { return time_convolutions(shapes, batch, backward, reps); }),
-                             static_cast<int64_t>(shapes.size())};
+          return ModelLimits{forward_flops(shapes), time_convolutions(shapes, batch, backward, reps), static_cast<int64_t>(shapes.size())};
         },
         [](Napi::Env e, ModelLimits& m) -> Napi::Value {
           Napi::Object out = Napi::Object::New(e);

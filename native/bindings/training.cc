@@ -1,16 +1,20 @@
-// fit / evaluate bindings. fit runs the C++ training loop on its own thread and reports each
-// batch and epoch to JS through a ThreadSafeFunction; the promise settles in the TSFN's
-// finalizer, after every report has been delivered.
+// fit / evaluate bindings. fit runs the C++ training loop on the compute thread and reports each
+// batch and epoch to JS through a JsChannel without waiting; the promise settles when the
+// channel closes, after every report has been delivered.
 #include "../core/errors.h"
 #include "../core/trainer.h"
 #include "data_source.h"
 #include "errors.h"
+#include "js_channel.h"
 #include "model.h"
 #include "tensor.h"
 #include "worker.h"
 
+#include <deque>
 #include <memory>
+#include <mutex>
 #include <thread>
+#include <utility>
 #include <variant>
 
 namespace densetorch::bindings {
@@ -88,48 +92,92 @@ Napi::Object batch_to_js(Napi::Env env, const BatchReport& r) {
 
 using Event = std::variant<BatchReport, EpochReport>;
 
-// Everything the training thread owns; the finalizer reads the outcome on the main thread.
+// Undelivered batch reports kept before the newest replaces the last one (latest wins): the
+// training never waits for the JS thread, and a JS thread busy elsewhere gets the reports it
+// missed as one, with the batch number telling how far training went. Epoch reports are never
+// merged or dropped.
+constexpr std::size_t kMaxPendingBatches = 64;
+
+// Everything a running fit shares between the compute thread (the run, the reports) and the JS
+// thread (the callbacks, the promise); on_event, deferred and done are used on the JS thread only.
 struct FitJob {
   DenseNet model{nullptr};
   std::shared_ptr<BatchSource> train, validation;
   FitOptions options;
   std::shared_ptr<std::atomic<bool>> stop;
   bool report_batches = false;
-  std::thread thread;
   std::optional<History> history;
   Failure failure;
+  std::atomic<bool> finished{false};
   Napi::Promise::Deferred deferred;
+  Napi::FunctionReference on_event;
   std::function<void()> done;
+
+  std::mutex mutex;  // guards the reports below
+  std::deque<Event> events;
+  std::size_t pending_batches = 0;
+  bool signalled = false;  // a delivery is asked for and has not taken the events yet
+
   explicit FitJob(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
+
+  // On the compute thread: queues a report; true when the JS thread must be told.
+  bool queue_report(Event event) {
+    const std::lock_guard<std::mutex> lock(mutex);
+    const bool batch = std::holds_alternative<BatchReport>(event);
+    if (batch && pending_batches >= kMaxPendingBatches && !events.empty() && std::holds_alternative<BatchReport>(events.back())) {
+      events.back() = std::move(event);
+    } else {
+      events.push_back(std::move(event));
+      if (batch) ++pending_batches;
+    }
+    return !std::exchange(signalled, true);
+  }
+
+  // On the JS thread: hands the queued reports to the callback, in order.
+  void deliver(Napi::Env env) {
+    std::deque<Event> taken;
+    {
+      const std::lock_guard<std::mutex> lock(mutex);
+      taken.swap(events);
+      pending_batches = 0;
+      signalled = false;
+    }
+    if (on_event.IsEmpty()) return;
+    for (const Event& event : taken) {
+      if (std::holds_alternative<BatchReport>(event)) {
+        on_event.Call({Napi::String::New(env, "batch"), batch_to_js(env, std::get<BatchReport>(event))});
+      } else {
+        on_event.Call({Napi::String::New(env, "epoch"), epoch_to_js(env, std::get<EpochReport>(event))});
+      }
+    }
+  }
+
+  // On the JS thread, once, after the run (or when the environment shuts down during it).
+  void settle(Napi::Env env) {
+    if (!finished.load()) {  // shutting down mid-run: end the run soon, settle nothing
+      stop->store(true);
+    } else {
+      try {
+        deliver(env);
+      } catch (...) {  // a throwing callback: the run is over; the promise still settles
+      }
+    }
+    on_event.Reset();
+    if (done) done();
+    done = nullptr;
+    if (!finished.load()) return;
+    if (!history) {
+      deferred.Reject(to_js_error(env, failure).Value());
+      return;
+    }
+    Napi::Object out = Napi::Object::New(env);
+    Napi::Array epochs = Napi::Array::New(env, history->epochs.size());
+    for (uint32_t i = 0; i < history->epochs.size(); ++i) epochs.Set(i, epoch_to_js(env, history->epochs[i]));
+    out.Set("epochs", epochs);
+    out.Set("stopped", history->stopped);
+    deferred.Resolve(out);
+  }
 };
-
-void call_js(Napi::Env env, Napi::Function callback, FitJob*, Event* event) {
-  std::unique_ptr<Event> owned(event);
-  if (env == nullptr || callback.IsEmpty()) return;
-  if (std::holds_alternative<BatchReport>(*owned)) {
-    callback.Call({Napi::String::New(env, "batch"), batch_to_js(env, std::get<BatchReport>(*owned))});
-  } else {
-    callback.Call({Napi::String::New(env, "epoch"), epoch_to_js(env, std::get<EpochReport>(*owned))});
-  }
-}
-
-using Reporter = Napi::TypedThreadSafeFunction<FitJob, Event, call_js>;
-
-void finish(Napi::Env env, void*, FitJob* job) {
-  std::unique_ptr<FitJob> owned(job);
-  owned->thread.join();
-  if (owned->done) owned->done();
-  if (!owned->history) {
-    owned->deferred.Reject(to_js_error(env, owned->failure).Value());
-    return;
-  }
-  Napi::Object out = Napi::Object::New(env);
-  Napi::Array epochs = Napi::Array::New(env, owned->history->epochs.size());
-  for (uint32_t i = 0; i < owned->history->epochs.size(); ++i) epochs.Set(i, epoch_to_js(env, owned->history->epochs[i]));
-  out.Set("epochs", epochs);
-  out.Set("stopped", owned->history->stopped);
-  owned->deferred.Resolve(out);
-}
 
 }  // namespace
 
@@ -137,34 +185,41 @@ void finish(Napi::Env env, void*, FitJob* job) {
 Napi::Value NativeModel::Fit(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
-    auto job = std::make_unique<FitJob>(env);
+    auto job = std::make_shared<FitJob>(env);
     job->model = model_;
     auto js_options = info[1].As<Napi::Object>();
     job->options = options_from(js_options);
     job->train = source_from(info[0], job->options.batch_size, job->options.shuffle);
     if (js_options.Get("validationData").IsObject())
       job->validation = source_from(js_options.Get("validationData"), job->options.batch_size, /*shuffle=*/false);
+    job->on_event = Napi::Persistent(info[2].As<Napi::Function>());
     job->report_batches = info[3].As<Napi::Boolean>().Value();  // the data sets are validated by fit() itself
     job->done = hold(env);
     stop_->store(false);
     job->stop = stop_;
     Napi::Promise promise = job->deferred.Promise();
-    FitJob* raw = job.release();  // owned by the TSFN finalizer from here on
-    // A queue of one report: the training thread runs at most one batch ahead of the JS callbacks,
-    // so an abort from onBatchEnd stops it within one batch.
-    Reporter reporter = Reporter::New(env, info[2].As<Napi::Function>(), "densetorch.fit", 1, 1, raw, finish, static_cast<void*>(nullptr));
-    raw->thread = std::thread([raw, reporter]() mutable {
-      Callbacks cb;
-      cb.stop = raw->stop.get();
-      if (raw->report_batches) cb.on_batch = [&](const BatchReport& r) { reporter.BlockingCall(new Event(r)); };
-      cb.on_epoch = [&](const EpochReport& r) { reporter.BlockingCall(new Event(r)); };
-      try {
-        raw->history = fit(raw->model, *raw->train, raw->validation.get(), raw->options, cb);
-      } catch (...) {
-        raw->failure = describe_current_exception();
-      }
-      reporter.Release();
-    });
+    auto channel = JsChannel::Open(env, "densetorch.fit", [job](Napi::Env e) { job->deliver(e); }, [job](Napi::Env e) { job->settle(e); });
+    // A training run on the compute thread. Its reports are queued and the JS thread is told
+    // without waiting (JsChannel): the run never waits for the JS thread, so a JS thread that
+    // waits for the compute thread (forward) is served between two steps.
+    post_to_compute_thread(
+        [job, channel] {
+          const auto report = [&](Event event) {
+            if (job->queue_report(std::move(event)) && !channel->notify()) job->stop->store(true);  // the environment is going
+          };
+          Callbacks cb;
+          cb.stop = job->stop.get();
+          if (job->report_batches) cb.on_batch = [&](const BatchReport& r) { report(r); };
+          cb.on_epoch = [&](const EpochReport& r) { report(r); };
+          try {
+            job->history = fit(job->model, *job->train, job->validation.get(), job->options, cb);
+          } catch (...) {
+            job->failure = describe_current_exception();
+          }
+          job->finished.store(true);
+          channel->close();
+        },
+        /*is_long=*/true);
     return promise;
   });
 }
@@ -182,9 +237,8 @@ Napi::Value NativeModel::Evaluate(const Napi::CallbackInfo& info) {
     std::shared_ptr<BatchSource> data = source_from(info[0], batch, /*shuffle=*/false);
     const Precision precision = parse_precision(info[2].As<Napi::String>().Utf8Value());
     auto done = hold(env);
-    return PromiseWorker<Evaluation>::Start(
+    auto settlement = std::make_shared<Settlement<Evaluation>>(
         env,
-        [model = model_, data, precision]() mutable { return evaluate(model, *data, precision); },
         [](Napi::Env e, Evaluation& r) -> Napi::Value {
           Napi::Object o = Napi::Object::New(e);
           o.Set("loss", r.loss);
@@ -193,6 +247,18 @@ Napi::Value NativeModel::Evaluate(const Napi::CallbackInfo& info) {
           return o;
         },
         done);
+    Napi::Promise promise = settlement->deferred.Promise();
+    auto channel = JsChannel::Open(env, "densetorch.evaluate", nullptr, [settlement](Napi::Env e) { settlement->settle(e); });
+    // A thread of its own waits for the batches (a streamed data set is decoded on the JS thread)
+    // and has each computed on the compute thread, between other work: no thread of libuv's pool
+    // waits, and the compute thread never waits for data.
+    std::thread([settlement, channel, model = model_, data, precision]() mutable {
+      keep_this_thread_serial();
+      auto work = [&] { return evaluate(model, *data, precision); };
+      settlement->run(work);
+      channel->close();
+    }).detach();
+    return promise;
   });
 }
 

@@ -1,17 +1,94 @@
-// Promise-returning work off the main thread (libuv's pool). The work owns only C++ values;
-// exceptions are caught in Execute and the promise is rejected with the mapped JS error.
+// Promise-returning work off the main thread. The work owns only C++ values; what it throws is
+// caught where it runs and the promise is rejected with the mapped JS error.
+//   ComputePromise: LibTorch work (predict, roofline timings) queued on the compute thread and
+//     settled from there through a JsChannel: waiting for the compute thread holds no thread.
+//   PromiseWorker: file I/O on libuv's pool (save, reading weights, collectives), which never
+//     waits for the compute thread.
 #pragma once
 
 #include <napi.h>
 
+#include <atomic>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <utility>
 
 #include "../core/compute_thread.h"
 #include "errors.h"
+#include "js_channel.h"
 
 namespace densetorch::bindings {
+
+// What a promise settles with, filled on another thread and settled on the JS thread. `done`
+// (releasing the model's hold) and `to_js` run and are dropped on the JS thread only.
+template <typename Result>
+struct Settlement {
+  using ToJs = std::function<Napi::Value(Napi::Env, Result&)>;
+  using Done = std::function<void()>;
+
+  Settlement(Napi::Env env, ToJs t, Done d) : deferred(Napi::Promise::Deferred::New(env)), to_js(std::move(t)), done(std::move(d)) {}
+
+  // Runs `work` (any thread), keeping its result or failure.
+  template <typename Work>
+  void run(Work& work) {
+    try {
+      result.emplace(work());
+    } catch (...) {
+      failure = describe_current_exception();
+    }
+    finished.store(true);
+  }
+
+  // On the JS thread, once. When the environment shuts down before the work finished, only the
+  // hold is released (nothing is left to settle to).
+  void settle(Napi::Env env) {
+    if (done) done();
+    done = nullptr;
+    if (finished.load()) {
+      try {
+        if (result) {
+          deferred.Resolve(to_js(env, *result));
+        } else {
+          deferred.Reject(to_js_error(env, failure).Value());
+        }
+      } catch (const Napi::Error& e) {
+        deferred.Reject(e.Value());
+      } catch (...) {
+        deferred.Reject(to_js_error(env, describe_current_exception()).Value());
+      }
+    }
+    to_js = nullptr;
+  }
+
+  Napi::Promise::Deferred deferred;
+  ToJs to_js;
+  Done done;
+  std::optional<Result> result;
+  Failure failure;
+  std::atomic<bool> finished{false};
+};
+
+template <typename Result>
+class ComputePromise {
+ public:
+  using Work = std::function<Result()>;
+  using ToJs = typename Settlement<Result>::ToJs;
+  using Done = typename Settlement<Result>::Done;
+
+  // Queues `work` on the compute thread; returns the promise. `done` runs on the main thread
+  // before settling.
+  static Napi::Promise Start(Napi::Env env, Work work, ToJs to_js, Done done = {}) {
+    auto settlement = std::make_shared<Settlement<Result>>(env, std::move(to_js), std::move(done));
+    Napi::Promise promise = settlement->deferred.Promise();
+    auto channel = JsChannel::Open(env, "densetorch.compute", nullptr, [settlement](Napi::Env e) { settlement->settle(e); });
+    post_to_compute_thread([settlement, channel, work = std::move(work)]() mutable {
+      settlement->run(work);
+      channel->close();
+    });
+    return promise;
+  }
+};
 
 template <typename Result>
 class PromiseWorker : public Napi::AsyncWorker {
@@ -46,6 +123,8 @@ class PromiseWorker : public Napi::AsyncWorker {
       deferred_.Resolve(to_js_(env, *result_));
     } catch (const Napi::Error& e) {
       deferred_.Reject(e.Value());
+    } catch (...) {
+      deferred_.Reject(to_js_error(env, describe_current_exception()).Value());
     }
   }
 

@@ -202,25 +202,10 @@ class AlignedMallocAllocator final : public c10::Allocator {
 void install_cpu_allocator() {
   static AlignedMallocAllocator allocator;
   c10::SetCPUAllocator(&allocator, /*priority=*/1);
-  // glibc maps every block above its mmap threshold afresh (the threshold adapts, up to 32 MiB),
-  // so a training step's large activations faulted in fresh, zeroed pages on every step: the
-  // first steps of a process ran at half speed and steady state came after 5-7 steps. Serving
-  // blocks up to 256 MiB from the heap lets a step reuse the memory the previous one freed
-  // (BC-100 batch 64: 1.63 vs 2.19 s naive, 1.61 vs 2.40 s memory-efficient). One arena:
-  // training runs on worker threads, whose arenas grow in heaps of at most 64 MiB, so their
-  // larger blocks were mapped afresh whatever the threshold and emptied heaps were unmapped
-  // (fused blocks: 1.22-1.35 vs 1.82 s). No trimming while a run holds the heap (a step frees
-  // more than any threshold); release_free_memory returns it after each fit.
-  // Outside a run (HeapReuseScope), blocks of 32 MiB and more are mapped for themselves and
-  // unmapped when freed: a batch's large blocks grow layer by layer and would otherwise leave the
-  // one heap holding more than the batch needs (BC-100 inference at batch 256 peaked at 1430 MiB
-  // instead of 918-971 MiB). DENSETORCH_SYSTEM_MALLOC=1 keeps glibc's defaults for everything.
+  // Large blocks are densetorch's own business (the region heap in a run, their own mappings
+  // outside one); glibc's settings stay the host process's: no mallopt here (a library that
+  // changed them would change every thread's heap in the process).
   system_malloc = std::getenv("DENSETORCH_SYSTEM_MALLOC") != nullptr;
-  if (!system_malloc) {
-    mallopt(M_MMAP_THRESHOLD, 256 << 20);
-    mallopt(M_TRIM_THRESHOLD, -1);
-    mallopt(M_ARENA_MAX, 1);
-  }
 }
 
 void release_free_memory() {

@@ -8,12 +8,13 @@ namespace densetorch {
 // freed block can never serve the next request of the same size when a small allocation sits
 // above it: creating and freeing same-sized tensors then grows the heap without bound. Plain
 // malloc reuses an exact-size free block. Idempotent; tensors allocated before keep their own
-// deleters. Also sets glibc's mmap and trim thresholds (see allocator.cpp) unless
-// DENSETORCH_SYSTEM_MALLOC is set.
+// deleters. Changes nothing of glibc's own settings (mallopt) for the process.
+// DENSETORCH_SYSTEM_MALLOC=1 leaves large blocks to glibc too (no region heap, no own mappings).
 void install_cpu_allocator();
 
 // Returns the heaps' free memory to the system (malloc_trim, and densetorch's own heap once no
-// HeapReuseScope is alive): after a training run, whose freed activations they kept for reuse.
+// HeapReuseScope is alive): after a training run, whose freed activations they kept for reuse,
+// and when the compute thread has been idle a moment (set_compute_idle_hook).
 void release_free_memory();
 
 // While one is alive (in any thread), blocks of 1 MiB and more come from densetorch's own heap

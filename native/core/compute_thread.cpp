@@ -4,6 +4,7 @@
 #include <ATen/ThreadLocalState.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <exception>
@@ -35,6 +36,18 @@ struct TaskQueue {
   std::deque<Task> tasks;
 };
 
+// set_compute_idle_hook's; kept apart from the queue so that setting it starts no thread.
+struct IdleHook {
+  std::mutex mutex;
+  std::function<void()> hook;
+  std::chrono::milliseconds after{0};
+};
+
+IdleHook& idle_hook() {
+  static IdleHook instance;
+  return instance;
+}
+
 // LibTorch's own count for a thread that has set none (OMP_NUM_THREADS, else the cores).
 int default_threads() {
   static const int n = at::get_num_threads();
@@ -52,14 +65,38 @@ void settle_thread_count() {
 void serve(const std::shared_ptr<TaskQueue>& queue) {
   is_compute_thread = true;
   int applied = 0;
+  bool worked = false;  // since the idle hook last ran
   for (;;) {
     Task task;
+    std::function<void()> idle, hook;
+    std::chrono::milliseconds idle_after{0};
+    if (worked) {
+      const std::lock_guard<std::mutex> lock(idle_hook().mutex);
+      hook = idle_hook().hook;
+      idle_after = idle_hook().after;
+    }
     {
       std::unique_lock<std::mutex> lock(queue->mutex);
-      queue->ready.wait(lock, [&] { return !queue->tasks.empty(); });
-      task = std::move(queue->tasks.front());
-      queue->tasks.pop_front();
+      const auto has_task = [&] { return !queue->tasks.empty(); };
+      if (hook) {
+        if (!queue->ready.wait_for(lock, idle_after, has_task)) idle = std::move(hook);
+      } else {
+        queue->ready.wait(lock, has_task);
+      }
+      if (!idle) {
+        task = std::move(queue->tasks.front());
+        queue->tasks.pop_front();
+      }
     }
+    if (idle) {
+      worked = false;
+      try {
+        idle();
+      } catch (...) {  // best effort: an idle hook that fails changes nothing
+      }
+      continue;
+    }
+    worked = true;
     if (const int n = compute_threads(); n != applied) {
       settle_thread_count();
       at::set_num_threads(n);
@@ -82,30 +119,52 @@ TaskQueue& queue() {
   return *instance;
 }
 
+void push(Task task) {
+  TaskQueue& q = queue();
+  {
+    const std::lock_guard<std::mutex> lock(q.mutex);
+    q.tasks.push_back(std::move(task));
+  }
+  q.ready.notify_one();
+}
+
 void enqueue(const std::function<void()>& fn, bool is_long) {
   if (is_compute_thread) return fn();
   const at::ThreadLocalState state;
   std::promise<void> done;
   std::future<void> finished = done.get_future();
-  TaskQueue& q = queue();
-  {
-    const std::lock_guard<std::mutex> lock(q.mutex);
-    q.tasks.push_back(Task{[&] {
-                             try {
-                               const at::ThreadLocalStateGuard guard(state);
-                               fn();
-                               done.set_value();
-                             } catch (...) {
-                               done.set_exception(std::current_exception());
-                             }
-                           },
-                           is_long});
-  }
-  q.ready.notify_one();
+  push(Task{[&] {
+              try {
+                const at::ThreadLocalStateGuard guard(state);
+                fn();
+                done.set_value();
+              } catch (...) {
+                done.set_exception(std::current_exception());
+              }
+            },
+            is_long});
   finished.get();
 }
 
 }  // namespace
+
+void post_to_compute_thread(std::function<void()> fn, bool is_long) {
+  push(Task{[fn = std::move(fn), state = at::ThreadLocalState()] {
+              try {
+                const at::ThreadLocalStateGuard guard(state);
+                fn();
+              } catch (...) {  // fn owns its outcome (compute_thread.h)
+              }
+            },
+            is_long});
+}
+
+void set_compute_idle_hook(std::function<void()> hook, int after_ms) {
+  IdleHook& idle = idle_hook();
+  const std::lock_guard<std::mutex> lock(idle.mutex);
+  idle.hook = std::move(hook);
+  idle.after = std::chrono::milliseconds(after_ms);
+}
 
 void run_on_compute_thread(const std::function<void()>& fn) { enqueue(fn, /*is_long=*/false); }
 

@@ -20,6 +20,14 @@
 
 namespace densetorch {
 
+// Queues `fn` for the compute thread and returns at once: nothing waits for it. It runs with the
+// caller's LibTorch thread-local state (grad mode, autocast, inference mode); `is_long` marks a
+// training run (see run_long_on_compute_thread). `fn` owns its outcome: it must catch what it
+// throws (an escaping exception is dropped). The bindings settle promises this way, so no thread
+// of libuv's pool waits for the compute thread. Called from the compute thread itself, it still
+// queues (the task runs after the current one).
+void post_to_compute_thread(std::function<void()> fn, bool is_long = false);
+
 // Runs `fn` on the compute thread with the caller's LibTorch thread-local state (grad mode,
 // autocast, inference mode) and waits for it; rethrows what it throws. Runs it in place when the
 // caller is the compute thread. Tasks run one at a time, in the order they came, except that a
@@ -59,6 +67,11 @@ template <typename F>
 auto long_on_compute_thread(F&& fn) -> std::invoke_result_t<F&> {
   return detail::with_result<run_long_on_compute_thread>(std::forward<F>(fn));
 }
+
+// `hook` runs on the compute thread once it has been idle for `after_ms` milliseconds after some
+// work (not again until more work came): densetorch gives its heaps' free memory back to the
+// system there, so that a process's memory goes back down after a burst of predictions.
+void set_compute_idle_hook(std::function<void()> hook, int after_ms);
 
 // The intra-op thread count for the compute thread (LibTorch applies a new count only to the
 // thread that sets it, and to threads that have not run LibTorch yet).

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -151,6 +152,14 @@ const char* kernel_name() {
   }
 }
 
+namespace {
+// Each dispatcher below is reached only after its *_available() check said yes; a caller that
+// skipped the check gets an exception (turned into a JS error at the boundary), never an abort.
+[[noreturn]] void no_kernel(const char* check) {
+  throw std::logic_error(std::string("densetorch: no kernel for this CPU; ") + check + "() must be checked first");
+}
+}  // namespace
+
 bool available(int64_t n) { return kernel() != Kernel::kNone && n > 0 && n % 16 == 0; }
 
 void pack_weight(const float* w, int64_t n, int64_t k, float* packed) {
@@ -165,7 +174,7 @@ void rows(const Args& a, int64_t begin, int64_t end) {
   if (kernel() == Kernel::kAvx512) return avx512::rows(a, begin, end);
   if (kernel() == Kernel::kAvx2) return avx2::rows(a, begin, end);
 #endif
-  std::abort();  // callers check available() first
+  no_kernel("available");
 }
 
 void pack_backward_weight(const float* w, int64_t n, int64_t k, float* packed) {
@@ -183,7 +192,7 @@ void backward_rows(const BackwardArgs& a, int64_t begin, int64_t end) {
   if (kernel() == Kernel::kAvx512) return avx512::backward_rows(a, begin, end);
   if (kernel() == Kernel::kAvx2) return avx2::backward_rows(a, begin, end);
 #endif
-  std::abort();  // callers check available() first
+  no_kernel("available");
 }
 
 bool conv3x3_weight_grad_available(int64_t n, int64_t c) {
@@ -200,7 +209,7 @@ void conv3x3_weight_grad_rows(const float* grad, int64_t n, const float* x, int6
 #ifdef DT_NORM_GEMM_X86
   if (kernel() == Kernel::kAvx2) return avx2::conv3x3_weight_grad_rows(grad, n, x, c, row, begin, end, grad_weight);
 #endif
-  std::abort();  // callers check conv3x3_weight_grad_available() first
+  no_kernel("conv3x3_weight_grad_available");
 }
 
 bool winograd_available(int64_t c, int64_t k) {
@@ -250,14 +259,14 @@ void winograd_tiles(const WinogradArgs& a, int64_t begin, int64_t end) {
 #ifdef DT_NORM_GEMM_X86
   if (kernel() == Kernel::kAvx2) return avx2::winograd_tiles(a, begin, end);
 #endif
-  std::abort();  // callers check winograd_available() first
+  no_kernel("winograd_available");
 }
 
 void winograd_weight_grad_tiles(const WinogradGradArgs& a, int64_t begin, int64_t end, float* u) {
 #ifdef DT_NORM_GEMM_X86
   if (kernel() == Kernel::kAvx2) return avx2::winograd_weight_grad_tiles(a, begin, end, u);
 #endif
-  std::abort();  // callers check winograd_available() first
+  no_kernel("winograd_available");
 }
 
 void winograd_weight_grad_finish(const float* u, int64_t k, int64_t c, float* grad_weight) {
