@@ -124,7 +124,10 @@ RegionHeap& region_heap() {
 }
 
 constexpr std::size_t kPage = 4096;
-constexpr std::size_t kRegionBlock = 1u << 20;  // blocks from 1 MiB up use the region heap in a run
+// Blocks from 128 KiB up use the region heap in a run: glibc's default mmap threshold, so that
+// without process-wide mallopt settings none of a step's blocks is mapped and unmapped by glibc
+// (DenseNet-121 batch 16 memory-efficient: peak RSS 689 vs 783 MiB with 1 MiB here).
+constexpr std::size_t kRegionBlock = 128u << 10;
 
 // Two words before a block's aligned data: where it came from (kHeap: malloc, kMapped: its own
 // mapping, kRegion: the region heap) and then the malloc base, the mapping's length or the

@@ -17,7 +17,8 @@ void install_cpu_allocator();
 // and when the compute thread has been idle a moment (set_compute_idle_hook).
 void release_free_memory();
 
-// While one is alive (in any thread), blocks of 1 MiB and more come from densetorch's own heap
+// While one is alive (in any thread), blocks of 128 KiB and more (those glibc would map for
+// themselves at its default threshold) come from densetorch's own heap
 // and stay there when freed, for the next training step or prediction to reuse (fit, predict and
 // evaluate hold one; fit gives the heap's free memory back when it returns); outside, blocks of
 // 32 MiB and more are mapped for themselves and returned to the system when freed. Nests.
