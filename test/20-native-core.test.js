@@ -48,7 +48,7 @@ describe('native core (C++ tests)', () => {
     console.log(`      ${r.stdout.trim().split('\n')[0]}`);
   });
 
-  it('the compute thread: tasks from any thread run on one thread (in place when nested), with the caller\'s grad mode and autocast state, their exceptions and results, and set_compute_threads; a training run serves the short tasks queued behind it, not another run; threads kept serial start no OpenMP pool (one pool per process)', function () {
+  it('the compute thread: tasks from any thread run on one thread (in place when nested), with the caller\'s grad mode and autocast state, their exceptions and results, and set_compute_threads; a training run serves the short tasks queued behind it, not another run; threads kept serial start no OpenMP pool (one pool per process); a posted task runs without its caller waiting, with its grad mode, and a throw from it is dropped; the idle hook runs once after work', function () {
     this.timeout(300000);
     runPassing('test/native/compute_thread.cpp');
   });

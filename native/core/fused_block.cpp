@@ -17,8 +17,9 @@
 // The per-pixel loops below are plain C++ that the compiler vectorises; on x86-64 Linux each is
 // built for AVX-512, x86-64-v3 (AVX2 with FMA: an "avx2" clone has no fused multiply-adds, so
 // its x * scale + shift rounded differently from norm_gemm's and the AVX-512 passes') and
-// baseline x86-64, and the loader picks one for the CPU it runs on.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+// baseline x86-64, and the loader picks one for the CPU it runs on. Not under ThreadSanitizer:
+// the loader runs the clones' instrumented resolvers before the sanitizer's runtime can serve them.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && !defined(__SANITIZE_THREAD__)
 #define DT_VECTOR_KERNEL \
   __attribute__((target_clones("avx512f", "arch=x86-64-v3", "default"), optimize("O3", "tree-vectorize")))
 #define DT_AVX512_PASSES 1

@@ -2,7 +2,8 @@
 // place when nested; the caller's grad mode and autocast state travel with the task; exceptions
 // come back with their type; set_compute_threads reaches the thread; a long task serves the short
 // tasks queued behind it (serve_waiting_tasks) but not another long one; threads kept serial start
-// no OpenMP pool, so the process holds one pool: the compute thread's.
+// no OpenMP pool, so the process holds one pool: the compute thread's; a posted task runs without
+// its caller waiting; the idle hook runs once after work.
 // Compiled and run by test/20-native-core.test.js; prints "ok" and exits 0, or what failed.
 #include "../../native/core/compute_thread.cpp"
 
@@ -10,8 +11,9 @@
 #include <ATen/autocast_mode.h>
 #include <c10/core/GradMode.h>
 
-#include <cstdio>
 #include <atomic>
+#include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <mutex>
 #include <set>
@@ -112,6 +114,43 @@ int main() {
   }
   serve_waiting_tasks();  // off the compute thread: nothing
   check(on_compute_thread([] { return 8; }) == 8, "the thread serves tasks after a long one");
+
+  // post_to_compute_thread returns at once: the posted task waits for a flag set after it
+  // returned (a blocking post would never see it), carries the caller's grad mode, and an
+  // exception it lets escape is dropped without stopping the thread.
+  {
+    std::atomic<bool> posted{false}, ran{false}, grad{true};
+    std::thread::id where;
+    {
+      const c10::NoGradGuard no_grad;
+      post_to_compute_thread([&] {
+        for (int i = 0; i < 5000 && !posted; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        where = std::this_thread::get_id();
+        grad = c10::GradMode::is_enabled();
+        ran = true;
+      });
+    }
+    posted = true;
+    for (int i = 0; i < 5000 && !ran; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    check(ran && where == compute_id, "a posted task runs on the compute thread, after post returned");
+    check(!grad, "with the caller's grad mode");
+    post_to_compute_thread([] { throw std::runtime_error("dropped"); });
+    check(on_compute_thread([] { return 9; }) == 9, "the thread serves tasks after a posted one threw");
+  }
+
+  // The idle hook runs once the thread has idled after some work, and not again without work.
+  {
+    std::atomic<int> idled{0};
+    set_compute_idle_hook([&] { idled.fetch_add(1); }, 20);
+    run_on_compute_thread([] {});
+    for (int i = 0; i < 2000 && idled == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    check(idled == 1, "the idle hook ran once after the work (" + std::to_string(idled.load()) + " times)");
+    run_on_compute_thread([] {});
+    for (int i = 0; i < 2000 && idled == 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    check(idled == 2, "and once more after more work");
+    set_compute_idle_hook(nullptr, 0);
+  }
 
   // One OpenMP pool: threads kept serial run LibTorch's parallel loops alone; the compute thread
   // runs them on its threads; the process gains only the compute thread's workers.
