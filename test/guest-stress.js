@@ -50,7 +50,7 @@ function streamed(n) {
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'densetorch-guest-'));
 // Errors a caller is told to expect when calls collide; anything else fails the run.
 const EXPECTED = new Set(['BusyError', 'AbortError', 'RequestAbortedError', 'QueueFullError', 'PredictorClosedError']);
-const counts = { started: 0, settled: 0, expectedErrors: 0, byKind: {}, refusedByKind: {} };
+const counts = { started: 0, settled: 0, expectedErrors: 0, busyTicks: 0, byKind: {}, refusedByKind: {} };
 const unexpected = [];
 const pending = new Set();
 
@@ -67,23 +67,36 @@ function settle(kind, err) {
   console.log(`progress ${counts.settled}`);
 }
 
+// Calls not yet settled, per model: fit and the timers prefer an idle model (a caller that
+// knows its own work), so that they run, not only collide.
+const busy = new Map();
+
 /** Runs one operation; a synchronous one settles at once, an async one when its promise does. */
-function run(kind, fn) {
+function run(kind, m, fn) {
   counts.started += 1;
+  busy.set(m, (busy.get(m) ?? 0) + 1);
+  const done = () => busy.set(m, busy.get(m) - 1);
   let result;
   try {
     result = fn();
   } catch (err) {
+    done();
     settle(kind, err);
     return;
   }
   if (result && typeof result.then === 'function') {
-    const p = result.then(() => settle(kind), (err) => settle(kind, err));
+    const p = result.then(() => settle(kind), (err) => settle(kind, err)).finally(done);
     pending.add(p);
     p.finally(() => pending.delete(p));
   } else {
+    done();
     settle(kind);
   }
+}
+
+function pickModel(kind) {
+  const idle = models.filter((m) => !busy.get(m));
+  return (kind === 'fit' || kind === 'timer') && idle.length > 0 && random() < 0.8 ? pick(idle) : pick(models);
 }
 
 const servers = models.map((m) => m.serve({ maxBatch: 4, maxDelayMs: 2 }));
@@ -111,19 +124,22 @@ const ACTIONS = {
   save: (m) => m.save(path.join(dir, `m${models.indexOf(m)}.safetensors`)),
   serve: (m) => servers[models.indexOf(m)].predict(images(1)).then((t) => t.dispose()),
   mode: (m) => (random() < 0.5 ? m.train() : m.eval()),
-  // A timer that calls forward synchronously twice per tick for a while (a health probe).
-  timer: () => {
+  // A timer that calls forward synchronously twice per tick for a while (a health probe; a tick
+  // that finds the model busy answers so and goes on).
+  timer: (m) => {
     let ticks = 3 + Math.floor(random() * 5);
-    const m = pick(models);
     return new Promise((resolve, reject) => {
       const t = setInterval(() => {
         try {
           m.forward(images(1)).dispose();
           m.forward(images(1)).dispose();
         } catch (err) {
-          clearInterval(t);
-          reject(err);
-          return;
+          if (err.name !== 'BusyError') {
+            clearInterval(t);
+            reject(err);
+            return;
+          }
+          counts.busyTicks += 1;
         }
         if (--ticks === 0) {
           clearInterval(t);
@@ -139,8 +155,8 @@ const KINDS = Object.keys(ACTIONS);
 async function main() {
   for (let i = 0; i < operations; i++) {
     const kind = pick(KINDS);
-    const m = pick(models);
-    run(kind, () => ACTIONS[kind](m));
+    const m = pickModel(kind);
+    run(kind, m, () => ACTIONS[kind](m));
     // Sometimes let work progress, sometimes pile calls up.
     const pause = random();
     if (pause < 0.6) await new Promise((resolve) => setImmediate(resolve));
