@@ -1,4 +1,5 @@
 #include "allocator.h"
+#include "env_switches.h"
 
 #include <c10/core/CPUAllocator.h>
 #include <c10/util/Exception.h>
@@ -158,7 +159,7 @@ bool system_malloc = false;  // DENSETORCH_SYSTEM_MALLOC: glibc decides everythi
 std::atomic<int> runs{0};     // HeapReuseScopes alive, in any thread
 
 bool huge_pages() {
-  static const bool enabled = std::getenv("DENSETORCH_NO_THP") == nullptr;  // read once, not per allocation
+  static const bool enabled = !env_flag("DENSETORCH_NO_THP", false);  // read once, not per allocation
   return enabled;
 }
 
@@ -208,7 +209,7 @@ void install_cpu_allocator() {
   // Large blocks are densetorch's own business (the region heap in a run, their own mappings
   // outside one); glibc's settings stay the host process's: no mallopt here (a library that
   // changed them would change every thread's heap in the process).
-  system_malloc = std::getenv("DENSETORCH_SYSTEM_MALLOC") != nullptr;
+  system_malloc = env_flag("DENSETORCH_SYSTEM_MALLOC", false);
 }
 
 void release_free_memory() {

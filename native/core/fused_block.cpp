@@ -1,4 +1,5 @@
 #include "fused_block.h"
+#include "env_switches.h"
 
 #include "norm_gemm.h"
 
@@ -1405,10 +1406,7 @@ bool keeps_bottleneck_when_efficient(int64_t in_channels, int64_t growth_rate) {
 bool fused_blocks_enabled() {
   const int forced = fused_override.load();
   if (forced >= 0) return forced == 1;
-  static const bool from_env = [] {
-    const char* v = std::getenv("DENSETORCH_FUSED");
-    return v == nullptr || std::string(v) != "0";
-  }();
+  static const bool from_env = env_flag("DENSETORCH_FUSED", true);
   return from_env;
 }
 

@@ -1,4 +1,5 @@
 #include "norm_gemm.h"
+#include "env_switches.h"
 
 #include <algorithm>
 #include <cstdlib>
@@ -124,8 +125,7 @@ namespace {
 enum class Kernel { kNone, kAvx2, kAvx512 };
 
 Kernel detect() {
-  const char* env = std::getenv("DENSETORCH_NORM_GEMM");
-  const std::string asked = env != nullptr ? env : "";
+  const std::string asked = env_choice("DENSETORCH_NORM_GEMM", {"0", "avx2", "avx512"}, "");
   if (asked == "0") return Kernel::kNone;
 #ifdef DT_NORM_GEMM_X86
   __builtin_cpu_init();
@@ -216,10 +216,7 @@ bool winograd_available(int64_t c, int64_t k) {
   // AVX2 only, as the weight gradient above: measured against oneDNN's direct convolution there.
   // DENSETORCH_WINOGRAD=0 turns it off (measurements, an escape hatch).
 #ifdef DT_NORM_GEMM_X86
-  static const bool enabled = [] {
-    const char* v = std::getenv("DENSETORCH_WINOGRAD");
-    return v == nullptr || std::string(v) != "0";
-  }();
+  static const bool enabled = env_flag("DENSETORCH_WINOGRAD", true);
   if (enabled && kernel() == Kernel::kAvx2) return c > 0 && k > 0;
 #endif
   return false;
