@@ -21,13 +21,11 @@ class JsChannel {
                                                       // (or at shutdown: then env may be closing)
 
   // Creates the channel on the JS thread. While open it keeps the event loop alive, as a pending
-  // AsyncWorker does, unless `keep_alive` is false.
-  static std::shared_ptr<JsChannel> Open(Napi::Env env, const char* name, OnCall on_call, OnFinish on_finish,
-                                         bool keep_alive = true) {
+  // AsyncWorker does.
+  static std::shared_ptr<JsChannel> Open(Napi::Env env, const char* name, OnCall on_call, OnFinish on_finish) {
     auto channel = std::shared_ptr<JsChannel>(new JsChannel(std::move(on_call), std::move(on_finish)));
     auto* context = new std::shared_ptr<JsChannel>(channel);  // the finalizer's reference
     channel->fn_ = Fn::New(env, name, 0, 1, context, &Finalize, static_cast<void*>(nullptr));
-    if (!keep_alive) channel->fn_.Unref(env);
     return channel;
   }
 

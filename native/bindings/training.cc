@@ -90,6 +90,15 @@ Napi::Object batch_to_js(Napi::Env env, const BatchReport& r) {
   return o;
 }
 
+Napi::Value history_to_js(Napi::Env env, History& history) {
+  Napi::Object out = Napi::Object::New(env);
+  Napi::Array epochs = Napi::Array::New(env, history.epochs.size());
+  for (uint32_t i = 0; i < history.epochs.size(); ++i) epochs.Set(i, epoch_to_js(env, history.epochs[i]));
+  out.Set("epochs", epochs);
+  out.Set("stopped", history.stopped);
+  return out;
+}
+
 using Event = std::variant<BatchReport, EpochReport>;
 
 // Undelivered batch reports kept before the newest replaces the last one (latest wins): the
@@ -99,26 +108,22 @@ using Event = std::variant<BatchReport, EpochReport>;
 constexpr std::size_t kMaxPendingBatches = 64;
 
 // Everything a running fit shares between the compute thread (the run, the reports) and the JS
-// thread (the callbacks, the promise); on_event, deferred and done are used on the JS thread only.
+// thread (the callbacks, the promise); on_event and the outcome's promise are used on the JS thread only.
 struct FitJob {
   DenseNet model{nullptr};
   std::shared_ptr<BatchSource> train, validation;
   FitOptions options;
   std::shared_ptr<std::atomic<bool>> stop;
   bool report_batches = false;
-  std::optional<History> history;
-  Failure failure;
-  std::atomic<bool> finished{false};
-  Napi::Promise::Deferred deferred;
+  Settlement<History> outcome;  // its `done` is set once the model is held
   Napi::FunctionReference on_event;
-  std::function<void()> done;
 
   std::mutex mutex;  // guards the reports below
   std::deque<Event> events;
   std::size_t pending_batches = 0;
   bool signalled = false;  // a delivery is asked for and has not taken the events yet
 
-  explicit FitJob(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
+  explicit FitJob(Napi::Env env) : outcome(env, history_to_js, nullptr) {}
 
   // On the compute thread: queues a report; true when the JS thread must be told.
   bool queue_report(Event event) {
@@ -154,7 +159,7 @@ struct FitJob {
 
   // On the JS thread, once, after the run (or when the environment shuts down during it).
   void settle(Napi::Env env) {
-    if (!finished.load()) {  // shutting down mid-run: end the run soon, settle nothing
+    if (!outcome.finished.load()) {  // shutting down mid-run: end the run soon
       stop->store(true);
     } else {
       try {
@@ -163,19 +168,7 @@ struct FitJob {
       }
     }
     on_event.Reset();
-    if (done) done();
-    done = nullptr;
-    if (!finished.load()) return;
-    if (!history) {
-      deferred.Reject(to_js_error(env, failure).Value());
-      return;
-    }
-    Napi::Object out = Napi::Object::New(env);
-    Napi::Array epochs = Napi::Array::New(env, history->epochs.size());
-    for (uint32_t i = 0; i < history->epochs.size(); ++i) epochs.Set(i, epoch_to_js(env, history->epochs[i]));
-    out.Set("epochs", epochs);
-    out.Set("stopped", history->stopped);
-    deferred.Resolve(out);
+    outcome.settle(env);
   }
 };
 
@@ -194,10 +187,10 @@ Napi::Value NativeModel::Fit(const Napi::CallbackInfo& info) {
       job->validation = source_from(js_options.Get("validationData"), job->options.batch_size, /*shuffle=*/false);
     job->on_event = Napi::Persistent(info[2].As<Napi::Function>());
     job->report_batches = info[3].As<Napi::Boolean>().Value();  // the data sets are validated by fit() itself
-    job->done = hold(env);
+    job->outcome.done = hold(env);
     stop_->store(false);
     job->stop = stop_;
-    Napi::Promise promise = job->deferred.Promise();
+    Napi::Promise promise = job->outcome.deferred.Promise();
     auto channel = JsChannel::Open(env, "densetorch.fit", [job](Napi::Env e) { job->deliver(e); }, [job](Napi::Env e) { job->settle(e); });
     // A training run on the compute thread. Its reports are queued and the JS thread is told
     // without waiting (JsChannel): the run never waits for the JS thread, so a JS thread that
@@ -211,12 +204,8 @@ Napi::Value NativeModel::Fit(const Napi::CallbackInfo& info) {
           cb.stop = job->stop.get();
           if (job->report_batches) cb.on_batch = [&](const BatchReport& r) { report(r); };
           cb.on_epoch = [&](const EpochReport& r) { report(r); };
-          try {
-            job->history = fit(job->model, *job->train, job->validation.get(), job->options, cb);
-          } catch (...) {
-            job->failure = describe_current_exception();
-          }
-          job->finished.store(true);
+          auto run = [&] { return fit(job->model, *job->train, job->validation.get(), job->options, cb); };
+          job->outcome.run(run);
           channel->close();
         },
         /*is_long=*/true);
@@ -237,8 +226,11 @@ Napi::Value NativeModel::Evaluate(const Napi::CallbackInfo& info) {
     std::shared_ptr<BatchSource> data = source_from(info[0], batch, /*shuffle=*/false);
     const Precision precision = parse_precision(info[2].As<Napi::String>().Utf8Value());
     auto done = hold(env);
-    auto settlement = std::make_shared<Settlement<Evaluation>>(
-        env,
+    // A thread of its own waits for the batches (a streamed data set is decoded on the JS thread)
+    // and has each computed on the compute thread, between other work: no thread of libuv's pool
+    // waits, and the compute thread never waits for data.
+    return settle_from<Evaluation>(
+        env, "densetorch.evaluate", [model = model_, data, precision]() mutable { return evaluate(model, *data, precision); },
         [](Napi::Env e, Evaluation& r) -> Napi::Value {
           Napi::Object o = Napi::Object::New(e);
           o.Set("loss", r.loss);
@@ -246,19 +238,13 @@ Napi::Value NativeModel::Evaluate(const Napi::CallbackInfo& info) {
           o.Set("count", static_cast<double>(r.count));
           return o;
         },
-        done);
-    Napi::Promise promise = settlement->deferred.Promise();
-    auto channel = JsChannel::Open(env, "densetorch.evaluate", nullptr, [settlement](Napi::Env e) { settlement->settle(e); });
-    // A thread of its own waits for the batches (a streamed data set is decoded on the JS thread)
-    // and has each computed on the compute thread, between other work: no thread of libuv's pool
-    // waits, and the compute thread never waits for data.
-    std::thread([settlement, channel, model = model_, data, precision]() mutable {
-      keep_this_thread_serial();
-      auto work = [&] { return evaluate(model, *data, precision); };
-      settlement->run(work);
-      channel->close();
-    }).detach();
-    return promise;
+        done,
+        [](std::function<void()> run) {
+          std::thread([run = std::move(run)] {
+            keep_this_thread_serial();
+            run();
+          }).detach();
+        });
   });
 }
 

@@ -69,6 +69,23 @@ struct Settlement {
   std::atomic<bool> finished{false};
 };
 
+// Starts `work` off the JS thread through `launch` (given the function to run, it runs it on
+// another thread and returns at once) and returns the promise, settled from there through a
+// JsChannel. `done` runs on the main thread before settling.
+template <typename Result, typename Launch>
+Napi::Promise settle_from(Napi::Env env, const char* name, std::function<Result()> work, typename Settlement<Result>::ToJs to_js,
+                          typename Settlement<Result>::Done done, Launch&& launch) {
+  auto settlement = std::make_shared<Settlement<Result>>(env, std::move(to_js), std::move(done));
+  Napi::Promise promise = settlement->deferred.Promise();
+  auto channel = JsChannel::Open(env, name, nullptr, [settlement](Napi::Env e) { settlement->settle(e); });
+  launch(std::function<void()>([settlement, channel, work = std::move(work)]() mutable {
+    settlement->run(work);
+    channel->close();
+  }));
+  return promise;
+}
+
+// LibTorch work queued on the compute thread: waiting for it holds no thread.
 template <typename Result>
 class ComputePromise {
  public:
@@ -79,14 +96,8 @@ class ComputePromise {
   // Queues `work` on the compute thread; returns the promise. `done` runs on the main thread
   // before settling.
   static Napi::Promise Start(Napi::Env env, Work work, ToJs to_js, Done done = {}) {
-    auto settlement = std::make_shared<Settlement<Result>>(env, std::move(to_js), std::move(done));
-    Napi::Promise promise = settlement->deferred.Promise();
-    auto channel = JsChannel::Open(env, "densetorch.compute", nullptr, [settlement](Napi::Env e) { settlement->settle(e); });
-    post_to_compute_thread([settlement, channel, work = std::move(work)]() mutable {
-      settlement->run(work);
-      channel->close();
-    });
-    return promise;
+    return settle_from<Result>(env, "densetorch.compute", std::move(work), std::move(to_js), std::move(done),
+                               [](std::function<void()> run) { post_to_compute_thread(std::move(run)); });
   }
 };
 

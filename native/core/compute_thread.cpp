@@ -128,24 +128,6 @@ void push(Task task) {
   q.ready.notify_one();
 }
 
-void enqueue(const std::function<void()>& fn, bool is_long) {
-  if (is_compute_thread) return fn();
-  const at::ThreadLocalState state;
-  std::promise<void> done;
-  std::future<void> finished = done.get_future();
-  push(Task{[&] {
-              try {
-                const at::ThreadLocalStateGuard guard(state);
-                fn();
-                done.set_value();
-              } catch (...) {
-                done.set_exception(std::current_exception());
-              }
-            },
-            is_long});
-  finished.get();
-}
-
 }  // namespace
 
 void post_to_compute_thread(std::function<void()> fn, bool is_long) {
@@ -158,6 +140,28 @@ void post_to_compute_thread(std::function<void()> fn, bool is_long) {
             },
             is_long});
 }
+
+namespace {
+
+void enqueue(const std::function<void()>& fn, bool is_long) {
+  if (is_compute_thread) return fn();
+  // The promise lives in the task: a task dropped without running fn ends the wait (broken_promise).
+  auto done = std::make_shared<std::promise<void>>();
+  std::future<void> finished = done->get_future();
+  post_to_compute_thread(
+      [&fn, done] {
+        try {
+          fn();
+          done->set_value();
+        } catch (...) {
+          done->set_exception(std::current_exception());
+        }
+      },
+      is_long);
+  finished.get();
+}
+
+}  // namespace
 
 void set_compute_idle_hook(std::function<void()> hook, int after_ms) {
   IdleHook& idle = idle_hook();
