@@ -44,6 +44,11 @@ function medianInterval(xs, level = 0.95) {
   return j >= 1 ? { low: s[j - 1], high: s[n - j] } : { low: undefined, high: undefined };
 }
 
+/** The p-th percentile (0-100) of ascending `sorted`: the smallest value with p% at or below it. */
+function percentile(sorted, p) {
+  return sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+}
+
 /** The machine, for a result file: CPU model and core count. */
 function machine() {
   return { cpu: (os.cpus()[0] || { model: 'unknown' }).model, cores: os.cpus().length };
@@ -56,4 +61,4 @@ function writeResult(name, result) {
   console.log(`CPU: ${result.cpu ?? machine().cpu}; wrote ${path.relative(process.cwd(), out)}`);
 }
 
-module.exports = { flag, has, median, medianInterval, machine, writeResult };
+module.exports = { flag, has, median, medianInterval, percentile, machine, writeResult };

@@ -15,7 +15,7 @@ const { spawn } = require('node:child_process');
 const { monitorEventLoopDelay } = require('node:perf_hooks');
 const dt = require('..');
 const { createServer } = require('../examples/serve.js');
-const { flag, machine, median, writeResult } = require('./common.js');
+const { flag, machine, median, percentile, writeResult } = require('./common.js');
 
 const clients = Number(flag('clients', 64));
 const steps = Number(flag('steps', 12));
@@ -34,10 +34,6 @@ function randomData(n) {
     return s / 2147483648 - 0.5;
   });
   return dt.datasets.fromTensors(dt.tensor(images, [n, 3, 32, 32]), dt.tensor(Array.from({ length: n }, (_, i) => i % 10), [n], { dtype: 'int64' }));
-}
-
-function percentile(sorted, p) {
-  return sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
 }
 
 /** One training run of `steps` batches; images/s over the batches after the first two. */
@@ -81,7 +77,7 @@ function probeFs(file) {
  * real clients are): their JS work does not load the server's event loop.
  */
 function loadServer(url, body) {
-  const child = spawn(process.execPath, ['-e', CLIENTS, url, String(clients)], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [path.join(__dirname, 'http-clients.js'), url, String(clients)], { stdio: ['pipe', 'pipe', 'inherit'] });
   child.stdin.write(body);
   child.stdin.end();
   let out = '';
@@ -95,37 +91,6 @@ function loadServer(url, body) {
     return { clients, ...JSON.parse(out) };
   };
 }
-
-// The client process: reads the request body from stdin, sends until SIGTERM, prints its figures.
-const CLIENTS = `
-  const [url, count] = process.argv.slice(1);
-  let body = '';
-  process.stdin.on('data', (d) => { body += d; });
-  process.stdin.on('end', () => {
-    let running = true, answered = 0, failed = 0;
-    const latencies = [], started = performance.now();
-    const client = async () => {
-      while (running) {
-        const t = performance.now();
-        try {
-          const res = await fetch(url, { method: 'POST', body, headers: { 'Content-Type': 'application/json' } });
-          await res.json();
-          latencies.push(performance.now() - t);
-          if (res.status === 200) answered += 1; else failed += 1;
-        } catch { failed += 1; }
-      }
-    };
-    const all = Promise.all(Array.from({ length: Number(count) }, client));
-    process.on('SIGTERM', async () => {
-      const seconds = (performance.now() - started) / 1000;
-      running = false;
-      await all;
-      latencies.sort((a, b) => a - b);
-      const pct = (p) => latencies[Math.min(latencies.length - 1, Math.ceil((p / 100) * latencies.length) - 1)];
-      process.stdout.write(JSON.stringify({ answered, failed, requestsPerSecond: answered / seconds, p50Ms: pct(50), p99Ms: pct(99) }));
-    });
-  });
-`;
 
 /** Runs `fn` while watching the event loop's delay and fs.readFile's latency. */
 async function measuring(file, fn) {

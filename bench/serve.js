@@ -10,7 +10,7 @@
 const dt = require('..');
 const { createServer } = require('../examples/serve.js');
 
-const { flag, has, machine, writeResult } = require('./common.js');
+const { flag, has, machine, percentile, writeResult } = require('./common.js');
 
 /** Sends `total` requests from `clients` concurrent clients; returns seconds, failures and latencies (ms). */
 async function load(url, body, total, clients, onThousand) {
@@ -34,8 +34,7 @@ async function load(url, body, total, clients, onThousand) {
   await Promise.all(Array.from({ length: clients }, client));
   const seconds = (performance.now() - started) / 1000;
   latencies.sort((a, b) => a - b);
-  const pct = (p) => latencies[Math.min(latencies.length - 1, Math.ceil((p / 100) * latencies.length) - 1)];
-  return { seconds, failed, requestsPerSecond: total / seconds, p50Ms: pct(50), p99Ms: pct(99) };
+  return { seconds, failed, requestsPerSecond: total / seconds, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99) };
 }
 
 function jsonBody(size) {

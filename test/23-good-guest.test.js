@@ -12,6 +12,14 @@ const { ROOT, runNode, runWatched, randomImages } = require('./helpers');
 
 const STALL_MS = 10000;
 
+/** A DenseNet of two small blocks for 8x8 one-channel images, 4 classes. */
+const tiny = () => new dt.DenseNet({ growthRate: 4, blockConfig: [2, 2], numInitFeatures: 8, stem: 'cifar', inChannels: 1, numClasses: 4 });
+
+/** `n` random images [n, c, size, size] labelled 0..classes-1 in turn. */
+function labelled(n, c, size, classes) {
+  return dt.datasets.fromTensors(randomImages(n, c, size, size), dt.tensor(Array.from({ length: n }, (_, i) => i % classes), [n], { dtype: 'int64' }));
+}
+
 /** The summary a watched child printed last ("done {...}"), after checking it did not stall. */
 function summaryOf(run, what) {
   assert.equal(run.stalled, false, `${what} stalled: no progress for ${STALL_MS / 1000} s (a hang); last output:\n${run.stdout.slice(-400)}\n${run.stderr}`);
@@ -69,33 +77,38 @@ describe('a good guest in the host process', () => {
     this.timeout(120000);
     dt.manualSeed(0);
     const trainer = dt.densenetCifar({ depth: 40, growthRate: 12, bottleneck: false, compression: 1, numClasses: 10 });
-    const n = 64;
-    const data = dt.datasets.fromTensors(randomImages(n, 3, 32, 32), dt.tensor(Array.from({ length: n }, (_, i) => i % 10), [n], { dtype: 'int64' }));
-    const models = Array.from({ length: 16 }, () => new dt.DenseNet({ growthRate: 4, blockConfig: [2, 2], numInitFeatures: 8, stem: 'cifar', inChannels: 1, numClasses: 4 }));
+    const data = labelled(64, 3, 32, 10);
+    const models = Array.from({ length: 16 }, tiny);
     const x = randomImages(1, 1, 8, 8);
     const file = path.join(os.tmpdir(), `densetorch-guest-${process.pid}.txt`);
     fs.writeFileSync(file, 'x');
     const checks = [];
+    let stepMs = 0;
     try {
       await trainer.fit(data, {
         epochs: 1, batchSize: 16,
         onBatchEnd: (b) => {
           if (b.batch !== 1) return;
-          // The next step has just started (reports do not hold training back).
-          const settled = { predictions: 0 };
-          const predictions = models.map((m) => m.predict(x).then((t) => {
-            settled.predictions += 1;
-            t.dispose();
+          stepMs = (16 / b.imagesPerSecond) * 1000;
+          // The next step has just started (reports do not hold training back); 20 ms into it
+          // the compute thread is surely inside the step, not at the boundary where it serves
+          // the tasks queued meanwhile.
+          checks.push(new Promise((resolve) => setTimeout(resolve, 20)).then(() => {
+            const settled = { predictions: 0 };
+            const predictions = models.map((m) => m.predict(x).then((t) => {
+              settled.predictions += 1;
+              t.dispose();
+            }));
+            const started = process.hrtime.bigint();
+            const reads = Array.from({ length: 8 }, () => fs.promises.readFile(file).then(() => ({
+              ms: Number(process.hrtime.bigint() - started) / 1e6, predictionsSettled: settled.predictions,
+            })));
+            return Promise.all([Promise.all(reads), Promise.all(predictions)]);
           }));
-          const started = process.hrtime.bigint();
-          const reads = Array.from({ length: 8 }, () => fs.promises.readFile(file).then(() => ({
-            ms: Number(process.hrtime.bigint() - started) / 1e6, predictionsSettled: settled.predictions,
-          })));
-          checks.push(Promise.all([Promise.all(reads), Promise.all(predictions)]));
         },
       });
       const [[reads]] = await Promise.all(checks);
-      console.log(`      8 reads while 16 predictions waited: max ${Math.max(...reads.map((r) => r.ms)).toFixed(1)} ms; predictions settled before each read: ${reads.map((r) => r.predictionsSettled).join(',')}`);
+      console.log(`      training step ${stepMs.toFixed(0)} ms; 8 reads while 16 predictions waited: max ${Math.max(...reads.map((r) => r.ms)).toFixed(1)} ms; predictions settled before each read: ${reads.map((r) => r.predictionsSettled).join(',')}`);
       // With pool threads parked on the compute thread, at most four predictions would hold them
       // until the step ends; the reads would finish only after some predictions did.
       assert.ok(reads.every((r) => r.predictionsSettled === 0), 'every read finished before any prediction (none of them holds a pool thread)');
@@ -166,9 +179,8 @@ describe('a good guest in the host process', () => {
   });
 
   it('a callback that throws stops fit, which rejects with that error; the model stays usable', async () => {
-    const model = new dt.DenseNet({ growthRate: 4, blockConfig: [2, 2], numInitFeatures: 8, stem: 'cifar', inChannels: 1, numClasses: 4 });
-    const n = 256;
-    const data = dt.datasets.fromTensors(randomImages(n, 1, 8, 8), dt.tensor(Array.from({ length: n }, (_, i) => i % 4), [n], { dtype: 'int64' }));
+    const model = tiny();
+    const data = labelled(256, 1, 8, 4);
     const boom = new Error('logger failed');
     let calls = 0;
     await assert.rejects(model.fit(data, { epochs: 3, batchSize: 8, onBatchEnd: () => { calls += 1; throw boom; } }), (err) => err === boom);
