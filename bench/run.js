@@ -40,7 +40,7 @@ const isaAt = process.argv.indexOf('--isa');
 const isa = isaAt > 0 ? process.argv[isaAt + 1] : undefined;
 if (isa !== undefined && isa !== 'avx2') throw new Error(`--isa: only avx2 is supported, got ${isa}`);
 const childEnv = isa === 'avx2'
-  ? { ...process.env, ONEDNN_MAX_CPU_ISA: 'AVX2', ATEN_CPU_CAPABILITY: 'avx2', MKL_ENABLE_INSTRUCTIONS: 'AVX2', DENSETORCH_NORM_GEMM: 'avx2' }
+  ? { ...process.env, ONEDNN_MAX_CPU_ISA: 'AVX2', ATEN_CPU_CAPABILITY: 'avx2', MKL_ENABLE_INSTRUCTIONS: 'AVX2', DENSETORCH_CPU_CAPABILITY: 'avx2' }
   : process.env;
 
 // bf16 in hardware: AVX-512 BF16 or AMX (Linux's /proc/cpuinfo flags).

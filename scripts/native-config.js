@@ -13,7 +13,7 @@ const root = path.resolve(__dirname, '..');
 
 /** The native source files, relative to the package root, sorted. */
 function nativeSources() {
-  const dirs = [['native/core', '.cpp'], ['native/bindings', '.cc']];
+  const dirs = [['native/core', '.cpp'], ['native/core/kernels', '.cpp'], ['native/bindings', '.cc']];
   return dirs.flatMap(([dir, ext]) =>
     fs.readdirSync(path.join(root, dir)).filter((f) => f.endsWith(ext)).sort().map((f) => `${dir}/${f}`));
 }

@@ -10,6 +10,30 @@ const { ROOT } = require('./helpers');
 const nativeConfig = require('../scripts/native-config.js');
 
 // As the addon is built (binding.gyp): with OpenMP, so at::parallel_for runs on several threads.
+
+/** The instruction sets this CPU offers densetorch's kernels ('avx2' means AVX2 with FMA). */
+function cpuIsas() {
+  let flags = '';
+  try {
+    flags = fs.readFileSync('/proc/cpuinfo', 'utf8').split('\n').find((l) => l.startsWith('flags')) || '';
+  } catch { /* not Linux: no ISA variant is assumed */ }
+  const has = (f) => new RegExp(`\\b${f}\\b`).test(flags);
+  return { avx2: has('avx2') && has('fma'), avx512: has('avx512f') };
+}
+
+/**
+ * The environments a kernel test runs in: the CPU's best variant, the AVX2 one (on an AVX-512
+ * CPU), and the portable one (DENSETORCH_CPU_CAPABILITY=default). Variants this CPU cannot run
+ * are left out with the reason printed.
+ */
+function variantEnvs(extra = []) {
+  const isas = cpuIsas();
+  const envs = [{}, { DENSETORCH_CPU_CAPABILITY: 'default' }];
+  if (isas.avx2) envs.push(...extra);
+  if (isas.avx512) envs.push({ DENSETORCH_CPU_CAPABILITY: 'avx2' });
+  else console.log(`      (the AVX2 variant on an AVX-512 CPU is not run: this CPU has ${isas.avx2 ? 'AVX2 only' : 'neither AVX2 + FMA nor AVX-512, so only the portable variant runs'})`);
+  return envs;
+}
 const OPENMP = process.platform === 'linux' ? ['-fopenmp'] : [];
 
 /** Compiles a C++ test and runs it once per entry of `envs` (extra environment variables). */
@@ -53,16 +77,15 @@ describe('native core (C++ tests)', () => {
     runPassing('test/native/compute_thread.cpp');
   });
 
-  it('the fused dense block equals the layer-by-layer path: outputs, input and parameter gradients, BN statistics (bottleneck and plain, naive and memory-efficient, two stems, training and evaluation; norm_gemm\'s best kernel and AVX2, with and without the Winograd 3x3 convolutions, channel counts that are not whole vectors), and the 3x3 convolution\'s weight gradient through norm_gemm and Winograd equals LibTorch\'s', function () {
+  it('the fused dense block equals the layer-by-layer path: outputs, input and parameter gradients, BN statistics (bottleneck and plain, naive and memory-efficient, two stems, training and evaluation; every kernel variant (the CPU\'s best, AVX2, portable), with and without the Winograd 3x3 convolutions, channel counts that are not whole vectors), and the 3x3 convolution\'s weight gradient through norm_gemm and Winograd equals LibTorch\'s', function () {
     this.timeout(300000);
-    const runs = runPassing('test/native/fused_block.cpp', process.arch === 'x64'
-      ? [{}, { DENSETORCH_NORM_GEMM: 'avx2' }, { DENSETORCH_NORM_GEMM: 'avx2', DENSETORCH_WINOGRAD: '0' }] : [{}]);
+    const runs = runPassing('test/native/fused_block.cpp', [...variantEnvs([{ DENSETORCH_CPU_CAPABILITY: 'avx2', DENSETORCH_WINOGRAD: '0' }]), { DENSETORCH_WINOGRAD: '1' }]);
     for (const r of [runs].flat()) console.log(`      ${r.stdout.trim().split('\n').filter((l) => !l.startsWith('ok')).join('\n      ')}`);
   });
 
-  it('the 1x1 convolution with batch norm + ReLU as its prologue (norm_gemm) and its backward (weight gradient, input gradient through the ReLU, batch-norm sums) equal double-precision formulas: every panel width, odd row and channel counts, strided rows, bias, ReLU, NaN; and the Winograd 3x3 convolution equals conv2d (odd sizes, batch norm + ReLU inside, strided rows); the CPU\'s best kernel and AVX2', function () {
+  it('the 1x1 convolution with batch norm + ReLU as its prologue (norm_gemm) and its backward (weight gradient, input gradient through the ReLU, batch-norm sums) equal double-precision formulas: every panel width, odd row and channel counts, strided rows, bias, ReLU, NaN; and the Winograd 3x3 convolution equals conv2d (odd sizes, batch norm + ReLU inside, strided rows); every variant: the CPU\'s best, AVX2, portable', function () {
     this.timeout(300000);
-    const runs = runPassing('test/native/norm_gemm.cpp', process.arch === 'x64' ? [{}, { DENSETORCH_NORM_GEMM: 'avx2' }] : [{}]);
+    const runs = runPassing('test/native/norm_gemm.cpp', variantEnvs());
     for (const r of [runs].flat()) console.log(`      ${r.stdout.trim().split('\n').filter((l) => l !== 'ok').join('; ')}`);
   });
 

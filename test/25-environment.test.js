@@ -1,5 +1,5 @@
 'use strict';
-// densetorch's run-time switches (docs/environment.md): a value that is not understood is
+// densetorch's run-time switches (docs/configuration.md): a value that is not understood is
 // reported once on stderr and the default applies; understood values take effect.
 const assert = require('node:assert/strict');
 const { runNode } = require('./helpers');
@@ -18,12 +18,13 @@ function logitsWith(env) {
 }
 
 describe('environment switches', () => {
-  it('an unknown DENSETORCH_NORM_GEMM or DENSETORCH_FUSED value is reported on stderr and the default runs (same logits)', function () {
+  it('an unknown DENSETORCH_CPU_CAPABILITY, DENSETORCH_WINOGRAD or DENSETORCH_FUSED value is reported on stderr and the default runs (same logits)', function () {
     this.timeout(120000);
     const plain = logitsWith({});
     assert.doesNotMatch(plain.stderr, /densetorch: ignoring/);
-    const bad = logitsWith({ DENSETORCH_NORM_GEMM: 'avx1024', DENSETORCH_FUSED: 'maybe' });
-    assert.match(bad.stderr, /densetorch: ignoring DENSETORCH_NORM_GEMM='avx1024' \(expected one of 0, avx2, avx512\)/);
+    const bad = logitsWith({ DENSETORCH_CPU_CAPABILITY: 'avx1024', DENSETORCH_WINOGRAD: 'sometimes', DENSETORCH_FUSED: 'maybe' });
+    assert.match(bad.stderr, /densetorch: ignoring DENSETORCH_CPU_CAPABILITY='avx1024' \(expected one of default, avx2, avx512\)/);
+    assert.match(bad.stderr, /densetorch: ignoring DENSETORCH_WINOGRAD='sometimes' \(expected one of auto, 1, 0/);
     assert.match(bad.stderr, /densetorch: ignoring DENSETORCH_FUSED='maybe' \(expected 1 or 0\); using 1/);
     assert.deepEqual(bad.logits, plain.logits);
   });

@@ -2,10 +2,7 @@
 // norm's own eps. Two layers with the same weights, one memory-efficient and one naive, norm1's
 // eps 1e-5 and norm2's 0.5: outputs and gradients must agree. Compiled and run by
 // test/20-native-core.test.js; prints "ok" and exits 0, or the differences and exits 1.
-#include "../../native/core/densenet.cpp"
-#include "../../native/core/efficient_concat.cpp"
-#include "../../native/core/fused_block.cpp"
-#include "../../native/core/norm_gemm.cpp"
+#include "dense_sources.h"
 
 #include <cstdio>
 

@@ -6,10 +6,7 @@
 // autograd) and training mode without autograd. A second backward through a fused block is
 // refused with a clear error. Compiled and run by test/20-native-core.test.js; prints "ok" and
 // exits 0, or the differences and exits 1.
-#include "../../native/core/densenet.cpp"
-#include "../../native/core/efficient_concat.cpp"
-#include "../../native/core/fused_block.cpp"
-#include "../../native/core/norm_gemm.cpp"
+#include "dense_sources.h"
 #include "../../native/core/precision.h"
 
 #include <cstdio>
@@ -161,6 +158,13 @@ void compare_bf16(const DenseNetConfig& config, const std::string& name, int64_t
 // (as LibTorch rounds): rounding to nearest even (ties included),
 // NaN, the infinities, negative values, a channel count with a tail, a strided channel slice,
 // float32 and bfloat16 inputs.
+// Equal bfloat16 values: the same bits, or both NaN (which NaN an invalid operation yields, and
+// which operand's payload an FMA propagates, is the instruction's choice).
+bool same_bf16(uint16_t a, uint16_t b) {
+  const auto is_nan = [](uint16_t h) { return (h & 0x7F80) == 0x7F80 && (h & 0x7F) != 0; };
+  return a == b || (is_nan(a) && is_nan(b));
+}
+
 void check_bf16_normalisation() {
   const int64_t C = 37;
   at::Tensor x = torch::randn({3, C + 3, 2, 5}).mul(4).contiguous(at::MemoryFormat::ChannelsLast);
@@ -178,7 +182,7 @@ void check_bf16_normalisation() {
   for (const at::Tensor& input : {x, x.to(at::kBFloat16)}) {
     const at::Tensor slice = input.narrow(1, 2, C);  // strided rows
     at::Tensor y = at::empty(slice.sizes(), slice.options().dtype(at::kBFloat16).memory_format(at::MemoryFormat::ChannelsLast));
-    fused_kernels::norm_relu(slice, y, scale, shift);
+    norm_passes::norm_relu(slice, y, scale, shift);
     const float *s = scale.data_ptr<float>(), *t = shift.data_ptr<float>();
     const at::Tensor in = slice.to(at::kFloat).contiguous(at::MemoryFormat::ChannelsLast);
     const float* pin = in.data_ptr<float>();
@@ -195,9 +199,9 @@ void check_bf16_normalisation() {
     for (int64_t r = 0; r < in.numel() / C; ++r)
       for (int64_t c = 0; c < C; ++c) {
         const float v = std::fma(pin[r * C + c], s[c], t[c]);
-        mismatches += py[r * C + c] != fused_kernels::to_bf16(v < 0.f ? 0.f : v);
+        mismatches += !same_bf16(py[r * C + c], norm_passes::to_bf16(v < 0.f ? 0.f : v));
         const int64_t i = r * C + c;
-        affine_mismatches += pz[i] != fused_kernels::to_bf16(std::fma(p1[c], pin[i] - pm[c], pg[i]) + p0[c]);
+        affine_mismatches += !same_bf16(pz[i], norm_passes::to_bf16(std::fma(p1[c], pin[i] - pm[c], pg[i]) + p0[c]));
       }
     if (mismatches != 0 || affine_mismatches != 0) {
       std::printf("FAIL bfloat16 output from %s: %lld normalised and %lld affine values differ from the scalar formulas\n",
@@ -208,12 +212,10 @@ void check_bf16_normalisation() {
   }
 }
 
-// Whether this process runs the Winograd kernel: the AVX2 kernel, unless DENSETORCH_WINOGRAD=0
-// (the test also runs so, to cover LibTorch's 3x3 convolutions and the nine taps in the models).
-bool winograd_expected() {
-  const char* v = std::getenv("DENSETORCH_WINOGRAD");
-  return std::string(norm_gemm::kernel_name()) == "avx2" && (v == nullptr || std::string(v) != "0");
-}
+// Whether this process runs the Winograd kernel in the models: where an ISA variant of it runs and
+// the own-3x3 rule (or DENSETORCH_WINOGRAD) says so (the test also runs with it off, to cover
+// LibTorch's 3x3 convolutions and the nine taps in the models).
+bool winograd_expected() { return convolutions::own_conv3x3() && winograd::accelerated(); }
 
 // A 3x3 convolution's weight gradient computed by `run` (grad, x) equals LibTorch's for every
 // channel count c, output channel count n and image size where `available` (n, c) says it runs.
@@ -243,7 +245,7 @@ int check_weight_grad(const char* name, std::initializer_list<int64_t> cs, std::
           failed = true;
         }
       }
-  std::printf("%s (kernel %s): %d shapes, largest relative difference %.2e\n", name, norm_gemm::kernel_name(), checked,
+  std::printf("%s (capability %s): %d shapes, largest relative difference %.2e\n", name, kernels::name(kernels::capability()), checked,
               worst);
   return checked;
 }
@@ -256,10 +258,10 @@ int check_weight_grad(const char* name, std::initializer_list<int64_t> cs, std::
 // tile divides, images of one tile.
 void check_conv3x3_weight_grad() {
   check_weight_grad("3x3 weight gradient through norm_gemm", {16, 48, 128}, {8, 12, 32}, {{1, 1}, {5, 7}, {8, 8}},
-                    norm_gemm::conv3x3_weight_grad_available, conv3x3_weight_grad);
+                    conv3x3::weight_grad_available, convolutions::conv3x3_weight_grad);
   const int winograd = check_weight_grad(
       "3x3 weight gradient through Winograd", {5, 8, 12, 48, 128}, {3, 8, 12, 20, 32}, {{2, 2}, {5, 7}, {9, 8}},
-      [](int64_t n, int64_t c) { return norm_gemm::winograd_available(c, n); }, conv3x3_winograd_weight_grad);
+      [](int64_t n, int64_t c) { return winograd::available(c, n); }, convolutions::conv3x3_winograd_weight_grad);
   if (winograd_expected() && winograd == 0) {
     std::printf("FAIL: the AVX2 kernel ran no Winograd weight gradient\n");
     failed = true;
@@ -334,8 +336,8 @@ int main() {
   wino.growth_rate = 8;
   wino.bn_size = 4;
   wino.num_init_features = 16;
-  if (winograd_expected() && !norm_gemm::winograd_available(32, 8)) {
-    std::printf("FAIL: the AVX2 kernel does not run the Winograd convolution for 32 -> 8 channels\n");
+  if (winograd_expected() && !convolutions::winograd_runs(at::kFloat, at::empty({8, 32, 3, 3}), 1, 9, 9, true)) {
+    std::printf("FAIL: the models do not run the Winograd convolution for 32 -> 8 channels at 9x9\n");
     failed = true;
   }
   for (int64_t bn_size : {4, 0})

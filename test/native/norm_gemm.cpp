@@ -2,8 +2,8 @@
 // relu(x * scale + shift) times the weight in double precision, with and without bias and output ReLU, for every
 // panel width (1-4 vectors), row counts no micro-kernel height divides, k below and above a
 // vector, rows strided wider than k (a channel range of a block buffer), NaN propagation.
-// Prints the kernel it ran ("avx512" / "avx2": DENSETORCH_NORM_GEMM picks) and "ok".
-#include "../../native/core/norm_gemm.cpp"
+// Prints the variant it ran ("avx512", "avx2", "default": DENSETORCH_CPU_CAPABILITY picks) and "ok".
+#include "kernel_sources.h"
 
 #include <ATen/Parallel.h>
 #include <torch/torch.h>
@@ -46,18 +46,14 @@ at::Tensor reference(const at::Tensor& x, const at::Tensor& scale, const at::Ten
 // several vectors and panels and counts that are not whole vectors (BC-100's 48 -> 12 and its
 // transpose, 5 and 3, 20 -> 9), with and without batch norm + ReLU in the input transform, input
 // and output rows strided wider than their channels (channel ranges of block buffers), tiles
-// split between two callers at a point inside a block. Only where the process runs the kernel
-// (AVX2); elsewhere it must say it is unavailable.
+// split between two callers at a point inside a block. The variant this process runs (the
+// portable one under DENSETORCH_CPU_CAPABILITY=default).
 void check_winograd() {
-  if (std::string(norm_gemm::kernel_name()) != "avx2") {
-    check(!norm_gemm::winograd_available(32, 32), "the Winograd kernel runs with the AVX2 kernel only");
-    return;
-  }
-  check(norm_gemm::winograd_available(8, 8) && norm_gemm::winograd_available(128, 32) &&
-            norm_gemm::winograd_available(48, 12) && norm_gemm::winograd_available(5, 3),
+  check(winograd::available(8, 8) && winograd::available(128, 32) &&
+            winograd::available(48, 12) && winograd::available(5, 3),
         "any channel counts run");
-  check(!norm_gemm::winograd_available(0, 8) && !norm_gemm::winograd_available(8, 0), "no channels do not");
-  check(norm_gemm::winograd_size(48, 12) == 16 * 48 * 16 && norm_gemm::winograd_size(5, 3) == 16 * 8 * 8,
+  check(!winograd::available(0, 8) && !winograd::available(8, 0), "no channels do not");
+  check(winograd::size(48, 12) == 16 * 48 * 16 && winograd::size(5, 3) == 16 * 8 * 8,
         "products run on whole vectors");
   struct Shape {
     int64_t N, c, k, H, W;
@@ -75,18 +71,18 @@ void check_winograd() {
       const at::Tensor w = torch::randn({s.k, s.c, 3, 3}) / std::sqrt(9.0 * static_cast<double>(s.c));
       const at::Tensor scale = torch::rand({s.c}) + 0.5, shift = torch::randn({s.c}) * 0.5;
       at::Tensor out_buffer = torch::full({s.N, s.k + 3, s.H, s.W}, -7.f).contiguous(at::MemoryFormat::ChannelsLast);
-      std::vector<float> packed(static_cast<std::size_t>(norm_gemm::winograd_size(s.c, s.k)));
-      norm_gemm::pack_winograd_weight(w.data_ptr<float>(), s.k, s.c, packed.data());
+      std::vector<float> packed(static_cast<std::size_t>(winograd::size(s.c, s.k)));
+      winograd::pack_weight(w.data_ptr<float>(), s.k, s.c, packed.data());
       // Rows c + 5 and k + 3 floats apart (stride(3) of a 1x1 image says nothing).
-      const norm_gemm::WinogradArgs a{{x.data_ptr<float>(), s.c + 5, s.N, s.H, s.W, s.c,
+      const winograd::Args a{{x.data_ptr<float>(), s.c + 5, s.N, s.H, s.W, s.c,
                                        norm ? scale.data_ptr<float>() : nullptr, norm ? shift.data_ptr<float>() : nullptr},
                                       packed.data(), s.k, out_buffer.data_ptr<float>(), s.k + 3};
-      const int64_t tiles = norm_gemm::winograd_tile_count(s.N, s.H, s.W);
+      const int64_t tiles = winograd::tile_count(s.N, s.H, s.W);
       check(tiles == s.N * ((s.H + 1) / 2) * ((s.W + 1) / 2), "tiles cover every output pixel");
       const int64_t split = tiles * 3 / 5;
       at::parallel_for(0, 2, 1, [&](int64_t first, int64_t last) {
         for (int64_t part = first; part < last; ++part)
-          norm_gemm::winograd_tiles(a, part == 0 ? 0 : split, part == 0 ? split : tiles);
+          winograd::tiles(a, part == 0 ? 0 : split, part == 0 ? split : tiles);
       });
       at::Tensor input = x.to(at::kDouble);
       if (norm) input = (input * scale.view({1, -1, 1, 1}) + shift.view({1, -1, 1, 1})).relu();
@@ -103,7 +99,8 @@ void check_winograd() {
       }
       check((out_buffer.narrow(1, s.k, 3) == -7.f).all().item<bool>(), "channels past k of the output rows are left alone");
     }
-  std::printf("winograd: %d shapes, largest relative difference from conv2d in double precision: %.2e\n", checked, worst);
+  std::printf("winograd (%s): %d shapes, largest relative difference from conv2d in double precision: %.2e\n", winograd::kernel_name(),
+              checked, worst);
 }
 
 }  // namespace
@@ -111,8 +108,10 @@ void check_winograd() {
 int main() {
   at::set_num_threads(2);
   torch::manual_seed(0);
-  std::printf("kernel %s\n", norm_gemm::kernel_name());
-  check(std::string(norm_gemm::kernel_name()) != "none", "this x86-64 CPU has an AVX2 or AVX-512 kernel");
+  std::printf("kernel %s (capability %s, CPU %s)\n", norm_gemm::kernel_name(), kernels::name(kernels::capability()),
+              kernels::name(kernels::cpu_supports()));
+  check(std::string(norm_gemm::kernel_name()) == kernels::name(kernels::capability()),
+        "the variant picked is the capability's (every capability has a norm_gemm variant)");
   check(!norm_gemm::available(24) && !norm_gemm::available(0), "only multiples of 16 output channels");
   double worst = 0;
   for (int64_t n : {16, 32, 48, 64, 80, 128, 192})

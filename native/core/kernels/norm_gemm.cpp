@@ -1,0 +1,73 @@
+#include "norm_gemm.h"
+
+#include "variants.h"
+
+#include <algorithm>
+
+namespace densetorch::norm_gemm {
+
+using kernels::Capability;
+using kernels::KernelTable;
+using kernels::Variant;
+
+namespace {
+
+#ifdef DT_KERNELS_X86
+const KernelTable<kernels::RowsFn> kRows{kernels::portable::rows, kernels::avx2::rows, kernels::avx512::rows};
+const KernelTable<kernels::BackwardRowsFn> kBackwardRows{kernels::portable::backward_rows,
+                                                         kernels::avx2::backward_rows, kernels::avx512::backward_rows};
+#else
+const KernelTable<kernels::RowsFn> kRows{kernels::portable::rows};
+const KernelTable<kernels::BackwardRowsFn> kBackwardRows{kernels::portable::backward_rows};
+#endif
+
+// Picked once per process. Both tables register the same instruction sets, so both pick the same.
+const Variant<kernels::RowsFn>& rows_variant() {
+  static const Variant<kernels::RowsFn> v = kRows.selected();
+  return v;
+}
+const Variant<kernels::BackwardRowsFn>& backward_variant() {
+  static const Variant<kernels::BackwardRowsFn> v = kBackwardRows.selected();
+  return v;
+}
+
+}  // namespace
+
+bool available(int64_t n) { return n > 0 && n % 16 == 0; }
+
+bool accelerated() { return rows_variant().isa != Capability::kDefault; }
+
+const char* kernel_name() { return kernels::name(rows_variant().isa); }
+
+int64_t padded_k(int64_t k) { return (k + 15) / 16 * 16; }
+
+void pack_weight(const float* w, int64_t n, int64_t k, float* packed) {
+  kernels::pack_panels(w, n, k, packed, kernels::vector_width(rows_variant().isa));
+}
+
+void rows(const Args& a, int64_t begin, int64_t end) { rows_variant().fn(a, begin, end); }
+
+void pack_backward_weight(const float* w, int64_t n, int64_t k, float* packed) {
+  const int64_t width = kernels::vector_width(backward_variant().isa), kp = padded_k(k);
+  for (int64_t c0 = 0; c0 < kp; c0 += kernels::kDataVectors * width) {
+    const int64_t pw = std::min<int64_t>(kernels::kDataVectors * width, kp - c0);
+    float* panel = packed + c0 * n;
+    for (int64_t j = 0; j < n; ++j)
+      for (int64_t c = 0; c < pw; ++c) panel[j * pw + c] = c0 + c < k ? w[j * k + c0 + c] : 0.f;
+  }
+}
+
+void backward_rows(const BackwardArgs& a, int64_t begin, int64_t end) { backward_variant().fn(a, begin, end); }
+
+}  // namespace densetorch::norm_gemm
+
+namespace densetorch::kernels {
+
+void pack_panels(const float* w, int64_t n, int64_t k, float* packed, int64_t vector) {
+  const int64_t width = panel_vectors(n, vector) * vector;
+  for (int64_t j0 = 0; j0 < n; j0 += width)
+    for (int64_t i = 0; i < k; ++i)
+      for (int64_t j = 0; j < width; ++j) packed[j0 * k + i * width + j] = w[(j0 + j) * k + i];
+}
+
+}  // namespace densetorch::kernels
