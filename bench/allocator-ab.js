@@ -10,7 +10,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { spawnSync } = require('node:child_process');
-const { flag, machine, median, medianInterval, writeResult } = require('./common.js');
+const { abCases, flag, machine, writeResult } = require('./common.js');
 
 const pairs = Number(flag('pairs', 8));
 const threads = Number(process.env.THREADS || 2);
@@ -34,37 +34,11 @@ __attribute__((constructor)) static void tune(void) {
   return lib;
 }
 
-function run(c, env) {
-  const r = spawnSync(process.execPath, [path.join(__dirname, 'densetorch_case.js'), JSON.stringify({ ...c, threads })], { env: { ...process.env, ...env }, encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`${c.name} failed: ${r.stderr}`);
-  return JSON.parse(r.stdout.trim().split('\n').pop());
-}
-
 function main() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'densetorch-allocator-ab-'));
   try {
-    const shim = { LD_PRELOAD: buildShim(dir) };
-    const result = { date: new Date().toISOString(), ...machine(), threads, pairs, cases: {} };
-    for (const c of CASES) {
-      const rows = [];
-      for (let i = 0; i < pairs; i++) {
-        let defaults;
-        let mallopt;
-        if (i % 2 === 0) { // alternate which side runs first
-          defaults = run(c, {});
-          mallopt = run(c, shim);
-        } else {
-          mallopt = run(c, shim);
-          defaults = run(c, {});
-        }
-        rows.push({ defaults: defaults.imagesPerSecond, mallopt: mallopt.imagesPerSecond, peakRssDefaultsMiB: defaults.peakRssMiB, peakRssMalloptMiB: mallopt.peakRssMiB });
-        console.log(`${c.name}: glibc defaults ${defaults.imagesPerSecond.toFixed(2)} img/s, mallopt ${mallopt.imagesPerSecond.toFixed(2)} img/s`);
-      }
-      const ratios = rows.map((r) => r.defaults / r.mallopt);
-      const interval = medianInterval(ratios);
-      result.cases[c.name] = { rows, medianRatio: median(ratios), interval };
-      console.log(`${c.name}: defaults / mallopt median ${median(ratios).toFixed(3)} (95% ${interval.low?.toFixed(3)} to ${interval.high?.toFixed(3)}), peak RSS ${median(rows.map((r) => r.peakRssDefaultsMiB)).toFixed(0)} vs ${median(rows.map((r) => r.peakRssMalloptMiB)).toFixed(0)} MiB`);
-    }
+    const result = { date: new Date().toISOString(), ...machine(), threads, pairs };
+    result.cases = abCases(CASES, { threads, pairs, a: { name: 'defaults', env: {} }, b: { name: 'mallopt', env: { LD_PRELOAD: buildShim(dir) } } });
     writeResult('allocator-ab', result);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });

@@ -61,4 +61,41 @@ function writeResult(name, result) {
   console.log(`CPU: ${result.cpu ?? machine().cpu}; wrote ${path.relative(process.cwd(), out)}`);
 }
 
-module.exports = { flag, has, median, medianInterval, percentile, machine, writeResult };
+/**
+ * One bench/densetorch_case.js case in a fresh process with extra environment variables; its JSON.
+ */
+function runCase(c, threads, env = {}) {
+  const { spawnSync } = require('node:child_process');
+  const r = spawnSync(process.execPath, [path.join(__dirname, 'densetorch_case.js'), JSON.stringify({ ...c, threads })],
+    { env: { ...process.env, ...env }, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`${c.name} failed: ${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split('\n').pop());
+}
+
+/**
+ * An A/B of two environments over `cases`: `pairs` pairs of fresh processes per case, alternating
+ * which side runs first. Prints each pair and the median ratio a / b of images per second with a
+ * distribution-free 95% interval; returns { [case name]: { rows, medianRatio, interval } }.
+ */
+function abCases(cases, { threads, pairs, a, b }) {
+  const out = {};
+  for (const c of cases) {
+    const rows = [];
+    for (let i = 0; i < pairs; i++) {
+      const first = i % 2 === 0 ? a : b;
+      const second = first === a ? b : a;
+      const r1 = runCase(c, threads, first.env);
+      const r2 = runCase(c, threads, second.env);
+      const [ra, rb] = first === a ? [r1, r2] : [r2, r1];
+      rows.push({ [a.name]: ra.imagesPerSecond, [b.name]: rb.imagesPerSecond, [`peakRss_${a.name}_MiB`]: ra.peakRssMiB, [`peakRss_${b.name}_MiB`]: rb.peakRssMiB });
+      console.log(`${c.name}: ${a.name} ${ra.imagesPerSecond.toFixed(2)} img/s, ${b.name} ${rb.imagesPerSecond.toFixed(2)} img/s`);
+    }
+    const ratios = rows.map((r) => r[a.name] / r[b.name]);
+    const interval = medianInterval(ratios);
+    out[c.name] = { rows, medianRatio: median(ratios), interval };
+    console.log(`${c.name}: ${a.name} / ${b.name} median ${median(ratios).toFixed(3)} (95% ${interval.low?.toFixed(3)} to ${interval.high?.toFixed(3)}), peak RSS ${median(rows.map((r) => r[`peakRss_${a.name}_MiB`])).toFixed(0)} vs ${median(rows.map((r) => r[`peakRss_${b.name}_MiB`])).toFixed(0)} MiB`);
+  }
+  return out;
+}
+
+module.exports = { flag, has, median, medianInterval, percentile, machine, writeResult, runCase, abCases };

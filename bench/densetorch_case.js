@@ -3,6 +3,7 @@
 // Usage: node bench/densetorch_case.js '<json case>'  ->  prints one JSON line.
 'use strict';
 const fs = require('node:fs');
+const { execFileSync } = require('node:child_process');
 const dt = require('..');
 const { median } = require('./common');
 
@@ -24,15 +25,19 @@ function build(c) {
   return c.model === 'densenet121' ? dt.densenet121(common) : dt.densenetCifar({ depth: c.depth, growthRate: c.growthRate, ...common });
 }
 
-// The limits of one case, measured through the same LibTorch and threads: the sgemm ceiling
-// (4096² at::mm) and the conv-only floor (each of the model's convolutions alone, channels-last;
-// for training with both backward convolutions), and the model's forward FLOPs per image.
-async function limits(c, model) {
-  const { roofline } = require('../dist/native').addon();
+// The limits of one case, measured through the same LibTorch and threads (bench/native/roofline,
+// a program of its own): the sgemm ceiling (4096² at::mm) and the conv-only floor (each of the
+// model's convolutions alone, channels-last; for training with both backward convolutions), and
+// the model's forward FLOPs per image.
+function limits(c, model) {
+  const exe = require('./native/tools.js').benchTool('roofline');
+  const run = (args) => JSON.parse(execFileSync(exe, args.map(String), { encoding: 'utf8' }).trim().split('\n').pop());
   const n = 4096;
-  const sgemmSeconds = await roofline.sgemm(n, 5);
-  const m = await roofline.model(model.config, c.size, c.size, c.batch, c.mode === 'train', c.mode === 'train' ? 3 : 5);
-  return { sgemmGflops: (2 * n ** 3) / sgemmSeconds / 1e9, floorSeconds: m.floorSeconds, forwardFlopsPerImage: m.forwardFlopsPerImage, convolutions: m.convolutions };
+  const { seconds } = run(['sgemm', c.threads, n, 5]);
+  const k = model.config;
+  const m = run(['model', c.threads, c.size, c.size, c.batch, c.mode === 'train' ? 1 : 0, c.mode === 'train' ? 3 : 5,
+    k.growthRate, k.blockConfig.join(','), k.numInitFeatures, k.bnSize, k.compression, k.numClasses, k.inChannels, k.stem]);
+  return { sgemmGflops: (2 * n ** 3) / seconds / 1e9, floorSeconds: m.floorSeconds, forwardFlopsPerImage: m.forwardFlopsPerImage, convolutions: m.convolutions };
 }
 
 async function main() {
@@ -41,7 +46,7 @@ async function main() {
   dt.manualSeed(0);
   const model = build(c);
   if (c.limits) {
-    console.log(JSON.stringify(await limits(c, model)));
+    console.log(JSON.stringify(limits(c, model)));
     return;
   }
   const n = c.batch * 3 * c.size * c.size;

@@ -310,6 +310,8 @@ function doctor(): number {
     console.log(`addon: ${loaded.addonPath} (built against LibTorch ${loaded.builtAgainst})`);
     console.log(`loaded LibTorch ${loaded.libtorch.version} from ${loaded.libtorch.source}; CUDA ${v.cudaAvailable ? `available (${v.cudaDeviceCount} device(s))` : 'not available'}; ${loaded.addon.getNumThreads()} threads`);
     const { distributed } = loaded.addon;
+    const k = loaded.addon.kernels();
+    console.log(`kernels: capability ${k.capability} (CPU ${k.cpu}); 1x1 with batch norm: ${k.normGemm}; 3x3 Winograd: ${k.winograd}; 3x3 weight gradient: ${k.conv3x3WeightGrad}`);
     console.log(`distributed training: ${distributed.available ? 'available (c10d, Gloo)' : `not available: ${distributed.reason}`}`);
     console.log('ok');
     return 0;

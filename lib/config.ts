@@ -108,14 +108,24 @@ export const DEFAULTS: DenseNetConfig = {
   memoryEfficient: false,
 };
 
+/** The architecture of one ImageNet preset. */
+export interface PresetConfig {
+  /** Channels each dense layer adds (k). */
+  readonly growthRate: number;
+  /** Dense layers in each of the four blocks. */
+  readonly blockConfig: readonly number[];
+  /** Channels out of the stem convolution. */
+  readonly numInitFeatures: number;
+}
+
 /** The ImageNet presets: torchvision's 121/161/169/201 and the paper's 264. */
-export const PRESETS = {
+export const PRESETS: Readonly<Record<'densenet121' | 'densenet161' | 'densenet169' | 'densenet201' | 'densenet264', PresetConfig>> = {
   densenet121: { growthRate: 32, blockConfig: [6, 12, 24, 16], numInitFeatures: 64 },
   densenet161: { growthRate: 48, blockConfig: [6, 12, 36, 24], numInitFeatures: 96 },
   densenet169: { growthRate: 32, blockConfig: [6, 12, 32, 32], numInitFeatures: 64 },
   densenet201: { growthRate: 32, blockConfig: [6, 12, 48, 32], numInitFeatures: 64 },
   densenet264: { growthRate: 32, blockConfig: [6, 12, 64, 48], numInitFeatures: 64 },
-} as const;
+};
 
 /** Names of the ImageNet presets. */
 export type PresetName = keyof typeof PRESETS;

@@ -13,7 +13,9 @@ export type Augment = 'none' | 'cifar';
 
 /** Per-channel normalisation, applied after uint8 images are scaled to [0, 1]. */
 export interface Normalize {
+  /** Per-channel mean, subtracted first. */
   mean: readonly number[];
+  /** Per-channel standard deviation, divided by after. */
   std: readonly number[];
 }
 

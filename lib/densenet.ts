@@ -8,7 +8,7 @@ import { cifarConfig, CifarArgs, DenseNetArgs, DenseNetConfig, PresetArgs, Prese
 import { pathArg, readWeightFile } from './weights';
 import { addon, NativeModelConfig, NativeModelHandle, NativeTensorHandle } from './native';
 import { checkDevice, Device, Tensor } from './tensor';
-import { AbortError, AnyDataset, BatchLogs, checkDataset, checkPrecision, EpochLogs, EvaluateOptions, FitOptions, History, openDataset, Precision, resolveFitOptions, toHistory } from './training';
+import { AbortError, AnyDataset, BatchLogs, checkDataset, checkPrecision, EpochLogs, EvaluateOptions, EvaluateResult, FitOptions, History, openDataset, Precision, resolveFitOptions, toHistory } from './training';
 import { DEFAULT_MAX_QUEUE, InferenceQueue, Predictor, ServeOptions } from './serve';
 import { read as readImage } from './image';
 import { METADATA_CLASSES_KEY, METADATA_CONFIG_KEY, METADATA_VERSION_KEY, PACKAGE_VERSION } from './package-info';
@@ -16,7 +16,7 @@ import { Classification, topClasses } from './classify';
 import type { Normalize } from './datasets';
 
 export { cifarConfig, PRESETS, resolveConfig };
-export type { CifarArgs, DenseNetArgs, DenseNetConfig, PresetArgs, PresetName, Stem } from './config';
+export type { CifarArgs, DenseNetArgs, DenseNetConfig, PresetArgs, PresetName, PresetConfig, Stem } from './config';
 
 /** Options of {@link DenseNet.predict}. */
 export interface PredictOptions {
@@ -96,6 +96,7 @@ export class DenseNet {
     return this.#classes;
   }
 
+  /** Sets the class names (one per output; undefined forgets them). */
   set classes(names: readonly string[] | undefined) {
     this.#classes = names === undefined ? undefined : checkClasses(names, this.#config.numClasses, 'classes');
   }
@@ -408,7 +409,7 @@ export class DenseNet {
    * const { loss, accuracy } = await model.evaluate(dt.datasets.mnist({ split: 'test' }));
    * ```
    */
-  async evaluate(data: AnyDataset, options: EvaluateOptions = {}): Promise<{ loss: number; accuracy: number }> {
+  async evaluate(data: AnyDataset, options: EvaluateOptions = {}): Promise<EvaluateResult> {
     checkDataset(data, 'data');
     const o = optionsObject<EvaluateOptions>(options, 'options');
     const batchSize = positiveInt(o.batchSize ?? 256, 'options.batchSize');

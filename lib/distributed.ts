@@ -51,9 +51,13 @@ export interface InitOptions {
 
 /** Where this process stands in its group. */
 export interface GroupInfo {
+  /** This process's rank in the group, 0 … worldSize − 1. */
   rank: number;
+  /** Number of processes in the group. */
   worldSize: number;
+  /** This process's rank among the processes on its host. */
   localRank: number;
+  /** The collective backend in use. */
   backend: Backend;
 }
 

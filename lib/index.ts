@@ -23,7 +23,7 @@ export {
   load,
   PRESETS,
 } from './densenet';
-export type { DenseNetArgs, DenseNetConfig, PresetArgs, PresetName, CifarArgs, PredictOptions, LoadOptions, Stem, ClassifyOptions } from './densenet';
+export type { DenseNetArgs, DenseNetConfig, PresetArgs, PresetName, PresetConfig, CifarArgs, PredictOptions, LoadOptions, Stem, ClassifyOptions } from './densenet';
 export type { Classification, ClassScore } from './classify';
 export * as datasets from './datasets';
 export * as image from './image';
@@ -37,7 +37,7 @@ export type { Transform, TransformName, CustomTransform, RawImage, Box } from '.
 export { AbortError } from './training';
 export { Predictor, QueueFullError, RequestAbortedError } from './serve';
 export type { ServeOptions, ServePredictOptions, ServeStats } from './serve';
-export type { AnyDataset, Precision, FitOptions, History, BatchLogs, EpochLogs, EvaluateOptions, SgdOptions, AdamOptions, Schedule } from './training';
+export type { AnyDataset, Precision, FitOptions, History, BatchLogs, EpochLogs, EvaluateOptions, EvaluateResult, SgdOptions, AdamOptions, Schedule } from './training';
 export {
   DataError,
   DistributedError,

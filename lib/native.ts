@@ -101,13 +101,6 @@ export interface Addon {
     onRequest: (generation: number, epoch: number, train: boolean, start: boolean) => void) => NativeFeederHandle;
   readWeights(path: string): Promise<NativeWeightFile>;
   distributed: NativeDistributed;
-  /** The limits benchmarks measure a step against (bench/densetorch_case.js). */
-  roofline: {
-    /** Median seconds of an n x n float32 matmul. */
-    sgemm(n: number, reps: number): Promise<number>;
-    /** The model's forward FLOPs per image and its conv-only floor for one step at this batch. */
-    model(config: NativeModelConfig, height: number, width: number, batch: number, backward: boolean, reps: number): Promise<{ forwardFlopsPerImage: number; floorSeconds: number; convolutions: number }>;
-  };
   /** The CUDA caching allocator's counters and controls (lib/cuda.ts). */
   cuda: {
     memoryStats(device: number): NativeCudaMemoryStats;
@@ -120,6 +113,8 @@ export interface Addon {
     fromData(data: ArrayBufferView, shape: number[], source: string, target: string, device: string): NativeTensorHandle;
   };
   versions(): { libtorch: string; cudaAvailable: boolean; cudaDeviceCount: number };
+  /** Which kernel variant runs each op in this process ('libtorch': LibTorch's own). */
+  kernels(): { capability: string; cpu: string; normGemm: string; winograd: string; conv3x3WeightGrad: string };
   setNumThreads(n: number): void;
   getNumThreads(): number;
   manualSeed(seed: number): void;

@@ -35,6 +35,7 @@ export function openDataset(data: AnyDataset, batchSize: number, shuffle: boolea
 
 /** SGD with momentum (the paper's optimizer: lr 0.1, momentum 0.9, Nesterov, weight decay 1e-4). */
 export interface SgdOptions {
+  /** Selects SGD. */
   type: 'sgd';
   /** Default 0.1. */
   lr?: number;
@@ -48,6 +49,7 @@ export interface SgdOptions {
 
 /** Adam or AdamW. */
 export interface AdamOptions {
+  /** 'adam' (L2 penalty in the gradient) or 'adamw' (decoupled weight decay). */
   type: 'adam' | 'adamw';
   /** Default 1e-3. */
   lr?: number;
@@ -60,8 +62,26 @@ export interface AdamOptions {
 /** Learning-rate schedule over the whole run (per epoch). */
 export type Schedule =
   | 'constant'
-  | { type: 'multistep'; milestones?: number[]; gamma?: number }
-  | { type: 'cosine' };
+  | {
+    /** Step decay: the rate is multiplied by `gamma` at each milestone. */
+    type: 'multistep';
+    /** Fractions of the run, in (0, 1), at which the rate drops; default [0.5, 0.75] (the paper). */
+    milestones?: number[];
+    /** Factor per milestone; default 0.1. */
+    gamma?: number;
+  }
+  | {
+    /** Cosine annealing from the initial rate to 0 over the run. */
+    type: 'cosine';
+  };
+
+/** What `evaluate` measures. */
+export interface EvaluateResult {
+  /** Mean cross-entropy over the data set. */
+  loss: number;
+  /** Fraction of images whose top-1 class is the label, in [0, 1]. */
+  accuracy: number;
+}
 
 /** Progress of one batch. */
 export interface BatchLogs {
@@ -137,7 +157,12 @@ export interface FitOptions {
   /** Stops training within one batch; fit then rejects with an AbortError holding the history so far. */
   signal?: AbortSignal;
   /** Writes model + optimizer state + epoch + RNG state atomically every `everyEpochs` (default 1) and at the end. */
-  checkpoint?: { path: string; everyEpochs?: number };
+  checkpoint?: {
+    /** File the checkpoint is written to (atomically replaced each time). */
+    path: string;
+    /** Epochs between checkpoints (default 1). */
+    everyEpochs?: number;
+  };
   /** Continues from a checkpoint written by `checkpoint`. */
   resumeFrom?: string;
   /** Precision of the forward pass (see {@link Precision}); weights and their updates stay float32. Default 'fp32'. */

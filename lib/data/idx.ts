@@ -13,7 +13,9 @@ import { Dataset, fromTensors, Normalize } from '../datasets';
 
 /** A parsed IDX file of unsigned bytes. */
 export interface IdxArray {
+  /** Dimensions, as stored in the file's header. */
   readonly shape: readonly number[];
+  /** The values, row-major. */
   readonly data: Uint8Array;
 }
 

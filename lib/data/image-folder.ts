@@ -36,7 +36,9 @@ export interface ImageFolderOptions {
 
 /** One sample of an image folder. */
 export interface ImageSample {
+  /** Path of the image file. */
   readonly file: string;
+  /** Class index: the position of its folder among the sorted class folders. */
   readonly label: number;
 }
 

@@ -7,8 +7,11 @@ import { addon } from '../native';
 
 /** The share of a data set one rank reads (internal: streamed data sets apply it to their order). */
 export interface Shard {
+  /** Which share this rank reads. */
   rank: number;
+  /** Number of shares. */
   worldSize: number;
+  /** Whether the tail that does not fill a share equally is dropped (else padded by repeating). */
   dropLast: boolean;
 }
 

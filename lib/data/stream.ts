@@ -12,7 +12,9 @@ import { knownOptions, nonNegativeInt, positiveInt } from '../validate';
 
 /** One batch: float32 images [B, C, H, W] (already normalised) and integer class labels [B]. */
 export interface Batch {
+  /** Images, float32 [N, C, H, W]. */
   images: Tensor;
+  /** Class indices, int64 [N]. */
   labels: Tensor;
 }
 
@@ -20,10 +22,13 @@ export interface Batch {
 export interface EpochRequest {
   /** 0-based epoch; shuffling is seeded with `seed + epoch`, as PyTorch's DistributedSampler. */
   epoch: number;
+  /** Images per batch. */
   batchSize: number;
   /** Training: shuffled order (when `shuffle`) and random augmentation; else the fixed order, no augmentation. */
   train: boolean;
+  /** Whether the order is shuffled (training only). */
   shuffle: boolean;
+  /** Base seed of the shuffle and the augmentation draws. */
   seed: number;
   /**
    * Data-parallel training ({@link distributed.init}): the share of the epoch this rank reads.
@@ -39,7 +44,7 @@ export const DEFAULT_PREFETCH = 3;
 
 /**
  * A data set whose batches are made as they are needed. Subclasses: image folders
- * ({@link imageFolder}) and {@link fromAsyncIterable}. `fit`, `evaluate` and `validationData`
+ * ({@link datasets.imageFolder}) and {@link fromAsyncIterable}. `fit`, `evaluate` and `validationData`
  * take them like in-memory data sets.
  */
 export abstract class StreamDataset {

@@ -8,9 +8,13 @@ import { describe } from '../errors';
 
 /** A crop box in pixels of the source image. */
 export interface Box {
+  /** First row, in pixels. */
   top: number;
+  /** First column, in pixels. */
   left: number;
+  /** Rows. */
   height: number;
+  /** Columns. */
   width: number;
 }
 
@@ -114,8 +118,11 @@ export function evalResizeFor(size: number): number {
 
 /** The pixels of one decoded image: height x width x 3 (RGB), uint8. */
 export interface RawImage {
+  /** Pixels, row-major, channels interleaved (HWC), uint8. */
   data: Uint8Array;
+  /** Columns. */
   width: number;
+  /** Rows. */
   height: number;
 }
 

@@ -3,19 +3,38 @@
 
 #include "../core/allocator.h"
 #include "../core/compute_thread.h"
+#include "../core/convolutions.h"
+#include "../core/kernels/conv3x3_weight_grad.h"
+#include "../core/kernels/cpu_capability.h"
+#include "../core/kernels/norm_gemm.h"
+#include "../core/kernels/winograd.h"
 #include "../core/tensor_ops.h"
 #include "addon_data.h"
 #include "data_source.h"
 #include "distributed.h"
 #include "errors.h"
 #include "model.h"
-#include "roofline.h"
 #include "tensor.h"
 
 #include <string>
 
 namespace densetorch::bindings {
 namespace {
+
+// Which kernel variants this process runs (densetorch doctor, the portable-path test).
+Napi::Value Kernels(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("capability", kernels::name(kernels::capability()));
+    out.Set("cpu", kernels::name(kernels::cpu_supports()));
+    out.Set("normGemm", norm_gemm::accelerated() ? norm_gemm::kernel_name() : "libtorch");
+    const bool own3x3 = convolutions::own_conv3x3();
+    out.Set("winograd", own3x3 && winograd::accelerated() ? winograd::kernel_name() : "libtorch");
+    out.Set("conv3x3WeightGrad", own3x3 && conv3x3::accelerated() ? conv3x3::kernel_name() : "libtorch");
+    return out;
+  });
+}
 
 Napi::Value Versions(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -128,10 +147,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeModel", NativeModel::Init(env));
   exports.Set("NativeFeeder", NativeFeeder::Init(env));
   exports.Set("distributed", DistributedExports(env));
-  exports.Set("roofline", RooflineExports(env));
   exports.Set("cuda", CudaExports(env));
   exports.Set("readWeights", Napi::Function::New<ReadWeights>(env, "readWeights"));
   exports.Set("versions", Napi::Function::New<Versions>(env, "versions"));
+  exports.Set("kernels", Napi::Function::New<Kernels>(env, "kernels"));
   exports.Set("setNumThreads", Napi::Function::New<WithInt<set_compute_threads>>(env, "setNumThreads"));
   exports.Set("getNumThreads", Napi::Function::New<GetNumThreads>(env, "getNumThreads"));
   exports.Set("manualSeed", Napi::Function::New<ManualSeed>(env, "manualSeed"));

@@ -1,6 +1,6 @@
 // Promise-returning work off the main thread. The work owns only C++ values; what it throws is
 // caught where it runs and the promise is rejected with the mapped JS error.
-//   ComputePromise: LibTorch work (predict, roofline timings) queued on the compute thread and
+//   ComputePromise: LibTorch work (predict, classify, serve().predict) queued on the compute thread and
 //     settled from there through a JsChannel: waiting for the compute thread holds no thread.
 //   PromiseWorker: file I/O on libuv's pool (save, reading weights, collectives), which never
 //     waits for the compute thread.

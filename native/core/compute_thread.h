@@ -1,5 +1,5 @@
 // One thread per process runs densetorch's LibTorch work in parallel: training runs, predictions,
-// evaluation batches, the synchronous forward, the roofline timings.
+// evaluation batches, the synchronous forward.
 //
 // LibTorch parallelises through OpenMP, and libgomp keeps one pool of worker threads per thread
 // that starts parallel regions. Once the pools hold more workers than the process has cores

@@ -30,10 +30,15 @@ constexpr auto kChannelsLast = at::MemoryFormat::ChannelsLast;
 // Whether densetorch's own 3x3 kernels (Winograd's forward, input and weight gradients; the nine
 // taps' weight gradient) run instead of LibTorch's (oneDNN). Their only ISA variant is AVX2's.
 // On AVX2 CPUs they won every measured shape (comments at winograd_runs and conv_backward). On
-// AVX-512 CPUs they compete with oneDNN's AVX-512 convolutions: kOwnConv3x3OnAvx512 holds the
-// outcome of bench/conv3x3-isa.js (docs/design.md). DENSETORCH_WINOGRAD=1 runs them wherever an
-// ISA variant exists, =0 never (measurements); unset or auto: this rule.
+// AVX-512 CPUs they compete with oneDNN's AVX-512 convolutions, and lost in whole models (2 Intel
+// Xeon cores, bench/conv3x3-isa.js, own / LibTorch img/s: BC-100 training 0.87, DenseNet-121
+// training 0.95, inference 0.87 and 0.94, DenseNet-121 batch 1 0.69; docs/performance.md).
+// DENSETORCH_WINOGRAD=1 runs them wherever an ISA variant exists, =0 never (measurements);
+// unset or auto: this rule.
 constexpr bool kOwnConv3x3OnAvx512 = false;
+
+}  // namespace
+
 bool own_conv3x3() {
   static const bool on = [] {
     const std::string asked =
@@ -44,8 +49,6 @@ bool own_conv3x3() {
   }();
   return on;
 }
-
-}  // namespace
 
 NormAffine affine(const at::Tensor& weight, const at::Tensor& bias, const at::Tensor& mean, const at::Tensor& var,
                   double eps) {

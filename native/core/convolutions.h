@@ -43,6 +43,10 @@ struct NormAffine {
 NormAffine affine(const at::Tensor& weight, const at::Tensor& bias, const at::Tensor& mean, const at::Tensor& var,
                   double eps);
 
+// Whether densetorch's own 3x3 kernels (Winograd, the nine-tap weight gradient) may run in this
+// process instead of LibTorch's: the measured rule per instruction set, or DENSETORCH_WINOGRAD.
+bool own_conv3x3();
+
 // The dtype the block's LibTorch convolutions run in: bfloat16 under CPU autocast, else float32.
 at::ScalarType compute_dtype();
 

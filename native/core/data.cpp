@@ -139,7 +139,7 @@ std::optional<Batch> QueueSource::next(at::Generator&, const std::atomic<bool>* 
   {
     std::unique_lock<std::mutex> lock(mutex_);
     const auto started = std::chrono::steady_clock::now();
-    // Wakes up now and then to see the stop flag (fit's abort must not wait for a slow loader) and
+    // Wakes up now and then to see the stop flag (a cancelled fit must not wait for a slow loader) and
     // to run the predictions queued on the compute thread meanwhile: fit waits here on that
     // thread, and a loader may be waiting for a prediction itself (soft targets from a teacher).
     while (queue_.empty() && !ended_ && !error_ && !(stop && stop->load())) {

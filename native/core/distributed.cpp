@@ -61,7 +61,7 @@ void init(const InitOptions&) { unavailable(); }
 bool initialized() { return false; }
 GroupInfo info() { unavailable(); }
 void destroy() {}
-void abort(const std::string&) {}
+void report_failure(const std::string&) {}
 void all_reduce(at::Tensor&, ReduceOp) { unavailable(); }
 void broadcast(at::Tensor&, int64_t) { unavailable(); }
 void barrier() { unavailable(); }
@@ -95,7 +95,7 @@ std::string first_line(const std::string& s) {
   return s.substr(start, end == std::string::npos ? std::string::npos : end - start);
 }
 
-const std::string kAbortKey = "abort/";
+const std::string kFailureKey = "failed/";
 
 // c10d's store logs a warning with a backtrace for every failed connection attempt or call; while
 // one is alive, the DistributedError that follows says the same in one line instead.
@@ -139,7 +139,7 @@ std::string diagnose(Group& g, const std::string& what, const std::string& cause
   QuietLog quiet;
   try {
     for (int64_t r = 0; r < o.world_size; ++r) {
-      const std::string key = kAbortKey + std::to_string(r);
+      const std::string key = kFailureKey + std::to_string(r);
       if (r != o.rank && g.store->check({key})) {
         const auto why = g.store->get(key);
         return "distributed " + what + " failed on rank " + std::to_string(o.rank) + " of " +
@@ -279,13 +279,13 @@ void destroy() {
   if (g && g->group) g->group->shutdown();
 }
 
-void abort(const std::string& why) {
+void report_failure(const std::string& why) {
   std::lock_guard<std::mutex> lock(g_mutex);
   if (!g_group || !g_group->broken.empty()) return;
   Group& g = *g_group;
   g.broken = "this rank gave up on the group (" + why + "): destroy() it and init() again";
   try {
-    g.store->set(kAbortKey + std::to_string(g.options.rank), std::vector<uint8_t>(why.begin(), why.end()));
+    g.store->set(kFailureKey + std::to_string(g.options.rank), std::vector<uint8_t>(why.begin(), why.end()));
   } catch (const std::exception&) {
     // the store is gone too: the others find out from the closed connections alone
   }

@@ -54,7 +54,7 @@ void destroy();
 // NaN): records `why` in the store and closes this rank's connections, so that every other rank's
 // pending or next collective fails at once with a DistributedError quoting `why`, instead of
 // waiting for the timeout. The group is unusable afterwards: destroy() it. No-op without a group.
-void abort(const std::string& why);
+void report_failure(const std::string& why);
 
 // Collectives, in place, on every rank in the same order. Each throws DistributedError when a
 // rank is gone or the timeout passes. Calls from several threads are serialised.

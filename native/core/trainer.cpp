@@ -185,10 +185,10 @@ auto tell_others_on_error(const Parallel& par, Body&& body) -> decltype(body()) 
   } catch (const DistributedError&) {
     throw;
   } catch (const c10::Error& e) {
-    if (par.on) distributed::abort(e.what_without_backtrace());
+    if (par.on) distributed::report_failure(e.what_without_backtrace());
     throw;
   } catch (const std::exception& e) {
-    if (par.on) distributed::abort(e.what());
+    if (par.on) distributed::report_failure(e.what());
     throw;
   }
 }

@@ -83,7 +83,7 @@ History fit(DenseNet& model, const Dataset& train, const FitOptions& options, co
 // again before every step; each rank trains on its DistributedSampler shard (batch_size is per
 // rank); gradients are averaged across ranks in 25 MB buckets after backward; the reported loss
 // and accuracy are the whole group's; only rank 0 writes checkpoints. A failure on one rank is
-// reported to the others (distributed::abort), whose fit then throws DistributedError.
+// reported to the others (distributed::report_failure), whose fit then throws DistributedError.
 //
 // Runs on the compute thread (compute_thread.h) as a long task: the predictions and evaluation
 // batches other threads ask for meanwhile run between its steps, and another fit waits for it.

@@ -84,31 +84,32 @@ int main() {
   // A long task (a training run) serves the short tasks queued behind it, in their order, and
   // leaves a long one queued behind it for later.
   {
-    std::atomic<bool> short_asked{false}, long_asked{false};
+    std::atomic<bool> short_asked{false}, second_done{false};
     std::vector<std::string> order;
     std::thread asker;
     run_long_on_compute_thread([&] {
       check(std::this_thread::get_id() == compute_id, "a long task runs on the compute thread");
+      // A second run queued (posting returns at once), then a short task asked for behind it.
+      post_to_compute_thread(
+          [&] {
+            order.push_back("second run");
+            second_done = true;
+          },
+          /*is_long=*/true);
       asker = std::thread([&] {
-        std::thread second([&] {
-          long_asked = true;
-          run_long_on_compute_thread([&] { order.push_back("second run"); });
-        });
-        while (!long_asked) std::this_thread::yield();
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));  // most likely queued ahead of the short task by now
         short_asked = true;
         run_on_compute_thread([&] { order.push_back("short 1"); });
-        second.join();
       });
       while (!short_asked) std::this_thread::yield();
       // Served "between steps" until the short task came (it waits behind the second run's place).
-      for (int i = 0; i < 2000 && order.empty(); ++i) {
+      for (int i = 0; i < 5000 && order.empty(); ++i) {
         serve_waiting_tasks();
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
       }
       order.push_back("first run ends");
     });
     asker.join();
+    for (int i = 0; i < 5000 && !second_done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     check(order.size() == 3 && order[0] == "short 1" && order[1] == "first run ends" && order[2] == "second run",
           "a short task asked for during a run runs between its steps; a second run waits for the first");
   }

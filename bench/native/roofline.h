@@ -1,9 +1,10 @@
-// The hardware limits a DenseNet step is measured against (benchmarks only): the model's
+// The hardware limits a DenseNet step is measured against (benchmarks only, not part of the addon;
+// bench/native/roofline_main.cpp is the program bench/densetorch_case.js runs): the model's
 // convolution shapes and FLOPs, the sgemm ceiling, and the conv-only floor (every convolution of
 // the model timed alone on its own input shape, channels-last, summed).
 #pragma once
 
-#include "densenet.h"
+#include "../../native/core/densenet.h"
 
 #include <cstdint>
 #include <vector>
