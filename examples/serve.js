@@ -2,7 +2,7 @@
 // An HTTP inference server over one saved model, with dynamic batching (model.serve).
 //   node examples/serve.js densenet.safetensors --port 8080      (or: npx densetorch serve ...)
 //   POST /predict   body: an image (Content-Type image/*: JPEG, PNG, WebP, TIFF, GIF, AVIF), read as
-//                   dt.image.read does (the 'eval' transform, ImageNet normalisation), or a JSON tensor
+//                   the model takes it (dt.image.read(body, { model }): its saved input spec), or a JSON tensor
 //                   {"shape": [N, C, H, W], "data": [...N*C*H*W numbers]}
 //                   answer: {"predictions": [{"top": [{"label", "className", "probability"}, ...5]}, ...N]}
 //                   (className: the model's class names, saved with it, or null)
@@ -41,10 +41,11 @@ function readBody(req) {
 }
 
 /** The input tensor of a request body: an encoded image, or a JSON tensor {shape: [N, C, H, W], data: number[]}. */
-async function tensorFromBody(body, contentType, imageSize) {
+async function tensorFromBody(body, contentType, model, imageSize) {
   if (/^image\//.test(contentType || '')) {
     try {
-      return await dt.image.read(body, { size: imageSize });
+      // As the model was trained (its input spec), unless --image-size overrides it.
+      return await dt.image.read(body, imageSize === undefined ? { model } : { size: imageSize });
     } catch (err) {
       throw new HttpError(400, err.message);
     }
@@ -82,7 +83,6 @@ function send(res, status, body) {
  */
 function createServer(model, { maxBatch = 32, maxDelayMs = 5, maxQueue = 1024, topK = 5, imageSize } = {}) {
   model.eval();
-  const size = imageSize ?? (model.config.stem === 'cifar' ? 32 : 224);
   const predictor = model.serve({ maxBatch, maxDelayMs, maxQueue });
   const server = http.createServer(async (req, res) => {
     try {
@@ -92,7 +92,7 @@ function createServer(model, { maxBatch = 32, maxDelayMs = 5, maxQueue = 1024, t
       }
       if (req.url !== '/predict') throw new HttpError(404, `no route ${req.method} ${req.url}: use POST /predict or GET /healthz`);
       if (req.method !== 'POST') throw new HttpError(405, 'use POST for /predict');
-      const x = await tensorFromBody(await readBody(req), req.headers['content-type'], size);
+      const x = await tensorFromBody(await readBody(req), req.headers['content-type'], model, imageSize);
       let tops;
       try {
         tops = await predictor.classify(x, { topK });

@@ -12,6 +12,7 @@ import { writePlot } from './plot';
 import { defaultLr, Precision } from './training';
 import { loadWithMetadata } from './densenet';
 import { METADATA_CLASSES_KEY, METADATA_CONFIG_KEY, PACKAGE_VERSION, PINNED_TORCH_VERSION } from './package-info';
+import { describeInputSpec, METADATA_INPUT_KEY } from './input-spec';
 
 type Densetorch = typeof import('./index');
 
@@ -273,7 +274,7 @@ interface EvaluateFlags {
 async function evaluate(file: string, flags: EvaluateFlags): Promise<void> {
   const dt = load();
   const model = await dt.load(file);
-  const size = flags.imageSize ?? (model.config.stem === 'cifar' ? 32 : 224);
+  const size = flags.imageSize ?? model.input?.height ?? (model.config.stem === 'cifar' ? 32 : 224);
   const data = datasetsFor(dt, flags.dataset, flags.dataDir, flags.split, flags.limit, size);
   const started = Date.now();
   const r = await model.evaluate(data, { batchSize: flags.batchSize, precision: flags.precision });
@@ -287,8 +288,10 @@ async function info(file: string): Promise<void> {
   console.log('config:');
   for (const [k, v] of Object.entries(model.config)) console.log(`  ${k}: ${Array.isArray(v) ? `[${v.join(', ')}]` : String(v)}`);
   if (model.classes) console.log(`classes (${model.classes.length}): ${model.classes.join(', ')}`);
+  console.log(`input: ${model.input ? describeInputSpec(model.input) : 'not recorded (a file saved before densetorch recorded it); predict and serve guess, with a warning'}`);
   console.log('metadata:');
-  for (const [k, v] of Object.entries(header)) if (k !== METADATA_CONFIG_KEY && k !== METADATA_CLASSES_KEY) console.log(`  ${k}: ${v}`);
+  const shown = new Set([METADATA_CONFIG_KEY, METADATA_CLASSES_KEY, METADATA_INPUT_KEY]);
+  for (const [k, v] of Object.entries(header)) if (!shown.has(k)) console.log(`  ${k}: ${v}`);
 }
 
 function setup(): void {
@@ -377,12 +380,12 @@ export function program(): Command {
     .command('predict <model> <images...>')
     .description('classify image files (JPEG, PNG, WebP, TIFF, GIF, AVIF) with a saved model')
     .addOption(new Option('--top <k>', 'classes per image').default(5).argParser(int('--top')))
-    .addOption(new Option('--size <pixels>', 'image size (default: 224 for ImageNet-stem models, 32 for CIFAR-stem)').argParser(int('--size')))
+    .addOption(new Option('--size <pixels>', "read images RGB at this size with the 'eval' transform (default: as the model's input spec says)").argParser(int('--size')))
     .option('--json', 'print JSON instead of a table')
     .action(async (file: string, images: string[], flags: { top: number; size?: number; json?: boolean }) => {
       const dt = load();
       const model = await dt.load(file);
-      const results = await model.classify(images, { topK: flags.top, size: flags.size });
+      const results = await model.classify(images, flags.size === undefined ? { topK: flags.top } : { topK: flags.top, size: flags.size });
       if (flags.json) {
         console.log(JSON.stringify(results, null, 2));
         return;

@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { describe, DensetorchError } from './errors';
 import { Tensor, tensor } from './tensor';
 import { knownOptions, normalizeArg, optionsObject } from './validate';
+import { imageInputSpec, InputSpec } from './input-spec';
 
 /** 'cifar': the paper's augmentation (random crop with 4-pixel zero padding, random horizontal flip). */
 export type Augment = 'none' | 'cifar';
@@ -59,6 +60,19 @@ export class Dataset {
   /** Image shape [C, H, W]. */
   get imageShape(): number[] {
     return this.images.shape.slice(1);
+  }
+
+  /**
+   * The input this data set gives a model (see {@link InputSpec}): 8-bit images (uint8) scaled to
+   * [0, 1] and normalised by `normalize`, at their own size ('stretch' for other sizes). float32
+   * images are taken as already scaled to [0, 1] when a `normalize` option says how to normalise
+   * them; without one, undefined (state it with `model.setInput`).
+   */
+  get input(): InputSpec | undefined {
+    const [channels, height, width] = this.imageShape;
+    if (channels !== 1 && channels !== 3) return undefined;
+    if (this.images.dtype !== 'uint8' && this.normalize === undefined) return undefined;
+    return imageInputSpec(channels, height, width, 'stretch', this.normalize);
   }
 
   /** @internal The plain object the addon reads. */

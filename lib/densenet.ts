@@ -10,10 +10,11 @@ import { addon, NativeModelConfig, NativeModelHandle, NativeTensorHandle } from 
 import { checkDevice, Device, Tensor } from './tensor';
 import { AbortError, AnyDataset, BatchLogs, checkDataset, checkPrecision, EpochLogs, EvaluateOptions, EvaluateResult, FitOptions, History, openDataset, Precision, resolveFitOptions, toHistory } from './training';
 import { DEFAULT_MAX_QUEUE, InferenceQueue, Predictor, ServeOptions } from './serve';
-import { read as readImage } from './image';
+import { read as readImage, readForModel } from './image';
 import { METADATA_CLASSES_KEY, METADATA_CONFIG_KEY, METADATA_VERSION_KEY, PACKAGE_VERSION } from './package-info';
 import { Classification, topClasses } from './classify';
 import type { Normalize } from './datasets';
+import { checkInputSpec, InputSpec, METADATA_INPUT_KEY } from './input-spec';
 
 export { cifarConfig, PRESETS, resolveConfig };
 export type { CifarArgs, DenseNetArgs, DenseNetConfig, PresetArgs, PresetName, PresetConfig, Stem } from './config';
@@ -50,9 +51,15 @@ export { METADATA_CONFIG_KEY, METADATA_CLASSES_KEY };
 export interface ClassifyOptions {
   /** Classes per image. Default 5 (at most numClasses). */
   topK?: number;
-  /** Image size for files. Default 224 for the ImageNet stem, 32 for the CIFAR stem. */
+  /**
+   * Read files RGB with the 'eval' transform at this size instead of by the model's input spec
+   * (default: the spec).
+   */
   size?: number;
-  /** Normalisation of files after scaling to [0, 1]; `false` for none. Default ImageNet's mean and std. */
+  /**
+   * Normalisation of files read with `size` (after scaling to [0, 1]; `false` for none; default
+   * ImageNet's). Default: the input spec's.
+   */
   normalize?: Normalize | false;
 }
 
@@ -72,6 +79,7 @@ export class DenseNet {
   readonly #queue = new InferenceQueue('this model');
   #fitting = false;
   #classes: readonly string[] | undefined;
+  #input: InputSpec | undefined;
 
   /** Builds a DenseNet; every option defaults to DenseNet-121's (see {@link DenseNetArgs}). */
   constructor(args?: DenseNetArgs) {
@@ -94,6 +102,33 @@ export class DenseNet {
    */
   get classes(): readonly string[] | undefined {
     return this.#classes;
+  }
+
+  /**
+   * What the model takes as input (channels, size, how pictures are resized, scaling and
+   * normalisation; see {@link InputSpec}): recorded by `fit` from its data, saved in the
+   * .safetensors metadata by `save`, read back by `dt.load`; `dt.image.read(file, { model })`,
+   * `classify`, `densetorch predict` and `densetorch serve` prepare pictures by it. Undefined when
+   * unknown (then they guess, with a warning).
+   */
+  get input(): InputSpec | undefined {
+    return this.#input;
+  }
+
+  /**
+   * States what the model takes as input, for data sets that cannot tell (a custom source,
+   * float32 tensors without a normalize option) or weights from elsewhere.
+   * @param spec - an {@link InputSpec}; `channels` must equal the model's `inChannels`
+   * @returns this model
+   * @throws {TypeError | RangeError} naming the field that is wrong
+   * @example
+   * ```js
+   * model.setInput({ channels: 3, height: 224, width: 224, resize: 'center-crop', mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] });
+   * ```
+   */
+  setInput(spec: InputSpec): this {
+    this.#input = checkInputSpec(spec, this.#config.inChannels, 'spec');
+    return this;
   }
 
   /** Sets the class names (one per output; undefined forgets them). */
@@ -195,10 +230,12 @@ export class DenseNet {
   }
 
   /**
-   * The most probable classes of images: files (decoded as `dt.image.read` does, with the 'eval'
-   * transform) or a tensor [N, C, H, W]. Runs in eval mode through the model's queue.
+   * The most probable classes of images: files (read as `dt.image.read(file, { model })` does, by
+   * the model's {@link InputSpec}) or a tensor [N, C, H, W]. Runs in eval mode through the model's
+   * queue.
    * @param input - a path, a list of paths, an encoded image Buffer, or a Tensor
-   * @param options - `topK` (default 5), `size` and `normalize` for files
+   * @param options - `topK` (default 5); `size` and `normalize` read files RGB with the 'eval'
+   *   transform at that size instead of by the input spec
    * @returns one entry per image: `{ file?, top: [{ label, className, probability }] }`
    * @throws {DataError} when a file cannot be decoded (naming it)
    * @example
@@ -215,8 +252,10 @@ export class DenseNet {
     if (!Array.isArray(files) || files.length === 0 || !files.every((f) => typeof f === 'string' || Buffer.isBuffer(f))) {
       throw new TypeError(`Expected input to be a file path, a list of paths, a Buffer or a Tensor but received ${describe(input)}`);
     }
-    const size = positiveInt(o.size ?? (this.#config.stem === 'cifar' ? 32 : 224), 'options.size');
-    const images = await Promise.all(files.map((f) => readImage(f, { size, normalize: o.normalize })));
+    // By the model's input spec, unless the caller sets the size or normalisation.
+    const explicit = o.size !== undefined || o.normalize !== undefined;
+    const size = explicit ? positiveInt(o.size ?? (this.#config.stem === 'cifar' ? 32 : 224), 'options.size') : 0;
+    const images = await Promise.all(files.map((f) => (explicit ? readImage(f, { size, normalize: o.normalize }) : readForModel(f, this))));
     let logits: Tensor[];
     try {
       logits = await this.#infer(images.map((x) => x.handle('image')), 256, 'fp32', 'classify()', { maxQueue: DEFAULT_MAX_QUEUE });
@@ -297,6 +336,7 @@ export class DenseNet {
       [METADATA_CONFIG_KEY]: JSON.stringify(this.#config),
       [METADATA_VERSION_KEY]: PACKAGE_VERSION,
       ...(this.#classes ? { [METADATA_CLASSES_KEY]: JSON.stringify(this.#classes) } : {}),
+      ...(this.#input ? { [METADATA_INPUT_KEY]: JSON.stringify(this.#input) } : {}),
     };
     this.#refuseWhileFitting('save()');
     await this.#queue.submit(() => this.#native.save(target, metadata), 'save()', { maxQueue: Infinity });
@@ -349,6 +389,9 @@ export class DenseNet {
     checkDataset(data, 'data');
     const o = resolveFitOptions(options);
     if (this.#classes === undefined && data.classes !== undefined && data.classes.length === this.#config.numClasses) this.#classes = Object.freeze([...data.classes]);
+    // The input of the data it is trained on (the latest fit's, when it says).
+    const input = data.input;
+    if (input !== undefined && input.channels === this.#config.inChannels) this.#input = input;
     const epochs: EpochLogs[] = [];
     // A callback that throws stops the run; fit then rejects with what it threw.
     let callbackError: { error: unknown } | undefined;
@@ -528,6 +571,14 @@ export async function loadWithMetadata(file: string, options: { device?: Device 
       }
     }
     if (options.device && options.device !== 'cpu') model.to(options.device);
+    const input = weights.metadata[METADATA_INPUT_KEY];
+    if (input) {
+      try {
+        model.setInput(JSON.parse(input) as InputSpec);
+      } catch (err) {
+        throw new WeightsError(`${source} has a malformed input spec in its metadata: ${(err as Error).message}`);
+      }
+    }
     return { model, metadata: weights.metadata };
   } finally {
     for (const t of Object.values(weights.tensors)) t.dispose();

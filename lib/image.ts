@@ -6,7 +6,8 @@ import * as fs from 'node:fs';
 import { describe, DataError } from './errors';
 import { tensor, Tensor } from './tensor';
 import { knownOptions, normalizeArg, positiveInt } from './validate';
-import { checkTransform, CustomTransform, planFor, Plan, Random, sampleRandom, Transform } from './data/transforms';
+import { centerCropBox, checkTransform, CustomTransform, evalResizeFor, planFor, Plan, Random, resizeShorterEdge, sampleRandom, Transform } from './data/transforms';
+import { describeInputSpec, InputSpec } from './input-spec';
 import type { Normalize } from './datasets';
 
 /** ImageNet's per-channel mean and std (RGB), torchvision's normalisation for its pretrained models. */
@@ -28,8 +29,29 @@ function sharp(): SharpModule {
   return sharpModule;
 }
 
+/** What {@link read} needs of a model: its input spec, and for models without one its stem and channels. */
+export interface ModelInput {
+  /** The model's input spec, when known. */
+  readonly input: InputSpec | undefined;
+  /** The model's configuration (for the guess when `input` is undefined). */
+  readonly config: {
+    /** 'cifar' or 'imagenet'. */
+    readonly stem: string;
+    /** Channels the model takes. */
+    readonly inChannels: number;
+  };
+}
+
 /** Options of {@link read}. */
 export interface ReadOptions {
+  /**
+   * Prepare the image as this model takes it (its {@link InputSpec}: channels, size, resize
+   * policy, scaling and normalisation). `size`, `transform` and `normalize` are then not allowed.
+   * A model without a spec gets the guess made before models carried one (the 'eval' transform at
+   * 32 pixels for a CIFAR stem, 224 otherwise; RGB with ImageNet's normalisation, or grey without
+   * normalisation for a 1-channel model), with a warning.
+   */
+  model?: ModelInput;
   /** Output height and width in pixels. Default 224. */
   size?: number;
   /** Default 'eval' (Resize(size·256/224) + CenterCrop(size)). */
@@ -148,7 +170,13 @@ export function toChw(pixels: Uint8Array, size: number, normalize: Normalize | f
  */
 export async function read(source: string | Buffer, options: ReadOptions = {}): Promise<Tensor> {
   if (typeof source !== 'string' && !Buffer.isBuffer(source)) throw new TypeError(`Expected source to be a file path or a Buffer but received ${describe(source)}`);
-  const o = knownOptions<ReadOptions>(options, ['size', 'transform', 'normalize'], 'image.read()');
+  const o = knownOptions<ReadOptions>(options, ['size', 'transform', 'normalize', 'model'], 'image.read()');
+  if (o.model !== undefined) {
+    if (o.size !== undefined || o.transform !== undefined || o.normalize !== undefined) {
+      throw new TypeError('image.read(): options.model decides size, transform and normalize; pass either model or those');
+    }
+    return readForModel(source, o.model);
+  }
   const size = positiveInt(o.size ?? 224, 'options.size');
   const transform = checkTransform(o.transform ?? 'eval', 'options.transform');
   const normalize = checkNormalizeOption(o.normalize, 'options.normalize');
@@ -156,4 +184,88 @@ export async function read(source: string | Buffer, options: ReadOptions = {}): 
   const out = new Float32Array(3 * size * size);
   toChw(pixels, size, normalize, out, 0);
   return tensor(out, [1, 3, size, size]);
+}
+
+/** The spec a model without one is given: the guess densetorch made before models carried one. */
+export function guessedInputSpec(model: ModelInput): InputSpec {
+  const channels = model.config.inChannels === 1 ? 1 : 3;
+  const size = model.config.stem === 'cifar' ? 32 : 224;
+  return {
+    channels, height: size, width: size,
+    resize: 'center-crop',
+    resizeShorterEdge: evalResizeFor(size),
+    channelOrder: channels === 1 ? 'gray' : 'rgb',
+    valueRange: [0, 1],
+    mean: channels === 1 ? [0] : [...IMAGENET_NORMALIZE.mean],
+    std: channels === 1 ? [1] : [...IMAGENET_NORMALIZE.std],
+  };
+}
+
+const warnedModels = new WeakSet<object>();
+
+/**
+ * The spec `model` is read with: its own, or (warning once per model) the guess.
+ */
+export function inputSpecOf(model: ModelInput): InputSpec {
+  if (model.input !== undefined) return model.input;
+  const guess = guessedInputSpec(model);
+  if (!warnedModels.has(model)) {
+    warnedModels.add(model);
+    process.emitWarning(`the model has no input spec (weights saved before densetorch recorded one, or data that could not tell): reading images as ${describeInputSpec(guess)}; state it with model.setInput()`, 'DensetorchWarning');
+  }
+  return guess;
+}
+
+/** Pixels of one image prepared by `spec`'s size and resize policy: HWC uint8, spec.channels per pixel. */
+async function pixelsFor(source: string | Buffer, spec: InputSpec): Promise<Uint8Array> {
+  const lib = sharp();
+  let input: Buffer;
+  try {
+    input = typeof source === 'string' ? await fs.promises.readFile(source) : source;
+  } catch (err) {
+    throw new DataError(`cannot read image ${nameOf(source)}: ${(err as Error).message}`);
+  }
+  try {
+    let image: SharpImage;
+    if (spec.resize === 'center-crop' && spec.resizeShorterEdge === evalResizeFor(spec.height)) {
+      // The 'eval' transform of image folders, so that a file reads as its evaluation batches do.
+      const rgbPixels = await decodeImage(input, spec.height, 'eval', sampleRandom(0, 0, 0));
+      image = lib(Buffer.from(rgbPixels.buffer, rgbPixels.byteOffset, rgbPixels.length), { raw: { width: spec.width, height: spec.height, channels: 3 } });
+    } else {
+      const { width, height } = await lib(input).metadata();
+      if (!width || !height) throw new Error('no image dimensions');
+      if (spec.resize === 'center-crop') {
+        const r = resizeShorterEdge(width, height, spec.resizeShorterEdge ?? evalResizeFor(spec.height));
+        image = await newPass(lib, lib(input).resize(r.width, r.height, { fit: 'fill', kernel: 'linear' }));
+        image = image.extract(centerCropBox(r.width, r.height, spec.height));
+      } else {
+        image = width === spec.width && height === spec.height ? lib(input) : lib(input).resize(spec.width, spec.height, { fit: 'fill', kernel: 'linear' });
+      }
+    }
+    if (spec.channels === 3) {
+      const { data } = await rgb(image);
+      return new Uint8Array(data.buffer, data.byteOffset, data.length);
+    }
+    const { data, info } = await image.removeAlpha().grayscale().raw().toBuffer({ resolveWithObject: true });
+    if (info.channels !== 1) throw new Error(`decoded to ${info.channels} channels, expected 1`);
+    return new Uint8Array(data.buffer, data.byteOffset, data.length);
+  } catch (err) {
+    if (err instanceof DataError) throw err;
+    throw new DataError(`cannot decode image ${nameOf(source)}: ${(err as Error).message}`);
+  }
+}
+
+/** One image as `model` takes it: a tensor [1, C, H, W] by the model's input spec. */
+export async function readForModel(source: string | Buffer, model: ModelInput): Promise<Tensor> {
+  const spec = inputSpecOf(model);
+  const pixels = await pixelsFor(source, spec);
+  const { channels: C, height: H, width: W } = spec;
+  const [lo, hi] = spec.valueRange;
+  const out = new Float32Array(C * H * W);
+  for (let c = 0; c < C; c++) {
+    const scale = (hi - lo) / 255 / spec.std[c];
+    const shift = (lo - spec.mean[c]) / spec.std[c];
+    for (let p = 0; p < H * W; p++) out[c * H * W + p] = pixels[p * C + c] * scale + shift;
+  }
+  return tensor(out, [1, C, H, W]);
 }

@@ -1,11 +1,10 @@
 'use strict';
 // The example HTTP server (examples/serve.js, also `densetorch serve`), run as a child process.
 const assert = require('node:assert/strict');
-const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { ROOT } = require('./helpers');
+const { startServer } = require('./helpers');
 const sharp = require('sharp');
 const dt = require('..');
 
@@ -20,27 +19,6 @@ async function savedModel(dir) {
   const file = path.join(dir, 'model.safetensors');
   await model.save(file);
   return file;
-}
-
-/** Starts `densetorch serve` on a free port; resolves with the child, its URL and its output so far. */
-function startServer(file, extra = []) {
-  const child = spawn(process.execPath, [path.join(ROOT, 'dist', 'cli.js'), 'serve', file, '--port', '0', ...extra], {
-    cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const output = { text: '' };
-  child.stdout.on('data', (d) => { output.text += d; });
-  child.stderr.on('data', (d) => { output.text += d; });
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start:\n${output.text}`)), 60000);
-    child.stdout.on('data', () => {
-      const match = /serving .* on (http:\/\/[\d.]+:\d+)/.exec(output.text);
-      if (match) {
-        clearTimeout(timer);
-        resolve({ child, url: match[1], output });
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`server exited with ${code}:\n${output.text}`)));
-  });
 }
 
 function jsonTensor(seed, n = 1) {

@@ -97,4 +97,25 @@ function assertBoundedGrowth(mib, limit) {
   if (!(mib < limit)) throw new Error(`RSS grew by ${mib.toFixed(1)} MB (bound ${limit} MB)`);
 }
 
-module.exports = { randomImages, maxAbsDiff, ROOT, runNode, runWatched, rssMiB, collectGarbage, assertBoundedGrowth, UNDER_SANITIZER };
+/** Starts `densetorch serve` on a free port; resolves with the child, its URL and its output so far. */
+function startServer(file, extra = []) {
+  const child = spawn(process.execPath, [path.join(ROOT, 'dist', 'cli.js'), 'serve', file, '--port', '0', ...extra], {
+    cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const output = { text: '' };
+  child.stdout.on('data', (d) => { output.text += d; });
+  child.stderr.on('data', (d) => { output.text += d; });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server did not start:\n${output.text}`)), 60000);
+    child.stdout.on('data', () => {
+      const match = /serving .* on (http:\/\/[\d.]+:\d+)/.exec(output.text);
+      if (match) {
+        clearTimeout(timer);
+        resolve({ child, url: match[1], output });
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`server exited with ${code}:\n${output.text}`)));
+  });
+}
+
+module.exports = { startServer, randomImages, maxAbsDiff, ROOT, runNode, runWatched, rssMiB, collectGarbage, assertBoundedGrowth, UNDER_SANITIZER };

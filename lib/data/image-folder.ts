@@ -9,6 +9,7 @@ import { describe, DataError } from '../errors';
 import { tensor } from '../tensor';
 import { knownOptions, positiveInt } from '../validate';
 import { checkNormalizeOption, decodeImage, toChw } from '../image';
+import { imageInputSpec, InputSpec } from '../input-spec';
 import type { Normalize } from '../datasets';
 import { Batch, DEFAULT_PREFETCH, EpochRequest, StreamDataset } from './stream';
 import { checkTransform, permutation, sampleRandom, Transform } from './transforms';
@@ -91,6 +92,15 @@ export class ImageFolderDataset extends StreamDataset {
 
   override get classes(): readonly string[] {
     return this.#classes;
+  }
+
+  /**
+   * torchvision's evaluation transform at this size (shorter edge to size·256/224, centre crop),
+   * RGB, this normalisation; undefined for a custom transform.
+   */
+  override get input(): InputSpec | undefined {
+    if (typeof this.transform === 'function') return undefined;
+    return imageInputSpec(3, this.size, this.size, 'center-crop', this.normalize || undefined);
   }
 
   /** Files left out so far because they could not be decoded (with `onBadImage: 'skip'`). */

@@ -5,6 +5,7 @@
  * memory does not grow with the size of the data set.
  */
 import { describe } from '../errors';
+import type { InputSpec } from '../input-spec';
 import { Shard, shardLength } from './shard';
 import { addon, NativeFeederHandle } from '../native';
 import { Tensor } from '../tensor';
@@ -52,6 +53,15 @@ export abstract class StreamDataset {
   abstract get length(): number;
   /** Class names, index = label, when the data set knows them. */
   get classes(): readonly string[] | undefined {
+    return undefined;
+  }
+
+  /**
+   * The input this data set gives a model (see {@link InputSpec}), when it knows it: `fit`
+   * records it in the model, `save` writes it into the file. Undefined for a custom source: state
+   * it with `model.setInput`.
+   */
+  get input(): InputSpec | undefined {
     return undefined;
   }
   /** Batches made ahead of the training thread. Default 3. */
