@@ -22,6 +22,16 @@ module.exports = tseslint.config(
     rules: { 'no-unused-vars': ['error', { argsIgnorePattern: '^_' }] },
   },
   {
+    // The browser demo's page script runs in a browser, with onnxruntime-web and protobufjs loaded.
+    files: ['examples/browser/classify.js'],
+    languageOptions: { sourceType: 'script', globals: { ...globals.browser, ort: 'readonly', protobuf: 'readonly' } },
+  },
+  {
+    // Functions the browser test hands to page.evaluate run in the page.
+    files: ['test/30-browser.test.js'],
+    languageOptions: { globals: { window: 'readonly' } },
+  },
+  {
     files: ['test/types/*.ts'],
     extends: [...tseslint.configs.recommended],
   },

@@ -20,6 +20,7 @@
 //   npm run bench -- --serve [--soak]   # the HTTP server under load (bench/serve.js)
 //   npm run bench -- --data        # streamed image folders: memory and data wait (bench/data-loader.js)
 //   npm run bench -- --distributed # data-parallel training and all-reduce (bench/distributed.js)
+//   npm run bench -- --onnx        # predict against onnxruntime-node on the exported model (bench/onnx.js)
 //   npm run bench -- --guest       # training while the HTTP server answers 64 clients in the same
 //                                  # process: event-loop delay, fs latency, requests/s (bench/guest.js)
 'use strict';
@@ -103,8 +104,8 @@ function hasTorch() {
 }
 
 // Other benchmarks, each its own script: --serve (bench/serve.js), --data (bench/data-loader.js),
-// --distributed (bench/distributed.js), --guest (bench/guest.js).
-for (const [flag, script] of [['--serve', 'serve.js'], ['--data', 'data-loader.js'], ['--distributed', 'distributed.js'], ['--guest', 'guest.js']]) {
+// --distributed (bench/distributed.js), --guest (bench/guest.js), --onnx (bench/onnx.js).
+for (const [flag, script] of [['--serve', 'serve.js'], ['--data', 'data-loader.js'], ['--distributed', 'distributed.js'], ['--guest', 'guest.js'], ['--onnx', 'onnx.js']]) {
   if (process.argv.includes(flag)) {
     const rest = process.argv.slice(2).filter((a) => a !== flag);
     const r = spawnSync(process.execPath, ['--expose-gc', path.join(__dirname, script), ...rest], { stdio: 'inherit' });

@@ -377,6 +377,19 @@ export function program(): Command {
     .action((file: string, flags: EvaluateFlags) => evaluate(file, flags));
   cli.command('info <model>').description('config, parameter count and metadata of a saved model').action((file: string) => info(file));
   cli
+    .command('export <model>')
+    .description('write a saved model as an ONNX inference graph (for onnxruntime, onnxruntime-web, ...)')
+    .requiredOption('--onnx <file>', 'the ONNX file to write')
+    .addOption(new Option('--opset <n>', 'ONNX operator set (13-21)').default(17).argParser(int('--opset')))
+    .option('--no-fold-batch-norm', 'keep every BatchNormalization node (default: fold those after a convolution into it)')
+    .option('--static-batch', 'fix the batch dimension to 1 (default: any batch size)')
+    .action(async (file: string, flags: { onnx: string; opset: number; foldBatchNorm: boolean; staticBatch?: boolean }) => {
+      const dt = load();
+      const model = await dt.load(file);
+      await model.exportOnnx(flags.onnx, { opset: flags.opset, foldBatchNorm: flags.foldBatchNorm, dynamicBatch: !flags.staticBatch });
+      console.log(`wrote ${flags.onnx} (${(fs.statSync(flags.onnx).size / 1e6).toFixed(2)} MB, opset ${flags.opset}${model.input ? `, input ${describeInputSpec(model.input)}` : ''})`);
+    });
+  cli
     .command('predict <model> <images...>')
     .description('classify image files (JPEG, PNG, WebP, TIFF, GIF, AVIF) with a saved model')
     .addOption(new Option('--top <k>', 'classes per image').default(5).argParser(int('--top')))

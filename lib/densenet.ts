@@ -15,6 +15,7 @@ import { METADATA_CLASSES_KEY, METADATA_CONFIG_KEY, METADATA_VERSION_KEY, PACKAG
 import { Classification, topClasses } from './classify';
 import type { Normalize } from './datasets';
 import { checkInputSpec, InputSpec, METADATA_INPUT_KEY } from './input-spec';
+import { onnxBytes, OnnxExportOptions, resolveOnnxOptions, writeAtomically } from './onnx';
 
 export { cifarConfig, PRESETS, resolveConfig };
 export type { CifarArgs, DenseNetArgs, DenseNetConfig, PresetArgs, PresetName, PresetConfig, Stem } from './config';
@@ -302,6 +303,30 @@ export class DenseNet {
     const out: Record<string, Tensor> = {};
     for (const [name, handle] of Object.entries(sd)) out[name] = new Tensor(handle);
     return out;
+  }
+
+  /**
+   * Writes the model's inference graph (evaluation mode: batch norm with its running statistics)
+   * as an ONNX file of standard operators (Conv, BatchNormalization, Relu, Concat, AveragePool,
+   * MaxPool, GlobalAveragePool, Flatten, Gemm) that onnxruntime, onnxruntime-web and other ONNX
+   * runtimes run. Input `input` [batch, C, H, W] (H and W fixed by the model's input spec, when it
+   * has one), output `logits` [batch, numClasses]; the config, the class names and the input spec
+   * go into the file's `metadata_props`. Written atomically.
+   * @param file - the target path (parent folder must exist)
+   * @param options - `opset` (13-21, default 17), `dynamicBatch` (default true), `foldBatchNorm` (default true)
+   * @throws {TypeError | RangeError} for bad options; {BusyError} while `fit` runs
+   * @example
+   * ```js
+   * await model.exportOnnx('densenet.onnx');
+   * // onnxruntime-node: (await ort.InferenceSession.create('densenet.onnx')).run({ input })
+   * ```
+   */
+  async exportOnnx(file: string, options: OnnxExportOptions = {}): Promise<void> {
+    const target = pathArg(file, 'path');
+    const o = resolveOnnxOptions(options);
+    this.#refuseWhileFitting('exportOnnx()');
+    const bytes = await this.#queue.submit(async () => onnxBytes(this, o), 'exportOnnx()', { maxQueue: Infinity });
+    writeAtomically(target, bytes);
   }
 
   /**

@@ -34,6 +34,7 @@ export type { InitOptions, GroupInfo, ReduceOp, Backend } from './distributed';
 export type { Dataset, DatasetOptions, Normalize, Augment, StreamDataset, Batch, ImageFolderDataset, ImageFolderOptions } from './datasets';
 export type { ReadOptions, ModelInput } from './image';
 export type { InputSpec, ResizePolicy, ChannelOrder } from './input-spec';
+export type { OnnxExportOptions } from './onnx';
 export type { Transform, TransformName, CustomTransform, RawImage, Box } from './data/transforms';
 export { AbortError } from './training';
 export { Predictor, QueueFullError, RequestAbortedError } from './serve';

@@ -57,6 +57,7 @@ describe('CLI', () => {
     assert.match(info.out, /parameters: [\d,]+/);
     assert.match(info.out, /blockConfig: \[1, 1, 1\]/);
     assert.match(info.out, /inChannels: 1/);
+    assert.match(info.out, /input: 1 x 28 x 28 gray, stretch/, 'the input spec recorded from MNIST');
     assert.match(info.out, /densetorch\.version: /);
 
     const evaluation = cli(['evaluate', model, '--dataset', 'mnist', '--limit', '100']);

@@ -1,0 +1,85 @@
+#!/usr/bin/env node
+// densetorch `predict` against onnxruntime-node running densetorch's own ONNX export of the same
+// model (all graph optimisations), batch 1 and a large batch, same threads. Each measurement is a
+// fresh process (one engine's thread pool at a time), engines alternating, `--rounds` rounds.
+// Prints img/s and ms per batch (median over rounds) and the ratio; writes
+// bench/results/onnx-<date>.json.
+//   npm run bench -- --onnx [--rounds 3]
+'use strict';
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { execFileSync } = require('node:child_process');
+const { flag, machine, median, writeResult } = require('./common.js');
+
+const threads = Number(process.env.THREADS || 2);
+const CASES = [
+  { name: 'DenseNet-BC-100, batch 1', model: 'bc100', size: 32, batch: 1, reps: 40 },
+  { name: 'DenseNet-BC-100, batch 256', model: 'bc100', size: 32, batch: 256, reps: 4 },
+  { name: 'DenseNet-121, batch 1', model: 'densenet121', size: 224, batch: 1, reps: 15 },
+  { name: 'DenseNet-121, batch 32', model: 'densenet121', size: 224, batch: 32, reps: 3 },
+];
+
+/** In a child: times one engine on one case; prints { msPerBatch }. */
+async function child(spec) {
+  const { engine, dir, c } = spec;
+  const x = Float32Array.from({ length: c.batch * 3 * c.size * c.size }, (_, i) => Math.sin(i));
+  const times = [];
+  let run;
+  if (engine === 'densetorch') {
+    const dt = require('..');
+    dt.setNumThreads(threads);
+    const model = (await dt.load(path.join(dir, `${c.model}.safetensors`))).eval();
+    const input = dt.tensor(x, [c.batch, 3, c.size, c.size]);
+    run = async () => (await model.predict(input, { batchSize: c.batch })).dispose();
+  } else {
+    const ort = require('onnxruntime-node');
+    const session = await ort.InferenceSession.create(path.join(dir, `${c.model}.onnx`), {
+      intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all',
+    });
+    const input = new ort.Tensor('float32', x, [c.batch, 3, c.size, c.size]);
+    run = async () => session.run({ input });
+  }
+  for (let i = 0; i < 3; i++) await run();
+  for (let i = 0; i < c.reps; i++) {
+    const t = process.hrtime.bigint();
+    await run();
+    times.push(Number(process.hrtime.bigint() - t) / 1e6);
+  }
+  console.log(JSON.stringify({ msPerBatch: median(times) }));
+}
+
+async function main() {
+  const dt = require('..');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'densetorch-onnx-bench-'));
+  try {
+    dt.manualSeed(0);
+    for (const [name, model] of [['bc100', dt.densenetCifar({ depth: 100, growthRate: 12, numClasses: 10 })], ['densenet121', dt.densenet121()]]) {
+      await model.save(path.join(dir, `${name}.safetensors`));
+      await model.exportOnnx(path.join(dir, `${name}.onnx`));
+    }
+    const rounds = Number(flag('rounds', 3));
+    const result = { date: new Date().toISOString(), ...machine(), threads, rounds, onnxruntimeNode: require('onnxruntime-node/package.json').version, cases: {} };
+    for (const c of CASES) {
+      const ms = { densetorch: [], onnxruntime: [] };
+      for (let r = 0; r < rounds; r++) {
+        for (const engine of r % 2 === 0 ? ['densetorch', 'onnxruntime'] : ['onnxruntime', 'densetorch']) {
+          const out = execFileSync(process.execPath, [__filename, '--child', JSON.stringify({ engine, dir, c })], { encoding: 'utf8' });
+          ms[engine].push(JSON.parse(out.trim().split('\n').pop()).msPerBatch);
+        }
+      }
+      const dtMs = median(ms.densetorch), ortMs = median(ms.onnxruntime);
+      result.cases[c.name] = { ms, densetorchMs: dtMs, onnxruntimeMs: ortMs, densetorchImgPerS: (1000 * c.batch) / dtMs, onnxruntimeImgPerS: (1000 * c.batch) / ortMs, speedup: ortMs / dtMs };
+      console.log(`${c.name}: densetorch ${dtMs.toFixed(2)} ms (${((1000 * c.batch) / dtMs).toFixed(1)} img/s), onnxruntime-node ${ortMs.toFixed(2)} ms (${((1000 * c.batch) / ortMs).toFixed(1)} img/s): densetorch ${(ortMs / dtMs).toFixed(2)}x`);
+    }
+    writeResult('onnx', result);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[2] === '--child') {
+  child(JSON.parse(process.argv[3])).catch((err) => { console.error(err); process.exit(1); });
+} else {
+  main().catch((err) => { console.error(err); process.exit(1); });
+}
