@@ -78,18 +78,29 @@ function nameOf(source: string | Buffer): string {
  */
 export async function decodeImage(source: string | Buffer, size: number, transform: Transform, random: Random): Promise<Uint8Array> {
   const lib = sharp();
-  let input: Buffer;
-  try {
-    input = typeof source === 'string' ? await fs.promises.readFile(source) : source;
-  } catch (err) {
-    throw new DataError(`cannot read image ${nameOf(source)}: ${(err as Error).message}`);
-  }
-  try {
-    if (typeof transform === 'function') return await custom(lib, input, size, transform, random);
+  const input = await bytesOf(source);
+  return decoding(source, async () => {
+    if (typeof transform === 'function') return custom(lib, input, size, transform, random);
     const { width, height } = await lib(input).metadata();
     if (!width || !height) throw new Error('no image dimensions');
     const plan = planFor(transform, width, height, size, random);
-    return await apply(lib, input, plan);
+    return apply(lib, input, plan);
+  });
+}
+
+/** The encoded bytes of an image file or Buffer. @throws {DataError} naming the file */
+async function bytesOf(source: string | Buffer): Promise<Buffer> {
+  try {
+    return typeof source === 'string' ? await fs.promises.readFile(source) : source;
+  } catch (err) {
+    throw new DataError(`cannot read image ${nameOf(source)}: ${(err as Error).message}`);
+  }
+}
+
+/** Runs `decode`, turning what it throws into a DataError naming the image. */
+async function decoding<T>(source: string | Buffer, decode: () => Promise<T>): Promise<T> {
+  try {
+    return await decode();
   } catch (err) {
     if (err instanceof DataError) throw err;
     throw new DataError(`cannot decode image ${nameOf(source)}: ${(err as Error).message}`);
@@ -219,13 +230,8 @@ export function inputSpecOf(model: ModelInput): InputSpec {
 /** Pixels of one image prepared by `spec`'s size and resize policy: HWC uint8, spec.channels per pixel. */
 async function pixelsFor(source: string | Buffer, spec: InputSpec): Promise<Uint8Array> {
   const lib = sharp();
-  let input: Buffer;
-  try {
-    input = typeof source === 'string' ? await fs.promises.readFile(source) : source;
-  } catch (err) {
-    throw new DataError(`cannot read image ${nameOf(source)}: ${(err as Error).message}`);
-  }
-  try {
+  const input = await bytesOf(source);
+  return decoding(source, async () => {
     let image: SharpImage;
     if (spec.resize === 'center-crop' && spec.resizeShorterEdge === evalResizeFor(spec.height)) {
       // The 'eval' transform of image folders, so that a file reads as its evaluation batches do.
@@ -249,10 +255,7 @@ async function pixelsFor(source: string | Buffer, spec: InputSpec): Promise<Uint
     const { data, info } = await image.removeAlpha().grayscale().raw().toBuffer({ resolveWithObject: true });
     if (info.channels !== 1) throw new Error(`decoded to ${info.channels} channels, expected 1`);
     return new Uint8Array(data.buffer, data.byteOffset, data.length);
-  } catch (err) {
-    if (err instanceof DataError) throw err;
-    throw new DataError(`cannot decode image ${nameOf(source)}: ${(err as Error).message}`);
-  }
+  });
 }
 
 /** One image as `model` takes it: a tensor [1, C, H, W] by the model's input spec. */
