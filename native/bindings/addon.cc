@@ -142,6 +142,11 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   set_compute_idle_hook(release_free_memory, kIdleReleaseMs);
   disable_unusable_backends();
   keep_this_thread_serial();  // the JS thread's LibTorch work runs on it alone: one OpenMP pool per process
+  // Every kernel table picks its variant now, at load, once (an override's warning shows here).
+  norm_gemm::kernel_name();
+  winograd::kernel_name();
+  conv3x3::kernel_name();
+  convolutions::own_conv3x3();
   env.SetInstanceData(new AddonData());  // owned and deleted by the environment
   exports.Set("NativeTensor", NativeTensor::Init(env));
   exports.Set("NativeModel", NativeModel::Init(env));
