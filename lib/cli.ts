@@ -73,6 +73,7 @@ interface TrainFlags extends LauncherFlags {
   checkpoint?: string;
   resume?: string;
   plot?: string;
+  logdir?: string;
 }
 
 /** The launcher options of `launch` and `train` (torchrun's names). */
@@ -202,6 +203,7 @@ async function trainIn(dt: Densetorch, flags: TrainFlags, lead: boolean, log: (l
   log(`densetorch ${dt.versions.densetorch} (LibTorch ${dt.versions.libtorch}), ${dt.getNumThreads()} threads${world > 1 ? ` per rank, ${world} ranks (data-parallel, c10d/gloo)` : ''}`);
   log(`model: ${flags.model === 'cifar' ? `DenseNet${flags.bottleneck ? '-BC' : ''} (L=${flags.depth}, k=${flags.growthRate})` : flags.model}, ` +
     `${model.numParameters().toLocaleString('en')} parameters${flags.memoryEfficient ? ', memory-efficient' : ''}`);
+  if (flags.logdir) log(`logs: ${path.resolve(flags.logdir)} (view with: tensorboard --logdir ${path.resolve(flags.logdir)})`);
   log(`data: ${flags.dataset}, ${trainData.length} training / ${testData.length} test images; ${flags.epochs} epochs of batch ${flags.batchSize}${world > 1 ? ` per rank (${flags.batchSize * world} in all)` : ''}, ${flags.optimizer} lr ${lr}, ${flags.schedule} schedule${flags.precision === 'fp32' ? '' : `, ${flags.precision} compute`}`);
 
   // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -227,6 +229,8 @@ async function trainIn(dt: Densetorch, flags: TrainFlags, lead: boolean, log: (l
       signal: controller.signal,
       checkpoint: flags.checkpoint ? { path: flags.checkpoint } : undefined,
       resumeFrom: flags.resume,
+      // Only the first rank writes logs (every rank sees the group's figures).
+      ...(flags.logdir && lead ? { logDir: flags.logdir } : {}),
       onBatchEnd: (b) => {
         if (b.batch === 1) {
           running = { loss: 0, correct: 0, seen: 0 };
@@ -351,7 +355,8 @@ export function program(): Command {
     .option('--out <file>', 'where to save the model', 'densenet.safetensors')
     .option('--checkpoint <file>', 'write a resumable checkpoint after every epoch')
     .option('--resume <file>', 'resume from a checkpoint')
-    .option('--plot <file.svg>', 'write a chart of loss and accuracy per epoch');
+    .option('--plot <file.svg>', 'write a chart of loss and accuracy per epoch')
+    .option('--logdir <dir>', 'write TensorBoard event files and metrics.jsonl into this folder');
   launcherOptions(trainCommand, false).action((flags: TrainFlags) => train(flags));
   launcherOptions(
     cli

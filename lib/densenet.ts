@@ -16,6 +16,7 @@ import { Classification, topClasses } from './classify';
 import type { Normalize } from './datasets';
 import { checkInputSpec, InputSpec, METADATA_INPUT_KEY } from './input-spec';
 import { onnxBytes, OnnxExportOptions, resolveOnnxOptions, writeAtomically } from './onnx';
+import { logFitEvent, RunLog } from './tensorboard';
 
 export { cifarConfig, PRESETS, resolveConfig };
 export type { CifarArgs, DenseNetArgs, DenseNetConfig, PresetArgs, PresetName, PresetConfig, Stem } from './config';
@@ -420,10 +421,12 @@ export class DenseNet {
     const epochs: EpochLogs[] = [];
     // A callback that throws stops the run; fit then rejects with what it threw.
     let callbackError: { error: unknown } | undefined;
+    let log: RunLog | undefined;
     const onEvent = (kind: 'batch' | 'epoch', logs: never): void => {
       if (kind === 'epoch') epochs.push(logs as EpochLogs);
       if (callbackError) return;
       try {
+        if (log) logFitEvent(log, kind, logs);
         if (kind === 'epoch') o.onEpochEnd?.(logs as EpochLogs);
         else o.onBatchEnd?.(logs as BatchLogs);
       } catch (error) {
@@ -435,15 +438,27 @@ export class DenseNet {
     if (this.#queue.depth > 0) {
       throw new BusyError(`fit() refused: ${this.#queue.depth} predict/evaluate/save call(s) are queued or running on this model; await them first`);
     }
+    if (o.logDir !== undefined) {
+      log = new RunLog(o.logDir);
+      const { optimizer, schedule } = o.native;
+      log.hparams({
+        epochs: o.native.epochs, batchSize: o.native.batchSize, optimizer: optimizer.type, lr: optimizer.lr, weightDecay: optimizer.weightDecay,
+        ...(optimizer.type === 'sgd' ? { momentum: optimizer.momentum, nesterov: optimizer.nesterov } : {}),
+        schedule: schedule.type, seed: o.native.seed, precision: o.native.precision, shuffle: o.native.shuffle,
+        growthRate: this.#config.growthRate, blockConfig: this.#config.blockConfig.join('-'), bnSize: this.#config.bnSize,
+        compression: this.#config.compression, memoryEfficient: this.#config.memoryEfficient,
+      });
+    }
     const train = openDataset(data, o.native.batchSize, o.native.shuffle, o.native.seed, o.native.dropLast);
     const validation = o.validation && openDataset(o.validation, o.native.batchSize, false, o.native.seed);
     const closeData = (): void => {
       train.close();
       validation?.close();
+      log?.close();
     };
     let running: ReturnType<NativeModelHandle['fit']>;
     try {
-      running = this.#native.fit(train.native, { ...o.native, validationData: validation?.native }, onEvent, o.onBatchEnd !== undefined);
+      running = this.#native.fit(train.native, { ...o.native, validationData: validation?.native }, onEvent, o.onBatchEnd !== undefined || log !== undefined);
     } catch (err) {
       closeData();
       throw err;

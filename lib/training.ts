@@ -167,6 +167,16 @@ export interface FitOptions {
   resumeFrom?: string;
   /** Precision of the forward pass (see {@link Precision}); weights and their updates stay float32. Default 'fp32'. */
   precision?: Precision;
+  /**
+   * A folder for the run's logs (created when missing): a TensorBoard event file
+   * (`events.out.tfevents.*`; `tensorboard --logdir` on the folder or its parent) and the same
+   * records as `metrics.jsonl`. Scalars per batch as reported (`batch/loss`, `batch/accuracy`,
+   * `batch/lr`, `batch/images_per_second`, step = batches so far) and per epoch (`epoch/loss`,
+   * `epoch/accuracy`, `epoch/val_loss`, `epoch/val_accuracy`, `epoch/lr`,
+   * `epoch/images_per_second`, `epoch/data_wait_share`, step = epoch), and the run's options as
+   * TensorBoard hparams. Default: no logs.
+   */
+  logDir?: string;
 }
 
 /** What fit() returns: one entry per completed epoch. */
@@ -243,7 +253,7 @@ export interface NativeFitOptions {
 
 
 
-const FIT_KEYS = ['epochs', 'batchSize', 'optimizer', 'schedule', 'shuffle', 'seed', 'dropLast', 'validationData', 'onBatchEnd', 'onEpochEnd', 'signal', 'checkpoint', 'resumeFrom', 'precision'];
+const FIT_KEYS = ['epochs', 'batchSize', 'optimizer', 'schedule', 'shuffle', 'seed', 'dropLast', 'validationData', 'onBatchEnd', 'onEpochEnd', 'signal', 'checkpoint', 'resumeFrom', 'precision', 'logDir'];
 
 /** Validates fit() options and fills in defaults. */
 export function resolveFitOptions(options: FitOptions | undefined): {
@@ -252,6 +262,7 @@ export function resolveFitOptions(options: FitOptions | undefined): {
   onEpochEnd?: (logs: EpochLogs) => void;
   signal?: AbortSignal;
   validation?: AnyDataset;
+  logDir?: string;
 } {
   options = optionsObject<FitOptions>(options, 'options');
   for (const key of Object.keys(options)) {
@@ -314,6 +325,7 @@ export function resolveFitOptions(options: FitOptions | undefined): {
     checkpointEvery = positiveInt(o.checkpoint.everyEpochs ?? 1, 'checkpoint.everyEpochs');
   }
   if (o.resumeFrom !== undefined && (typeof o.resumeFrom !== 'string' || !o.resumeFrom)) throw new TypeError(`Expected resumeFrom to be a checkpoint path but received ${describe(o.resumeFrom)}`);
+  if (o.logDir !== undefined && (typeof o.logDir !== 'string' || !o.logDir)) throw new TypeError(`Expected logDir to be a folder path but received ${describe(o.logDir)}`);
   return {
     native: {
       epochs: positiveInt(o.epochs ?? 1, 'epochs'),
@@ -333,6 +345,7 @@ export function resolveFitOptions(options: FitOptions | undefined): {
     onEpochEnd: optionalFunction(o.onEpochEnd, 'onEpochEnd'),
     signal: checkSignal(o.signal, 'signal'),
     validation,
+    logDir: o.logDir === undefined ? undefined : path.resolve(o.logDir),
   };
 }
 

@@ -31,7 +31,7 @@ constexpr auto kChannelsLast = at::MemoryFormat::ChannelsLast;
 // taps' weight gradient) run instead of LibTorch's (oneDNN). Their only ISA variant is AVX2's.
 // On AVX2 CPUs they won every measured shape (comments at winograd_runs and conv_backward). On
 // AVX-512 CPUs they compete with oneDNN's AVX-512 convolutions, and lost in whole models (2 Intel
-// Xeon cores, bench/conv3x3-isa.js, own / LibTorch img/s: BC-100 training 0.87, DenseNet-121
+// Xeon cores, bench/kernel-isa.js --op 3x3, own / LibTorch img/s: BC-100 training 0.87, DenseNet-121
 // training 0.95, inference 0.87 and 0.94, DenseNet-121 batch 1 0.69; docs/performance.md).
 // DENSETORCH_WINOGRAD=1 runs them wherever an ISA variant exists, =0 never (measurements);
 // unset or auto: this rule.
