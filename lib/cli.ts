@@ -66,6 +66,9 @@ interface TrainFlags extends LauncherFlags {
   optimizer: 'sgd' | 'adam' | 'adamw';
   lr?: number;
   schedule: 'constant' | 'multistep' | 'cosine';
+  warmupEpochs?: number;
+  labelSmoothing?: number;
+  clipGradNorm?: number;
   memoryEfficient: boolean;
   threads?: number;
   seed: number;
@@ -199,7 +202,7 @@ async function trainIn(dt: Densetorch, flags: TrainFlags, lead: boolean, log: (l
   // Only the type and the learning rate: fit() owns every other default.
   const lr = flags.lr ?? defaultLr(flags.optimizer);
   const optimizer = { type: flags.optimizer, lr };
-  const schedule = flags.schedule === 'constant' ? ('constant' as const) : { type: flags.schedule };
+  const schedule = { type: flags.schedule, ...(flags.warmupEpochs !== undefined ? { warmupEpochs: flags.warmupEpochs } : {}) };
   log(`densetorch ${dt.versions.densetorch} (LibTorch ${dt.versions.libtorch}), ${dt.getNumThreads()} threads${world > 1 ? ` per rank, ${world} ranks (data-parallel, c10d/gloo)` : ''}`);
   log(`model: ${flags.model === 'cifar' ? `DenseNet${flags.bottleneck ? '-BC' : ''} (L=${flags.depth}, k=${flags.growthRate})` : flags.model}, ` +
     `${model.numParameters().toLocaleString('en')} parameters${flags.memoryEfficient ? ', memory-efficient' : ''}`);
@@ -229,6 +232,8 @@ async function trainIn(dt: Densetorch, flags: TrainFlags, lead: boolean, log: (l
       signal: controller.signal,
       checkpoint: flags.checkpoint ? { path: flags.checkpoint } : undefined,
       resumeFrom: flags.resume,
+      ...(flags.labelSmoothing !== undefined ? { labelSmoothing: flags.labelSmoothing } : {}),
+      ...(flags.clipGradNorm !== undefined ? { clipGradNorm: flags.clipGradNorm } : {}),
       // Only the first rank writes logs (every rank sees the group's figures).
       ...(flags.logdir && lead ? { logDir: flags.logdir } : {}),
       onBatchEnd: (b) => {
@@ -348,6 +353,9 @@ export function program(): Command {
     .addOption(new Option('--optimizer <type>', 'optimizer').choices(['sgd', 'adam', 'adamw']).default('sgd'))
     .option('--lr <rate>', 'learning rate (default 0.1 for sgd, 1e-3 for adam/adamw)', positive('--lr'))
     .addOption(new Option('--schedule <type>', 'learning-rate schedule').choices(['constant', 'multistep', 'cosine']).default('cosine'))
+    .option('--warmup-epochs <n>', 'linear warm-up of the rate over n epochs, per step (from 0.1 of it)', positive('--warmup-epochs'))
+    .option('--label-smoothing <e>', 'label smoothing in [0, 1) (cross-entropy against (1-e)*onehot + e/K)', positive('--label-smoothing'))
+    .option('--clip-grad-norm <max>', 'clip the gradients to this total norm before each update', positive('--clip-grad-norm'))
     .option('--memory-efficient', 'memory-efficient concatenation (Pleiss et al.)', false)
     .addOption(precisionOption())
     .option('--threads <n>', 'LibTorch threads', int('--threads'))

@@ -59,21 +59,33 @@ export interface AdamOptions {
   weightDecay?: number;
 }
 
-/** Learning-rate schedule over the whole run (per epoch). */
+/** Linear warm-up, added to any schedule: torchvision's LinearLR, per step. */
+export interface Warmup {
+  /** Epochs (may be fractional) over which the rate rises linearly, step by step, to the schedule's. Default 0 (none). */
+  warmupEpochs?: number;
+  /** The rate's fraction at the first step, in (0, 1]. Default 0.1. */
+  warmupStartFactor?: number;
+}
+
+/** Learning-rate schedule over the whole run (per epoch), with an optional warm-up (see {@link Warmup}). */
 export type Schedule =
   | 'constant'
-  | {
+  | ({
+    /** A constant rate (after the warm-up). */
+    type: 'constant';
+  } & Warmup)
+  | ({
     /** Step decay: the rate is multiplied by `gamma` at each milestone. */
     type: 'multistep';
     /** Fractions of the run, in (0, 1), at which the rate drops; default [0.5, 0.75] (the paper). */
     milestones?: number[];
     /** Factor per milestone; default 0.1. */
     gamma?: number;
-  }
-  | {
+  } & Warmup)
+  | ({
     /** Cosine annealing from the initial rate to 0 over the run. */
     type: 'cosine';
-  };
+  } & Warmup);
 
 /** What `evaluate` measures. */
 export interface EvaluateResult {
@@ -168,6 +180,17 @@ export interface FitOptions {
   /** Precision of the forward pass (see {@link Precision}); weights and their updates stay float32. Default 'fp32'. */
   precision?: Precision;
   /**
+   * Label smoothing ε in [0, 1): cross-entropy against (1 − ε)·onehot + ε/K, as
+   * `torch.nn.CrossEntropyLoss(label_smoothing=ε)` (the reported loss is this one). Default 0.
+   */
+  labelSmoothing?: number;
+  /**
+   * Total-norm gradient clipping: before each update the gradients are scaled by
+   * min(1, max / ‖g‖₂) over all parameters, as `torch.nn.utils.clip_grad_norm_` (data-parallel: on
+   * the averaged gradients). Default: none.
+   */
+  clipGradNorm?: number;
+  /**
    * A folder for the run's logs (created when missing): a TensorBoard event file
    * (`events.out.tfevents.*`; `tensorboard --logdir` on the folder or its parent) and the same
    * records as `metrics.jsonl`. Scalars per batch as reported (`batch/loss`, `batch/accuracy`,
@@ -238,7 +261,9 @@ export interface NativeFitOptions {
   epochs: number;
   batchSize: number;
   optimizer: { type: 'sgd' | 'adam' | 'adamw'; lr: number; momentum: number; nesterov: boolean; weightDecay: number; betas: [number, number] };
-  schedule: { type: 'constant' | 'multistep' | 'cosine'; milestones: number[]; gamma: number };
+  schedule: { type: 'constant' | 'multistep' | 'cosine'; milestones: number[]; gamma: number; warmupEpochs: number; warmupStartFactor: number };
+  labelSmoothing: number;
+  clipGradNorm: number;
   shuffle: boolean;
   seed: number;
   dropLast: boolean;
@@ -253,7 +278,7 @@ export interface NativeFitOptions {
 
 
 
-const FIT_KEYS = ['epochs', 'batchSize', 'optimizer', 'schedule', 'shuffle', 'seed', 'dropLast', 'validationData', 'onBatchEnd', 'onEpochEnd', 'signal', 'checkpoint', 'resumeFrom', 'precision', 'logDir'];
+const FIT_KEYS = ['epochs', 'batchSize', 'optimizer', 'schedule', 'shuffle', 'seed', 'dropLast', 'validationData', 'onBatchEnd', 'onEpochEnd', 'signal', 'checkpoint', 'resumeFrom', 'precision', 'logDir', 'labelSmoothing', 'clipGradNorm'];
 
 /** Validates fit() options and fills in defaults. */
 export function resolveFitOptions(options: FitOptions | undefined): {
@@ -300,8 +325,8 @@ export function resolveFitOptions(options: FitOptions | undefined): {
     };
   }
   const schedule = o.schedule ?? 'constant';
-  let nativeSchedule: NativeFitOptions['schedule'];
-  if (schedule === 'constant') {
+  let nativeSchedule: Omit<NativeFitOptions['schedule'], 'warmupEpochs' | 'warmupStartFactor'>;
+  if (schedule === 'constant' || (typeof schedule === 'object' && schedule !== null && schedule.type === 'constant')) {
     nativeSchedule = { type: 'constant', milestones: [], gamma: 1 };
   } else if (typeof schedule === 'object' && schedule !== null && schedule.type === 'multistep') {
     const milestones = schedule.milestones ?? [0.5, 0.75];
@@ -311,8 +336,13 @@ export function resolveFitOptions(options: FitOptions | undefined): {
   } else if (typeof schedule === 'object' && schedule !== null && schedule.type === 'cosine') {
     nativeSchedule = { type: 'cosine', milestones: [], gamma: 1 };
   } else {
-    throw new TypeError(`Expected schedule to be 'constant', { type: 'multistep', ... } or { type: 'cosine' } but received ${describe(schedule)}`);
+    throw new TypeError(`Expected schedule to be 'constant', { type: 'constant' | 'multistep' | 'cosine', ... } but received ${describe(schedule)}`);
   }
+  const warm: Warmup = typeof schedule === 'object' ? schedule : {};
+  const warmup = {
+    warmupEpochs: numberIn(warm.warmupEpochs ?? 0, 'schedule.warmupEpochs', (x) => x >= 0, '>= 0', true),
+    warmupStartFactor: numberIn(warm.warmupStartFactor ?? 0.1, 'schedule.warmupStartFactor', (x) => x > 0 && x <= 1, 'in (0, 1]', true),
+  };
   const seed = seedArg(o.seed ?? 0, 'seed');
   const validation = o.validationData === undefined ? undefined : checkDataset(o.validationData, 'validationData');
   let checkpointPath: string | undefined;
@@ -331,7 +361,9 @@ export function resolveFitOptions(options: FitOptions | undefined): {
       epochs: positiveInt(o.epochs ?? 1, 'epochs'),
       batchSize: positiveInt(o.batchSize ?? 64, 'batchSize'),
       optimizer: nativeOpt,
-      schedule: nativeSchedule,
+      schedule: { ...nativeSchedule, ...warmup },
+      labelSmoothing: numberIn(o.labelSmoothing ?? 0, 'labelSmoothing', (x) => x >= 0 && x < 1, 'in [0, 1)', true),
+      clipGradNorm: o.clipGradNorm === undefined ? 0 : numberIn(o.clipGradNorm, 'clipGradNorm', (x) => x > 0, '> 0', true),
       shuffle: boolean(o.shuffle ?? true, 'shuffle'),
       seed,
       dropLast: boolean(o.dropLast ?? false, 'dropLast'),

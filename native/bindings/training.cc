@@ -55,6 +55,10 @@ FitOptions options_from(const Napi::Object& o) {
   } else if (stype == "cosine") {
     f.schedule.type = ScheduleOptions::Type::kCosine;
   }
+  f.schedule.warmup_epochs = number(sched, "warmupEpochs");
+  f.schedule.warmup_start_factor = number(sched, "warmupStartFactor");
+  f.label_smoothing = number(o, "labelSmoothing");
+  f.clip_grad_norm = number(o, "clipGradNorm");
   if (o.Get("checkpointPath").IsString()) {
     f.checkpoint_path = o.Get("checkpointPath").As<Napi::String>().Utf8Value();
     f.checkpoint_every = static_cast<int64_t>(number(o, "checkpointEvery"));

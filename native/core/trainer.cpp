@@ -195,6 +195,14 @@ auto tell_others_on_error(const Parallel& par, Body&& body) -> decltype(body()) 
 
 }  // namespace
 
+double warmup_factor(const ScheduleOptions& s, int64_t step, int64_t batches) {
+  if (s.warmup_epochs <= 0) return 1.0;
+  const double total = s.warmup_epochs * static_cast<double>(batches > 0 ? batches : 1);
+  const double t = batches > 0 ? static_cast<double>(step) : std::floor(static_cast<double>(step));
+  if (t >= total) return 1.0;
+  return s.warmup_start_factor + (1.0 - s.warmup_start_factor) * t / total;
+}
+
 double scheduled_lr(const FitOptions& o, int64_t epoch) {
   const double lr = o.optimizer.lr;
   switch (o.schedule.type) {
@@ -350,7 +358,8 @@ History fit_on(DenseNet& model, BatchSource& train, BatchSource* validation, con
   History history;
   const int64_t batches = train.batches();
   for (int64_t epoch = first_epoch; epoch < o.epochs; ++epoch) {
-    const double lr = scheduled_lr(o, epoch);
+    const double epoch_lr = scheduled_lr(o, epoch);
+    double lr = epoch_lr;
     set_lr(*optimizer, lr);
     model->train();
     const auto epoch_start = Clock::now();
@@ -388,13 +397,19 @@ History fit_on(DenseNet& model, BatchSource& train, BatchSource* validation, con
       auto [x, y] = std::move(*batch);
       x = to_device(x, device);
       y = to_device(y, device);
+      if (o.schedule.warmup_epochs > 0) {
+        // Per step while warming up (streamed data of unknown length: per epoch).
+        lr = epoch_lr * warmup_factor(o.schedule, batches > 0 ? epoch * batches + b : epoch, batches);
+        set_lr(*optimizer, lr);
+      }
       optimizer->zero_grad();
       at::Tensor out;
       {
         PrecisionScope scope(o.precision, device);  // forward only; backward follows the recorded dtypes
         out = model->forward(x);
       }
-      at::Tensor loss = torch::nn::functional::cross_entropy(out.to(at::kFloat), y);
+      at::Tensor loss = torch::nn::functional::cross_entropy(
+          out.to(at::kFloat), y, torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(o.label_smoothing));
       const at::Tensor correct_count = out.detach().argmax(1).eq(y).sum();
       (scaler ? scaler->scale(loss) : loss).backward();
       // The host reads the loss and the correct count once, after backward was queued: on a GPU
@@ -435,7 +450,11 @@ History fit_on(DenseNet& model, BatchSource& train, BatchSource* validation, con
         check_loss();  // the group's loss: every rank stops together
       }
       // With loss scaling, a step whose (summed) gradients overflowed is skipped on every rank.
-      if (!scaler || scaler->unscale(params)) optimizer->step();
+      if (!scaler || scaler->unscale(params)) {
+        // Clipped after the (averaged, unscaled) gradients are final, as clip_grad_norm_ before step().
+        if (o.clip_grad_norm > 0) torch::nn::utils::clip_grad_norm_(params, o.clip_grad_norm);
+        optimizer->step();
+      }
       if (scaler) scaler->update();
       loss_sum += loss_value * static_cast<double>(count);
       correct += batch_correct;

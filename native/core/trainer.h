@@ -28,6 +28,10 @@ struct ScheduleOptions {
   enum class Type { kConstant, kMultiStep, kCosine } type = Type::kConstant;
   std::vector<double> milestones = {0.5, 0.75};  // fractions of the run
   double gamma = 0.1;
+  // Linear warm-up over the first warmup_epochs epochs, per step (torchvision's LinearLR): the
+  // rate is multiplied by warmup_start_factor at the first step, rising to 1. 0: none.
+  double warmup_epochs = 0;
+  double warmup_start_factor = 0.1;
 };
 
 struct FitOptions {
@@ -43,7 +47,13 @@ struct FitOptions {
   int64_t checkpoint_every = 1;
   std::string resume_from;  // empty: start from scratch
   Precision precision = Precision::kFp32;  // of the forward pass (autocast); the update stays float32
+  double label_smoothing = 0;  // cross-entropy against (1 - e) * onehot + e / K
+  double clip_grad_norm = 0;   // > 0: total-norm clipping of the gradients before each update
 };
+
+// The warm-up factor of step `step` (0-based, counted over the run) with `batches` steps per
+// epoch (0 when unknown: the warm-up then goes by whole epochs).
+double warmup_factor(const ScheduleOptions& s, int64_t step, int64_t batches);
 
 struct BatchReport {
   int64_t epoch, batch, batches;  // 1-based epoch and batch
