@@ -181,7 +181,7 @@ fitCase('Adam betas of one value', 'TypeError', /Expected optimizer\.betas to be
 fitCase('milestones out of range', 'RangeError', /Expected schedule\.milestones\[1\] to be a number in \(0, 1\) \(a fraction of the run\) but received 1.5/, { schedule: { type: 'multistep', milestones: [0.5, 1.5] } });
 fitCase('milestones not an array', 'TypeError', /Expected schedule\.milestones to be an array of fractions in \(0, 1\) but received 0.5 of type number/, { schedule: { type: 'multistep', milestones: 0.5 } });
 fitCase('gamma 0', 'RangeError', /Expected schedule\.gamma to be a number in \(0, 1\] but received 0/, { schedule: { type: 'multistep', gamma: 0 } });
-fitCase('an unknown schedule', 'TypeError', /Expected schedule to be 'constant', \{ type: 'multistep', \.\.\. \} or \{ type: 'cosine' \} but received 'linear' of type string/, { schedule: 'linear' });
+fitCase('an unknown schedule', 'TypeError', /Expected schedule to be 'constant', \{ type: 'constant' \| 'multistep' \| 'cosine', \.\.\. \} but received 'linear' of type string/, { schedule: 'linear' });
 fitCase('a signal that is not an AbortSignal', 'TypeError', /Expected signal to be an AbortSignal but received an object of type AbortController/, { signal: new AbortController() });
 fitCase('an unknown option', 'TypeError', /Unknown fit option 'lr'; expected one of epochs, /, { lr: 0.1 });
 fitCase('onBatchEnd not a function', 'TypeError', /Expected onBatchEnd to be a function but received 'log' of type string/, { onBatchEnd: 'log' });
