@@ -1,6 +1,7 @@
 #include "model.h"
 
 #include "../core/compute_thread.h"
+#include "../core/atomic_file.h"
 #include "../core/errors.h"
 #include "../core/precision.h"
 #include "../core/tensor_ops.h"
@@ -246,6 +247,23 @@ Napi::Value ReadWeights(const Napi::CallbackInfo& info) {
           out.Set("metadata", metadata);
           return out;
         });
+  });
+}
+
+Napi::Value WriteFileAtomically(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    const std::string path = info[0].As<Napi::String>().Utf8Value();
+    const auto bytes = info[1].As<Napi::Uint8Array>();
+    // A copy: the JS buffer may change or be collected while the pool writes.
+    std::string data(reinterpret_cast<const char*>(bytes.Data()), bytes.ByteLength());
+    return PromiseWorker<bool>::Start(
+        env,
+        [path, data = std::move(data)]() {
+          write_atomically(path, [&](const WriteBytes& write) { write(data.data(), data.size()); });
+          return true;
+        },
+        [](Napi::Env e, bool&) -> Napi::Value { return e.Undefined(); });
   });
 }
 

@@ -50,4 +50,8 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
 // readWeights(path) -> Promise<{ tensors: Record<string, NativeTensor>, metadata: Record<string, string> }>
 Napi::Value ReadWeights(const Napi::CallbackInfo& info);
 
+// writeFileAtomically(path, bytes) -> Promise<void>: replaces the file with the bytes, crash-safe
+// (native/core/atomic_file.h), on libuv's pool. For files written from JS (ONNX export).
+Napi::Value WriteFileAtomically(const Napi::CallbackInfo& info);
+
 }  // namespace densetorch::bindings

@@ -40,13 +40,8 @@ constexpr bool kOwnConv3x3OnAvx512 = false;
 }  // namespace
 
 bool own_conv3x3() {
-  static const bool on = [] {
-    const std::string asked =
-        env_choice("DENSETORCH_WINOGRAD", {"auto", "1", "0", "true", "false", "on", "off", "yes", "no"}, "auto");
-    if (asked == "0" || asked == "false" || asked == "off" || asked == "no") return false;
-    if (asked != "auto") return true;
-    return kernels::capability() == kernels::Capability::kAvx2 || kOwnConv3x3OnAvx512;
-  }();
+  static const bool on = env_flag_or_auto("DENSETORCH_WINOGRAD")
+                             .value_or(kernels::capability() == kernels::Capability::kAvx2 || kOwnConv3x3OnAvx512);
   return on;
 }
 

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <initializer_list>
+#include <optional>
 #include <string>
 
 namespace densetorch {
@@ -17,17 +18,34 @@ inline std::string lower(std::string s) {
   std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   return s;
 }
+// A switch's value (lower case): 1/true/on/yes or 0/false/off/no; anything else: none.
+inline std::optional<bool> switch_value(const std::string& v) {
+  if (v == "1" || v == "true" || v == "on" || v == "yes") return true;
+  if (v == "0" || v == "false" || v == "off" || v == "no") return false;
+  return std::nullopt;
+}
 }  // namespace detail
 
 // A boolean switch: 1/true/on/yes or 0/false/off/no (any case); unset or empty: `fallback`.
 inline bool env_flag(const char* name, bool fallback) {
   const char* raw = std::getenv(name);
   if (raw == nullptr || *raw == '\0') return fallback;
-  const std::string v = detail::lower(raw);
-  if (v == "1" || v == "true" || v == "on" || v == "yes") return true;
-  if (v == "0" || v == "false" || v == "off" || v == "no") return false;
+  if (const auto v = detail::switch_value(detail::lower(raw))) return *v;
   std::fprintf(stderr, "densetorch: ignoring %s='%s' (expected 1 or 0); using %d\n", name, raw, fallback ? 1 : 0);
   return fallback;
+}
+
+// A switch that may also be left to densetorch: the values of env_flag, or auto; unset, empty,
+// auto or not understood (reported on stderr): none.
+inline std::optional<bool> env_flag_or_auto(const char* name) {
+  const char* raw = std::getenv(name);
+  if (raw == nullptr || *raw == '\0') return std::nullopt;
+  const std::string v = detail::lower(raw);
+  if (v == "auto") return std::nullopt;
+  if (const auto on = detail::switch_value(v)) return on;
+  std::fprintf(stderr, "densetorch: ignoring %s='%s' (expected one of auto, 1, 0, true, false, on, off, yes, no)\n",
+               name, raw);
+  return std::nullopt;
 }
 
 // One of `allowed` (any case); unset or empty: `fallback`.

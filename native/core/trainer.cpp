@@ -198,7 +198,7 @@ auto tell_others_on_error(const Parallel& par, Body&& body) -> decltype(body()) 
 double warmup_factor(const ScheduleOptions& s, int64_t step, int64_t batches) {
   if (s.warmup_epochs <= 0) return 1.0;
   const double total = s.warmup_epochs * static_cast<double>(batches > 0 ? batches : 1);
-  const double t = batches > 0 ? static_cast<double>(step) : std::floor(static_cast<double>(step));
+  const double t = static_cast<double>(step);
   if (t >= total) return 1.0;
   return s.warmup_start_factor + (1.0 - s.warmup_start_factor) * t / total;
 }

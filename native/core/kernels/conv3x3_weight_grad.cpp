@@ -6,22 +6,13 @@ namespace densetorch::conv3x3 {
 
 namespace {
 
-
-#ifdef DT_KERNELS_X86
 const kernels::KernelTable<kernels::WeightGradRowsFn> kWeightGrad{kernels::portable::conv3x3_weight_grad_rows,
-                                                                   kernels::avx2::conv3x3_weight_grad_rows};
-#else
-const kernels::KernelTable<kernels::WeightGradRowsFn> kWeightGrad{kernels::portable::conv3x3_weight_grad_rows};
-#endif
-
-const kernels::Variant<kernels::WeightGradRowsFn>& variant() {
-  static const kernels::Variant<kernels::WeightGradRowsFn> v = kWeightGrad.selected();
-  return v;
-}
+                                                                   DT_X86(kernels::avx2::conv3x3_weight_grad_rows),
+                                                                   nullptr};
 
 int row_block() {
 #ifdef DT_KERNELS_X86
-  if (variant().isa == kernels::Capability::kAvx2) return kernels::avx2::conv3x3_weight_rows();
+  if (kWeightGrad.selected().isa == kernels::Capability::kAvx2) return kernels::avx2::conv3x3_weight_rows();
 #endif
   return kernels::portable::conv3x3_weight_rows();
 }
@@ -30,13 +21,13 @@ int row_block() {
 
 bool weight_grad_available(int64_t n, int64_t c) { return n > 0 && n % row_block() == 0 && c > 0 && c % 16 == 0; }
 
-bool accelerated() { return variant().isa != kernels::Capability::kDefault; }
+bool accelerated() { return kWeightGrad.selected().isa != kernels::Capability::kDefault; }
 
-const char* kernel_name() { return kernels::name(variant().isa); }
+const char* kernel_name() { return kernels::name(kWeightGrad.selected().isa); }
 
 void weight_grad_rows(const float* grad, int64_t n, const float* x, int64_t c, int64_t row, int64_t begin,
                       int64_t end, float* grad_weight) {
-  variant().fn(grad, n, x, c, row, begin, end, grad_weight);
+  kWeightGrad.selected().fn(grad, n, x, c, row, begin, end, grad_weight);
 }
 
 }  // namespace densetorch::conv3x3

@@ -1,6 +1,7 @@
 // One table per kernel, in the style of ATen's DispatchStub: a portable variant always
 // registered, ISA variants where they are compiled, and the variant this process runs picked
-// once from capability() (the best registered at or below it).
+// once, when the table is built (as the addon loads), from capability(): the best registered at
+// or below it.
 #pragma once
 
 #include "cpu_capability.h"
@@ -14,20 +15,34 @@ struct Variant {
   Capability isa;
 };
 
+// The ISA variants are compiled for x86-64 only: DT_X86(avx2::rows) names one there, null elsewhere.
+#if defined(__x86_64__) && defined(__GNUC__)
+#define DT_KERNELS_X86 1
+#define DT_X86(fn) fn
+#else
+#define DT_X86(fn) nullptr
+#endif
+
 template <class Fn>
-struct KernelTable {
-  Fn portable;            // plain C++: any CPU (also the reference the tests compare against)
-  Fn avx2 = nullptr;      // AVX2 + FMA
-  Fn avx512 = nullptr;    // AVX-512F
+class KernelTable {
+ public:
+  // portable: plain C++, any CPU (also the reference the tests compare against); avx2: AVX2 +
+  // FMA; avx512: AVX-512F (null where not compiled).
+  KernelTable(Fn portable, Fn avx2, Fn avx512)
+      : portable_(portable), avx2_(avx2), avx512_(avx512), selected_(at(capability())) {}
 
   // The best variant at or below `cap`.
   Variant<Fn> at(Capability cap) const {
-    if (cap >= Capability::kAvx512 && avx512 != nullptr) return {avx512, Capability::kAvx512};
-    if (cap >= Capability::kAvx2 && avx2 != nullptr) return {avx2, Capability::kAvx2};
-    return {portable, Capability::kDefault};
+    if (cap >= Capability::kAvx512 && avx512_ != nullptr) return {avx512_, Capability::kAvx512};
+    if (cap >= Capability::kAvx2 && avx2_ != nullptr) return {avx2_, Capability::kAvx2};
+    return {portable_, Capability::kDefault};
   }
   // The variant this process runs.
-  Variant<Fn> selected() const { return at(capability()); }
+  const Variant<Fn>& selected() const { return selected_; }
+
+ private:
+  Fn portable_, avx2_, avx512_;
+  Variant<Fn> selected_;
 };
 
 }  // namespace densetorch::kernels

@@ -8,47 +8,34 @@ namespace densetorch::norm_gemm {
 
 using kernels::Capability;
 using kernels::KernelTable;
-using kernels::Variant;
 
 namespace {
 
-#ifdef DT_KERNELS_X86
-const KernelTable<kernels::RowsFn> kRows{kernels::portable::rows, kernels::avx2::rows, kernels::avx512::rows};
+// Both tables register the same instruction sets, so both pick the same.
+const KernelTable<kernels::RowsFn> kRows{kernels::portable::rows, DT_X86(kernels::avx2::rows),
+                                         DT_X86(kernels::avx512::rows)};
 const KernelTable<kernels::BackwardRowsFn> kBackwardRows{kernels::portable::backward_rows,
-                                                         kernels::avx2::backward_rows, kernels::avx512::backward_rows};
-#else
-const KernelTable<kernels::RowsFn> kRows{kernels::portable::rows};
-const KernelTable<kernels::BackwardRowsFn> kBackwardRows{kernels::portable::backward_rows};
-#endif
-
-// Picked once per process. Both tables register the same instruction sets, so both pick the same.
-const Variant<kernels::RowsFn>& rows_variant() {
-  static const Variant<kernels::RowsFn> v = kRows.selected();
-  return v;
-}
-const Variant<kernels::BackwardRowsFn>& backward_variant() {
-  static const Variant<kernels::BackwardRowsFn> v = kBackwardRows.selected();
-  return v;
-}
+                                                         DT_X86(kernels::avx2::backward_rows),
+                                                         DT_X86(kernels::avx512::backward_rows)};
 
 }  // namespace
 
 bool available(int64_t n) { return n > 0 && n % 16 == 0; }
 
-bool accelerated() { return rows_variant().isa != Capability::kDefault; }
+bool accelerated() { return kRows.selected().isa != Capability::kDefault; }
 
-const char* kernel_name() { return kernels::name(rows_variant().isa); }
+const char* kernel_name() { return kernels::name(kRows.selected().isa); }
 
 int64_t padded_k(int64_t k) { return (k + 15) / 16 * 16; }
 
 void pack_weight(const float* w, int64_t n, int64_t k, float* packed) {
-  kernels::pack_panels(w, n, k, packed, kernels::vector_width(rows_variant().isa));
+  kernels::pack_panels(w, n, k, packed, kernels::vector_width(kRows.selected().isa));
 }
 
-void rows(const Args& a, int64_t begin, int64_t end) { rows_variant().fn(a, begin, end); }
+void rows(const Args& a, int64_t begin, int64_t end) { kRows.selected().fn(a, begin, end); }
 
 void pack_backward_weight(const float* w, int64_t n, int64_t k, float* packed) {
-  const int64_t width = kernels::vector_width(backward_variant().isa), kp = padded_k(k);
+  const int64_t width = kernels::vector_width(kBackwardRows.selected().isa), kp = padded_k(k);
   for (int64_t c0 = 0; c0 < kp; c0 += kernels::kDataVectors * width) {
     const int64_t pw = std::min<int64_t>(kernels::kDataVectors * width, kp - c0);
     float* panel = packed + c0 * n;
@@ -57,7 +44,7 @@ void pack_backward_weight(const float* w, int64_t n, int64_t k, float* packed) {
   }
 }
 
-void backward_rows(const BackwardArgs& a, int64_t begin, int64_t end) { backward_variant().fn(a, begin, end); }
+void backward_rows(const BackwardArgs& a, int64_t begin, int64_t end) { kBackwardRows.selected().fn(a, begin, end); }
 
 }  // namespace densetorch::norm_gemm
 

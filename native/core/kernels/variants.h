@@ -13,10 +13,6 @@
 #include <algorithm>
 #include <cstdint>
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#define DT_KERNELS_X86 1
-#endif
-
 namespace densetorch::kernels {
 
 // The names the micro-kernel sources use.

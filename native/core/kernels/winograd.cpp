@@ -8,33 +8,20 @@ namespace densetorch::winograd {
 
 namespace {
 
-#ifdef DT_KERNELS_X86
+// Both tables register the same instruction sets, so both pick the same.
 const kernels::KernelTable<kernels::WinogradTilesFn> kTiles{kernels::portable::winograd_tiles,
-                                                            kernels::avx2::winograd_tiles};
+                                                            DT_X86(kernels::avx2::winograd_tiles), nullptr};
 const kernels::KernelTable<kernels::WinogradGradTilesFn> kGradTiles{kernels::portable::winograd_weight_grad_tiles,
-                                                                    kernels::avx2::winograd_weight_grad_tiles};
-#else
-const kernels::KernelTable<kernels::WinogradTilesFn> kTiles{kernels::portable::winograd_tiles};
-const kernels::KernelTable<kernels::WinogradGradTilesFn> kGradTiles{kernels::portable::winograd_weight_grad_tiles};
-#endif
-
-// Picked once per process; both tables register the same instruction sets.
-const kernels::Variant<kernels::WinogradTilesFn>& variant() {
-  static const kernels::Variant<kernels::WinogradTilesFn> v = kTiles.selected();
-  return v;
-}
-const kernels::Variant<kernels::WinogradGradTilesFn>& grad_variant() {
-  static const kernels::Variant<kernels::WinogradGradTilesFn> v = kGradTiles.selected();
-  return v;
-}
+                                                                    DT_X86(kernels::avx2::winograd_weight_grad_tiles),
+                                                                    nullptr};
 
 }  // namespace
 
 bool available(int64_t c, int64_t k) { return c > 0 && k > 0; }
 
-bool accelerated() { return variant().isa != kernels::Capability::kDefault; }
+bool accelerated() { return kTiles.selected().isa != kernels::Capability::kDefault; }
 
-const char* kernel_name() { return kernels::name(variant().isa); }
+const char* kernel_name() { return kernels::name(kTiles.selected().isa); }
 
 int64_t channels(int64_t n) { return (n + 7) / 8 * 8; }
 
@@ -61,15 +48,15 @@ void pack_weight(const float* w, int64_t k, int64_t c, float* packed) {
         for (int col = 0; col < 4; ++col) u[((4 * r + col) * kp + o) * cp + i] = row[col];
       }
     }
-  const int64_t width = kernels::vector_width(variant().isa);
+  const int64_t width = kernels::vector_width(kTiles.selected().isa);
   for (int p = 0; p < 16; ++p) kernels::pack_panels(u.data() + p * kp * cp, kp, cp, packed + p * kp * cp, width);
 }
 
 int64_t tile_count(int64_t N, int64_t H, int64_t W) { return N * ((H + 1) / 2) * ((W + 1) / 2); }
 
-void tiles(const Args& a, int64_t begin, int64_t end) { variant().fn(a, begin, end); }
+void tiles(const Args& a, int64_t begin, int64_t end) { kTiles.selected().fn(a, begin, end); }
 
-void weight_grad_tiles(const GradArgs& a, int64_t begin, int64_t end, float* u) { grad_variant().fn(a, begin, end, u); }
+void weight_grad_tiles(const GradArgs& a, int64_t begin, int64_t end, float* u) { kGradTiles.selected().fn(a, begin, end, u); }
 
 void weight_grad_finish(const float* u, int64_t k, int64_t c, float* grad_weight) {
   // G^T = [[1, 1/2, 1/2, 0], [0, 1/2, -1/2, 0], [0, 1/2, 1/2, 1]]: (G^T u) G, for every (j, i).
