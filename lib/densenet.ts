@@ -15,7 +15,7 @@ import { METADATA_CLASSES_KEY, METADATA_CONFIG_KEY, METADATA_VERSION_KEY, PACKAG
 import { Classification, topClasses } from './classify';
 import type { Normalize } from './datasets';
 import { checkInputSpec, InputSpec, METADATA_INPUT_KEY } from './input-spec';
-import { onnxBytes, OnnxExportOptions, resolveOnnxOptions, writeAtomically } from './onnx';
+import { onnxBytes, OnnxExportOptions, resolveOnnxOptions } from './onnx';
 import { logFitEvent, RunLog } from './tensorboard';
 
 export { cifarConfig, PRESETS, resolveConfig };
@@ -315,7 +315,7 @@ export class DenseNet {
    * go into the file's `metadata_props`. Written atomically.
    * @param file - the target path (parent folder must exist)
    * @param options - `opset` (13-21, default 17), `dynamicBatch` (default true), `foldBatchNorm` (default true)
-   * @throws {TypeError | RangeError} for bad options; {BusyError} while `fit` runs
+   * @throws {TypeError | RangeError} for bad options; {BusyError} while `fit` runs; {NativeError} when the file system refuses (the message says why)
    * @example
    * ```js
    * await model.exportOnnx('densenet.onnx');
@@ -327,7 +327,8 @@ export class DenseNet {
     const o = resolveOnnxOptions(options);
     this.#refuseWhileFitting('exportOnnx()');
     const bytes = await this.#queue.submit(async () => onnxBytes(this, o), 'exportOnnx()', { maxQueue: Infinity });
-    writeAtomically(target, bytes);
+    // The weights' crash-safe writer (native/core/atomic_file), as save() uses.
+    await addon().writeFileAtomically(target, bytes);
   }
 
   /**
@@ -438,17 +439,6 @@ export class DenseNet {
     if (this.#queue.depth > 0) {
       throw new BusyError(`fit() refused: ${this.#queue.depth} predict/evaluate/save call(s) are queued or running on this model; await them first`);
     }
-    if (o.logDir !== undefined) {
-      log = new RunLog(o.logDir);
-      const { optimizer, schedule } = o.native;
-      log.hparams({
-        epochs: o.native.epochs, batchSize: o.native.batchSize, optimizer: optimizer.type, lr: optimizer.lr, weightDecay: optimizer.weightDecay,
-        ...(optimizer.type === 'sgd' ? { momentum: optimizer.momentum, nesterov: optimizer.nesterov } : {}),
-        schedule: schedule.type, seed: o.native.seed, precision: o.native.precision, shuffle: o.native.shuffle,
-        growthRate: this.#config.growthRate, blockConfig: this.#config.blockConfig.join('-'), bnSize: this.#config.bnSize,
-        compression: this.#config.compression, memoryEfficient: this.#config.memoryEfficient,
-      });
-    }
     const train = openDataset(data, o.native.batchSize, o.native.shuffle, o.native.seed, o.native.dropLast);
     const validation = o.validation && openDataset(o.validation, o.native.batchSize, false, o.native.seed);
     const closeData = (): void => {
@@ -458,6 +448,18 @@ export class DenseNet {
     };
     let running: ReturnType<NativeModelHandle['fit']>;
     try {
+      // Logs open last, inside the cleanup: a refused start leaves no open file behind.
+      if (o.logDir !== undefined) {
+        log = new RunLog(o.logDir);
+        const { optimizer, schedule } = o.native;
+        log.hparams({
+          epochs: o.native.epochs, batchSize: o.native.batchSize, optimizer: optimizer.type, lr: optimizer.lr, weightDecay: optimizer.weightDecay,
+          ...(optimizer.type === 'sgd' ? { momentum: optimizer.momentum, nesterov: optimizer.nesterov } : {}),
+          schedule: schedule.type, seed: o.native.seed, precision: o.native.precision, shuffle: o.native.shuffle,
+          growthRate: this.#config.growthRate, blockConfig: this.#config.blockConfig.join('-'), bnSize: this.#config.bnSize,
+          compression: this.#config.compression, memoryEfficient: this.#config.memoryEfficient,
+        });
+      }
       running = this.#native.fit(train.native, { ...o.native, validationData: validation?.native }, onEvent, o.onBatchEnd !== undefined || log !== undefined);
     } catch (err) {
       closeData();

@@ -7,7 +7,7 @@ import { describe, DataError } from './errors';
 import { tensor, Tensor } from './tensor';
 import { knownOptions, normalizeArg, positiveInt } from './validate';
 import { centerCropBox, checkTransform, CustomTransform, evalResizeFor, planFor, Plan, Random, resizeShorterEdge, sampleRandom, Transform } from './data/transforms';
-import { describeInputSpec, InputSpec } from './input-spec';
+import { describeInputSpec, imageInputSpec, InputSpec } from './input-spec';
 import type { Normalize } from './datasets';
 
 /** ImageNet's per-channel mean and std (RGB), torchvision's normalisation for its pretrained models. */
@@ -155,13 +155,16 @@ async function custom(lib: SharpModule, input: Buffer, size: number, transform: 
 
 /** Writes RGB pixels (HWC uint8) into `out` at image `index` as normalised CHW float32. */
 export function toChw(pixels: Uint8Array, size: number, normalize: Normalize | false, out: Float32Array, index: number): void {
-  const plane = size * size;
-  const base = index * 3 * plane;
-  for (let c = 0; c < 3; c++) {
-    const scale = normalize ? 1 / (255 * normalize.std[c]) : 1 / 255;
-    const shift = normalize ? normalize.mean[c] / normalize.std[c] : 0;
+  const scale = [0, 1, 2].map((c) => (normalize ? 1 / (255 * normalize.std[c]) : 1 / 255));
+  const shift = [0, 1, 2].map((c) => (normalize ? normalize.mean[c] / normalize.std[c] : 0));
+  writeChw(pixels, 3, size * size, scale, shift, out, index * 3 * size * size);
+}
+
+/** HWC uint8 pixels (`channels` per pixel, `plane` pixels) into `out` from `base` as CHW float32: pixel * scale[c] - shift[c]. */
+function writeChw(pixels: Uint8Array, channels: number, plane: number, scale: readonly number[], shift: readonly number[], out: Float32Array, base: number): void {
+  for (let c = 0; c < channels; c++) {
     const target = base + c * plane;
-    for (let p = 0; p < plane; p++) out[target + p] = pixels[p * 3 + c] * scale - shift;
+    for (let p = 0; p < plane; p++) out[target + p] = pixels[p * channels + c] * scale[c] - shift[c];
   }
 }
 
@@ -199,17 +202,10 @@ export async function read(source: string | Buffer, options: ReadOptions = {}): 
 
 /** The spec a model without one is given: the guess densetorch made before models carried one. */
 export function guessedInputSpec(model: ModelInput): InputSpec {
-  const channels = model.config.inChannels === 1 ? 1 : 3;
   const size = model.config.stem === 'cifar' ? 32 : 224;
-  return {
-    channels, height: size, width: size,
-    resize: 'center-crop',
-    resizeShorterEdge: evalResizeFor(size),
-    channelOrder: channels === 1 ? 'gray' : 'rgb',
-    valueRange: [0, 1],
-    mean: channels === 1 ? [0] : [...IMAGENET_NORMALIZE.mean],
-    std: channels === 1 ? [1] : [...IMAGENET_NORMALIZE.std],
-  };
+  return model.config.inChannels === 1
+    ? imageInputSpec(1, size, size, 'center-crop', undefined)
+    : imageInputSpec(3, size, size, 'center-crop', IMAGENET_NORMALIZE);
 }
 
 const warnedModels = new WeakSet<object>();
@@ -236,6 +232,7 @@ async function pixelsFor(source: string | Buffer, spec: InputSpec): Promise<Uint
     if (spec.resize === 'center-crop' && spec.resizeShorterEdge === evalResizeFor(spec.height)) {
       // The 'eval' transform of image folders, so that a file reads as its evaluation batches do.
       const rgbPixels = await decodeImage(input, spec.height, 'eval', sampleRandom(0, 0, 0));
+      if (spec.channels === 3) return rgbPixels;
       image = lib(Buffer.from(rgbPixels.buffer, rgbPixels.byteOffset, rgbPixels.length), { raw: { width: spec.width, height: spec.height, channels: 3 } });
     } else {
       const { width, height } = await lib(input).metadata();
@@ -265,10 +262,7 @@ export async function readForModel(source: string | Buffer, model: ModelInput): 
   const { channels: C, height: H, width: W } = spec;
   const [lo, hi] = spec.valueRange;
   const out = new Float32Array(C * H * W);
-  for (let c = 0; c < C; c++) {
-    const scale = (hi - lo) / 255 / spec.std[c];
-    const shift = (lo - spec.mean[c]) / spec.std[c];
-    for (let p = 0; p < H * W; p++) out[c * H * W + p] = pixels[p * C + c] * scale + shift;
-  }
+  // pixel / 255 scaled into [lo, hi], then (value - mean) / std.
+  writeChw(pixels, C, H * W, spec.std.map((std) => (hi - lo) / 255 / std), spec.mean.map((mean, c) => (mean - lo) / spec.std[c]), out, 0);
   return tensor(out, [1, C, H, W]);
 }

@@ -42,11 +42,6 @@ export interface InputSpec {
   readonly std: readonly number[];
 }
 
-/** torchvision's evaluation resize for a crop of `size`: the shorter edge to size·256/224 (image folders' 'eval'). */
-export function evalShorterEdge(size: number): number {
-  return evalResizeFor(size);
-}
-
 /**
  * The input spec of 8-bit images of `channels` x `height` x `width` scaled to [0, 1] and normalised
  * by `normalize` (none: mean 0, std 1).
@@ -58,7 +53,7 @@ export function imageInputSpec(channels: number, height: number, width: number, 
     height,
     width,
     resize,
-    ...(resize === 'center-crop' ? { resizeShorterEdge: evalShorterEdge(Math.min(height, width)) } : {}),
+    ...(resize === 'center-crop' ? { resizeShorterEdge: evalResizeFor(Math.min(height, width)) } : {}),
     channelOrder: channels === 1 ? 'gray' : 'rgb',
     valueRange: Object.freeze([0, 1]) as readonly [number, number],
     mean: Object.freeze(normalize ? [...normalize.mean] : new Array<number>(channels).fill(0)),
@@ -97,7 +92,7 @@ export function checkInputSpec(value: unknown, inChannels: number, what = 'input
   };
   const mean = perChannel(o.mean ?? new Array<number>(channels).fill(0), 'mean', false);
   const std = perChannel(o.std ?? new Array<number>(channels).fill(1), 'std', true);
-  const shorter = resize === 'center-crop' ? positiveInt(o.resizeShorterEdge ?? evalShorterEdge(height), `${what}.resizeShorterEdge`) : undefined;
+  const shorter = resize === 'center-crop' ? positiveInt(o.resizeShorterEdge ?? evalResizeFor(height), `${what}.resizeShorterEdge`) : undefined;
   if (shorter !== undefined && shorter < height) throw new RangeError(`${what}.resizeShorterEdge (${shorter}) must be at least the crop (${height})`);
   return Object.freeze({
     channels, height, width, resize,

@@ -100,6 +100,8 @@ export interface Addon {
   NativeFeeder: new (size: number, batches: number, capacity: number,
     onRequest: (generation: number, epoch: number, train: boolean, start: boolean) => void) => NativeFeederHandle;
   readWeights(path: string): Promise<NativeWeightFile>;
+  /** Replaces a file with `bytes`, crash-safe (temporary file, fsync, rename, folder fsync). */
+  writeFileAtomically(path: string, bytes: Uint8Array): Promise<void>;
   distributed: NativeDistributed;
   /** The CUDA caching allocator's counters and controls (lib/cuda.ts). */
   cuda: {

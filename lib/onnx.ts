@@ -4,8 +4,6 @@
  * The graph follows torchvision's DenseNet (features.*, classifier), so names in the file match
  * the state dict's keys.
  */
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { onnx } from 'onnx-proto';
 import type { DenseNetConfig } from './config';
 import type { InputSpec } from './input-spec';
@@ -206,16 +204,4 @@ export function onnxBytes(model: ExportSource, options: Required<OnnxExportOptio
     metadataProps: metadata,
   });
   return onnx.ModelProto.encode(proto).finish();
-}
-
-/** Writes `bytes` to `file` atomically (a temporary file in the same folder, then a rename). */
-export function writeAtomically(file: string, bytes: Uint8Array): void {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
-  try {
-    fs.writeFileSync(tmp, bytes);
-    fs.renameSync(tmp, file);
-  } catch (err) {
-    fs.rmSync(tmp, { force: true });
-    throw err;
-  }
 }

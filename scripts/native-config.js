@@ -89,6 +89,19 @@ function libtorch() {
 }
 
 /**
+ * The compiler arguments of a C++ program of `sources` built against LibTorch `lt` (from
+ * libtorch()) into `exe`, with OpenMP as the addon (so at::parallel_for runs on several threads):
+ * the C++ tests (test/native) and the benchmarks' programs (bench/native).
+ */
+function programArgs(lt, sources, exe, { opt = '-O2' } = {}) {
+  return [
+    '-std=c++20', opt, '-D_GLIBCXX_USE_CXX11_ABI=1', ...lt.includeDirs.flatMap((d) => ['-isystem', d]),
+    ...sources, '-o', exe, `-L${lt.libDir}`, `-Wl,-rpath,${lt.libDir}`, '-lc10', '-ltorch_cpu', '-ltorch', '-pthread',
+    ...(process.platform === 'linux' ? ['-fopenmp'] : []),
+  ];
+}
+
+/**
  * gloo's headers for the distributed part (lib/gloo.ts; found, never fetched, here: the build
  * script fetches them first). `DENSETORCH_GLOO_ROOT`, set by build-native.js, pins the folder
  * found there so that every query of one build agrees.
@@ -161,7 +174,7 @@ function main(what) {
   }
 }
 
-module.exports = { writeRecord, nativeSources, sources, unityGroups, splitBySize, libtorch, gloo };
+module.exports = { writeRecord, nativeSources, sources, unityGroups, splitBySize, libtorch, gloo, programArgs };
 
 if (require.main === module) {
   try {

@@ -9,8 +9,6 @@ const { spawnSync } = require('node:child_process');
 const { ROOT } = require('./helpers');
 const nativeConfig = require('../scripts/native-config.js');
 
-// As the addon is built (binding.gyp): with OpenMP, so at::parallel_for runs on several threads.
-
 /** The instruction sets this CPU offers densetorch's kernels ('avx2' means AVX2 with FMA). */
 function cpuIsas() {
   let flags = '';
@@ -34,7 +32,6 @@ function variantEnvs(extra = []) {
   else console.log(`      (the AVX2 variant on an AVX-512 CPU is not run: this CPU has ${isas.avx2 ? 'AVX2 only' : 'neither AVX2 + FMA nor AVX-512, so only the portable variant runs'})`);
   return envs;
 }
-const OPENMP = process.platform === 'linux' ? ['-fopenmp'] : [];
 
 /** Compiles a C++ test and runs it once per entry of `envs` (extra environment variables). */
 function compileAndRun(source, envs = [{}]) {
@@ -42,11 +39,7 @@ function compileAndRun(source, envs = [{}]) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'densetorch-cpp-'));
   const exe = path.join(dir, path.basename(source, '.cpp'));
   try {
-    const compile = spawnSync(process.env.CXX || 'g++', [
-      '-std=c++20', '-O1', '-D_GLIBCXX_USE_CXX11_ABI=1', ...lt.includeDirs.flatMap((d) => ['-isystem', d]),
-      path.join(ROOT, source), '-o', exe, `-L${lt.libDir}`, `-Wl,-rpath,${lt.libDir}`, '-lc10', '-ltorch_cpu', '-ltorch', '-pthread',
-      ...OPENMP,
-    ], { encoding: 'utf8' });
+    const compile = spawnSync(process.env.CXX || 'g++', nativeConfig.programArgs(lt, [path.join(ROOT, source)], exe, { opt: '-O1' }), { encoding: 'utf8' });
     assert.equal(compile.status, 0, compile.stderr);
     const runs = envs.map((env) => spawnSync(exe, [], { encoding: 'utf8', timeout: 60000, env: { ...process.env, ...env } }));
     return envs.length === 1 ? runs[0] : runs;

@@ -22,11 +22,8 @@ function benchTool(name) {
   if (fs.existsSync(exe)) return exe;
   fs.mkdirSync(dir, { recursive: true });
   console.error(`bench: compiling ${path.relative(ROOT, main)} (once)`);
-  execFileSync(process.env.CXX || 'g++', [
-    '-std=c++20', '-O2', '-D_GLIBCXX_USE_CXX11_ABI=1', ...lt.includeDirs.flatMap((d) => ['-isystem', d]),
-    main, path.join(__dirname, `${name}.cpp`), '-o', exe, `-L${lt.libDir}`, `-Wl,-rpath,${lt.libDir}`,
-    '-lc10', '-ltorch_cpu', '-ltorch', '-pthread', '-fopenmp',
-  ], { stdio: ['ignore', 'inherit', 'inherit'] });
+  execFileSync(process.env.CXX || 'g++', nativeConfig.programArgs(lt, [main, path.join(__dirname, `${name}.cpp`)], exe),
+    { stdio: ['ignore', 'inherit', 'inherit'] });
   return exe;
 }
 
