@@ -69,6 +69,11 @@ interface TrainFlags extends LauncherFlags {
   warmupEpochs?: number;
   labelSmoothing?: number;
   clipGradNorm?: number;
+  mixupAlpha?: number;
+  cutmixAlpha?: number;
+  emaDecay?: number;
+  emaSteps?: number;
+  accumulate?: number;
   memoryEfficient: boolean;
   threads?: number;
   seed: number;
@@ -234,6 +239,10 @@ async function trainIn(dt: Densetorch, flags: TrainFlags, lead: boolean, log: (l
       resumeFrom: flags.resume,
       ...(flags.labelSmoothing !== undefined ? { labelSmoothing: flags.labelSmoothing } : {}),
       ...(flags.clipGradNorm !== undefined ? { clipGradNorm: flags.clipGradNorm } : {}),
+      ...(flags.mixupAlpha !== undefined ? { mixup: { alpha: flags.mixupAlpha } } : {}),
+      ...(flags.cutmixAlpha !== undefined ? { cutmix: { alpha: flags.cutmixAlpha } } : {}),
+      ...(flags.emaDecay !== undefined ? { ema: { decay: flags.emaDecay, everySteps: flags.emaSteps ?? 1 } } : {}),
+      ...(flags.accumulate !== undefined ? { accumulateSteps: flags.accumulate } : {}),
       // Only the first rank writes logs (every rank sees the group's figures).
       ...(flags.logdir && lead ? { logDir: flags.logdir } : {}),
       onBatchEnd: (b) => {
@@ -250,11 +259,12 @@ async function trainIn(dt: Densetorch, flags: TrainFlags, lead: boolean, log: (l
       },
       onEpochEnd: (e) => {
         if (tty) bar.stop();
-        log(`epoch ${e.epoch}/${flags.epochs}: loss ${fmt(e.loss)} acc ${fmt(e.accuracy)} | test loss ${fmt(e.valLoss)} acc ${fmt(e.valAccuracy)} | lr ${e.lr.toPrecision(3)} | ${e.seconds.toFixed(1)} s, ${e.imagesPerSecond.toFixed(0)} img/s`);
+        log(`epoch ${e.epoch}/${flags.epochs}: loss ${fmt(e.loss)} acc ${fmt(e.accuracy)} | test loss ${fmt(e.valLoss)} acc ${fmt(e.valAccuracy)}${e.emaValAccuracy !== null ? ` (EMA ${fmt(e.emaValAccuracy)})` : ''} | lr ${e.lr.toPrecision(3)} | ${e.seconds.toFixed(1)} s, ${e.imagesPerSecond.toFixed(0)} img/s`);
       },
     });
-    const rows = [['epoch', 'loss', 'accuracy', 'test loss', 'test accuracy', 'lr', 'seconds']];
-    for (const e of history.epochs) rows.push([String(e.epoch), fmt(e.loss), fmt(e.accuracy), fmt(e.valLoss), fmt(e.valAccuracy), e.lr.toPrecision(3), e.seconds.toFixed(1)]);
+    const ema = history.epochs.some((e) => e.emaValAccuracy !== null);
+    const rows = [['epoch', 'loss', 'accuracy', 'test loss', 'test accuracy', ...(ema ? ['EMA test accuracy'] : []), 'lr', 'seconds']];
+    for (const e of history.epochs) rows.push([String(e.epoch), fmt(e.loss), fmt(e.accuracy), fmt(e.valLoss), fmt(e.valAccuracy), ...(ema ? [fmt(e.emaValAccuracy)] : []), e.lr.toPrecision(3), e.seconds.toFixed(1)]);
     log(`\n${table(rows)}\n`);
     if (!lead) return;
     await model.save(flags.out);
@@ -356,6 +366,11 @@ export function program(): Command {
     .option('--warmup-epochs <n>', 'linear warm-up of the rate over n epochs, per step (from 0.1 of it)', positive('--warmup-epochs'))
     .option('--label-smoothing <e>', 'label smoothing in [0, 1) (cross-entropy against (1-e)*onehot + e/K)', positive('--label-smoothing'))
     .option('--clip-grad-norm <max>', 'clip the gradients to this total norm before each update', positive('--clip-grad-norm'))
+    .option('--mixup-alpha <a>', 'MixUp of each batch with lambda ~ Beta(a, a) (with --cutmix-alpha: one of the two per batch)', positive('--mixup-alpha'))
+    .option('--cutmix-alpha <a>', 'CutMix of each batch with lambda ~ Beta(a, a)', positive('--cutmix-alpha'))
+    .option('--ema-decay <d>', 'keep an exponential moving average of the weights (e.g. 0.9998), evaluated every epoch and saved', positive('--ema-decay'))
+    .option('--ema-steps <n>', 'optimizer steps between updates of the average', int('--ema-steps'))
+    .option('--accumulate <n>', 'sum the gradients of n batches before each update', int('--accumulate'))
     .option('--memory-efficient', 'memory-efficient concatenation (Pleiss et al.)', false)
     .addOption(precisionOption())
     .option('--threads <n>', 'LibTorch threads', int('--threads'))

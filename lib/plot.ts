@@ -50,6 +50,7 @@ export function writePlot(file: string, epochs: readonly EpochLogs[]): void {
     panel(450, 'accuracy', [
       { label: 'train', color: '#1f77b4', values: epochs.map((e) => e.accuracy) },
       { label: 'test', color: '#d62728', values: epochs.map((e) => e.valAccuracy), dashed: true },
+      ...(epochs.some((e) => e.emaValAccuracy !== null) ? [{ label: 'test (EMA)', color: '#2ca02c', values: epochs.map((e) => e.emaValAccuracy), dashed: true }] : []),
     ], 1, epochs.length),
     '</svg>',
     '',

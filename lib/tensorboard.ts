@@ -144,6 +144,8 @@ export function logFitEvent(log: RunLog, kind: 'batch' | 'epoch', logs: BatchLog
     'epoch/loss': e.loss, 'epoch/accuracy': e.accuracy,
     ...(e.valLoss !== null ? { 'epoch/val_loss': e.valLoss } : {}),
     ...(e.valAccuracy !== null ? { 'epoch/val_accuracy': e.valAccuracy } : {}),
+    ...(e.emaValLoss !== null ? { 'epoch/ema_val_loss': e.emaValLoss } : {}),
+    ...(e.emaValAccuracy !== null ? { 'epoch/ema_val_accuracy': e.emaValAccuracy } : {}),
     'epoch/lr': e.lr, 'epoch/seconds': e.seconds, 'epoch/images_per_second': e.imagesPerSecond, 'epoch/data_wait_share': e.dataWaitShare,
   }, 'epoch');
 }

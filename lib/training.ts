@@ -4,7 +4,7 @@
  */
 import * as path from 'node:path';
 import { describe, DensetorchError, TrainingError } from './errors';
-import { boolean, checkSignal, numberIn, optionalFunction, optionsObject, positiveInt, seedArg } from './validate';
+import { boolean, checkSignal, knownOptions, numberIn, optionalFunction, optionsObject, positiveInt, seedArg } from './validate';
 import { Dataset } from './datasets';
 import { StreamDataset } from './data/stream';
 import { currentShard } from './data/shard';
@@ -125,6 +125,10 @@ export interface EpochLogs {
   valLoss: number | null;
   /** Accuracy on `validationData` after the epoch; null without it. */
   valAccuracy: number | null;
+  /** Mean cross-entropy of the weight average (fit's `ema`) on `validationData`; null without either. */
+  emaValLoss: number | null;
+  /** Accuracy of the weight average (fit's `ema`) on `validationData`; null without either. */
+  emaValAccuracy: number | null;
   /** Learning rate of the epoch. */
   lr: number;
   /** Wall time of the epoch's training, in seconds (validation not included). */
@@ -195,11 +199,44 @@ export interface FitOptions {
    * (`events.out.tfevents.*`; `tensorboard --logdir` on the folder or its parent) and the same
    * records as `metrics.jsonl`. Scalars per batch as reported (`batch/loss`, `batch/accuracy`,
    * `batch/lr`, `batch/images_per_second`, step = batches so far) and per epoch (`epoch/loss`,
-   * `epoch/accuracy`, `epoch/val_loss`, `epoch/val_accuracy`, `epoch/lr`,
+   * `epoch/accuracy`, `epoch/val_loss`, `epoch/val_accuracy`, with `ema` `epoch/ema_val_loss` and
+   * `epoch/ema_val_accuracy`, `epoch/lr`,
    * `epoch/images_per_second`, `epoch/data_wait_share`, step = epoch), and the run's options as
    * TensorBoard hparams. Default: no logs.
    */
   logDir?: string;
+  /**
+   * MixUp (torchvision's RandomMixup): each training batch is mixed with itself rolled by one,
+   * x = λ·x + (1 − λ)·roll(x), targets λ·onehot(y) + (1 − λ)·onehot(roll(y)), λ ~ Beta(α, α), drawn
+   * from the run's seed. With `cutmix` too, one of the two is chosen per batch. The loss is
+   * cross-entropy against the mixed targets (label smoothing applies on top); the reported
+   * accuracy compares predictions with each image's own label. Default: off.
+   */
+  mixup?: { alpha: number };
+  /**
+   * CutMix (torchvision's RandomCutmix): a box of area about (1 − λ) of the image, centred at a
+   * uniform pixel and clipped at the borders, is pasted from the batch rolled by one; λ ~ Beta(α, α),
+   * then λ = 1 − box area / image area for the targets. With `mixup` too, one of the two is chosen
+   * per batch. Default: off.
+   */
+  cutmix?: { alpha: number };
+  /**
+   * An exponential moving average of the parameters and buffers (torchvision's
+   * ExponentialMovingAverage): every `everySteps` optimizer steps (default 1) avg = decay·avg +
+   * (1 − decay)·w, the first update copying the weights; during the schedule's warm-up epochs
+   * the average follows the weights (torchvision's recipe). With `validationData` the average is
+   * evaluated beside the raw weights every epoch (`emaValLoss`, `emaValAccuracy`). Checkpoints hold
+   * both. When fit completes, the model holds the average (`weights: 'ema'`, the default; what
+   * `save` writes afterwards) or the raw weights (`weights: 'raw'`). Default: off.
+   */
+  ema?: { decay: number; everySteps?: number; weights?: 'ema' | 'raw' };
+  /**
+   * Gradient accumulation: the gradients of this many consecutive batches are summed and divided
+   * by the count before one optimizer step, which then equals the step of one batch of all their
+   * images (batch norm sees each batch on its own, as in PyTorch). `onBatchEnd` reports once per
+   * step, with the figures of its batches. Default 1.
+   */
+  accumulateSteps?: number;
 }
 
 /** What fit() returns: one entry per completed epoch. */
@@ -264,6 +301,10 @@ export interface NativeFitOptions {
   schedule: { type: 'constant' | 'multistep' | 'cosine'; milestones: number[]; gamma: number; warmupEpochs: number; warmupStartFactor: number };
   labelSmoothing: number;
   clipGradNorm: number;
+  mixupAlpha: number;
+  cutmixAlpha: number;
+  ema?: { decay: number; everySteps: number; weights: 'ema' | 'raw' };
+  accumulateSteps: number;
   shuffle: boolean;
   seed: number;
   dropLast: boolean;
@@ -278,7 +319,27 @@ export interface NativeFitOptions {
 
 
 
-const FIT_KEYS = ['epochs', 'batchSize', 'optimizer', 'schedule', 'shuffle', 'seed', 'dropLast', 'validationData', 'onBatchEnd', 'onEpochEnd', 'signal', 'checkpoint', 'resumeFrom', 'precision', 'logDir', 'labelSmoothing', 'clipGradNorm'];
+const FIT_KEYS = ['epochs', 'batchSize', 'optimizer', 'schedule', 'shuffle', 'seed', 'dropLast', 'validationData', 'onBatchEnd', 'onEpochEnd', 'signal', 'checkpoint', 'resumeFrom', 'precision', 'logDir', 'labelSmoothing', 'clipGradNorm', 'mixup', 'cutmix', 'ema', 'accumulateSteps'];
+
+/** The α of a `mixup` / `cutmix` option; 0 when absent. */
+function mixAlpha(value: { alpha: number } | undefined, what: string): number {
+  if (value === undefined) return 0;
+  const o = knownOptions<{ alpha: number }>(value, ['alpha'], 'fit()', what);
+  return numberIn(o.alpha, `${what}.alpha`, (x) => x > 0, '> 0', true);
+}
+
+/** A validated `ema` option. */
+function emaOption(value: FitOptions['ema']): NativeFitOptions['ema'] {
+  if (value === undefined) return undefined;
+  const o = knownOptions<NonNullable<FitOptions['ema']>>(value, ['decay', 'everySteps', 'weights'], 'fit()', 'ema');
+  const weights = o.weights ?? 'ema';
+  if (weights !== 'ema' && weights !== 'raw') throw new TypeError(`Expected ema.weights to be 'ema' or 'raw' but received ${describe(weights)}`);
+  return {
+    decay: numberIn(o.decay, 'ema.decay', (x) => x > 0 && x < 1, 'in (0, 1)', true),
+    everySteps: positiveInt(o.everySteps ?? 1, 'ema.everySteps'),
+    weights,
+  };
+}
 
 /** Validates fit() options and fills in defaults. */
 export function resolveFitOptions(options: FitOptions | undefined): {
@@ -364,6 +425,10 @@ export function resolveFitOptions(options: FitOptions | undefined): {
       schedule: { ...nativeSchedule, ...warmup },
       labelSmoothing: numberIn(o.labelSmoothing ?? 0, 'labelSmoothing', (x) => x >= 0 && x < 1, 'in [0, 1)', true),
       clipGradNorm: o.clipGradNorm === undefined ? 0 : numberIn(o.clipGradNorm, 'clipGradNorm', (x) => x > 0, '> 0', true),
+      mixupAlpha: mixAlpha(o.mixup, 'mixup'),
+      cutmixAlpha: mixAlpha(o.cutmix, 'cutmix'),
+      ema: emaOption(o.ema),
+      accumulateSteps: positiveInt(o.accumulateSteps ?? 1, 'accumulateSteps'),
       shuffle: boolean(o.shuffle ?? true, 'shuffle'),
       seed,
       dropLast: boolean(o.dropLast ?? false, 'dropLast'),

@@ -88,6 +88,12 @@ describe('native core (C++ tests)', () => {
     console.log(`      ${r.stdout.trim().split('\n')[0]}`);
   });
 
+  it('training recipes: MixUp and CutMix equal torchvision\'s formulas (draws replayed), both set picks one per batch, lambda has Beta(alpha, alpha)\'s moments; the weight average follows avg = decay * avg + (1 - decay) * w after a copying first update, swaps back exactly, saves and loads', function () {
+    this.timeout(300000);
+    const r = runPassing('test/native/recipes.cpp');
+    console.log(`      ${r.stdout.trim().split('\n').filter((l) => !l.startsWith('ok')).join('\n      ')}`);
+  });
+
   it('the CPU allocator: in a training run large blocks are reused at the same address, freed neighbours merge, contents survive churn from 4 threads, memory goes back after the run', function () {
     this.timeout(120000);
     const r = runPassing('test/native/allocator.cpp');

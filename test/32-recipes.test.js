@@ -1,7 +1,8 @@
 'use strict';
 // Training-recipe options, each against its formula: label smoothing (torch.nn.CrossEntropyLoss's
-// label_smoothing), total-norm gradient clipping (torch.nn.utils.clip_grad_norm_) and linear
-// warm-up per step (torchvision's LinearLR).
+// label_smoothing), total-norm gradient clipping (torch.nn.utils.clip_grad_norm_), linear warm-up
+// per step (torchvision's LinearLR), the weight average (torchvision's ExponentialMovingAverage),
+// gradient accumulation, and MixUp / CutMix inside fit (their batch formulas: test/native/recipes.cpp).
 const assert = require('node:assert/strict');
 const dt = require('..');
 
@@ -14,6 +15,19 @@ function batch() {
   const labels = dt.tensor(Array.from({ length: N }, (_, i) => i % K), [N], { dtype: 'int64' });
   return { images, labels, data: dt.datasets.fromTensors(images, labels) };
 }
+
+/** The first `n` samples of the batch as a data set. */
+function firstSamples(images, labels, n) {
+  return dt.datasets.fromTensors(dt.tensor(images.toArray().slice(0, n * 64), [n, 1, 8, 8]),
+    dt.tensor(Array.from(labels.toArray(), Number).slice(0, n), [n], { dtype: 'int64' }));
+}
+
+/** Copies of every state-dict entry (the state dict's tensors share the model's memory). */
+function snapshot(m) {
+  return Object.fromEntries(Object.entries(m.stateDict()).map(([k, t]) => [k, Array.from(t.toArray(), Number)]));
+}
+
+const PLAIN_SGD = { type: 'sgd', lr: 0.1, momentum: 0, nesterov: false, weightDecay: 0 };
 
 function model() {
   dt.manualSeed(3);
@@ -94,5 +108,86 @@ describe('training recipes (each option against its formula)', () => {
     assert.equal(lrs.length, 6);
     lrs.forEach((lr, i) => assert.ok(Math.abs(lr - want[i]) <= 1e-12, `step ${i}: ${lr} vs ${want[i]}`));
     await assert.rejects(model().fit(data, { schedule: { type: 'constant', warmupStartFactor: 0 } }), { name: 'RangeError', message: /warmupStartFactor to be a number in \(0, 1\]/ });
+  });
+
+  it('ema: the first update copies the weights, then avg = decay * avg + (1 - decay) * w (parameters and statistics; counters copied); evaluated beside the raw weights; the model ends with the average or, with weights: raw, without it', async () => {
+    const { images, labels, data } = batch();
+    const half = N / 2;
+    const opts = { epochs: 1, batchSize: half, shuffle: false, optimizer: PLAIN_SGD };
+    const one = model();
+    await one.fit(firstSamples(images, labels, half), opts); // the weights after the first step
+    const w1 = snapshot(one);
+    const raw = model();
+    await raw.fit(data, { ...opts, ema: { decay: 0.5, weights: 'raw' } });
+    const w2 = snapshot(raw);
+    const averaged = model();
+    let logs;
+    await averaged.fit(data, { ...opts, ema: { decay: 0.5 }, validationData: data, onEpochEnd: (e) => { logs = e; } });
+    const got = snapshot(averaged);
+    let worst = 0;
+    for (const [name, v1] of Object.entries(w1)) {
+      const integer = name.endsWith('num_batches_tracked');
+      for (let i = 0; i < v1.length; i++) {
+        const want = integer ? w2[name][i] : 0.5 * v1[i] + 0.5 * w2[name][i];
+        worst = Math.max(worst, Math.abs(got[name][i] - want));
+      }
+    }
+    assert.ok(worst <= 1e-6, `the average differs from the formula by ${worst}`);
+    assert.ok(Object.keys(w1).some((k) => w1[k].some((v, i) => Math.abs(v - w2[k][i]) > 1e-4)), 'the two steps moved the weights');
+    assert.equal(typeof logs.emaValAccuracy, 'number');
+    assert.equal(typeof logs.emaValLoss, 'number');
+    const evalAvg = await averaged.evaluate(data);
+    assert.ok(Math.abs(evalAvg.loss - logs.emaValLoss) <= 1e-6, `the logged EMA loss ${logs.emaValLoss} is the final model's ${evalAvg.loss}`);
+    await assert.rejects(model().fit(data, { ema: { decay: 1 } }), { name: 'RangeError', message: /ema.decay to be a number in \(0, 1\)/ });
+    await assert.rejects(model().fit(data, { ema: { decay: 0.9, weights: 'best' } }), { name: 'TypeError', message: /ema.weights to be 'ema' or 'raw'/ });
+  });
+
+  it('accumulateSteps: one update with the mean of the batches\' gradients (each batch normalised on its own), reported once per update', async () => {
+    const { images, labels, data } = batch();
+    const half = N / 2;
+    const reference = model().train();
+    const a = firstSamples(images, labels, half);
+    const x = images.toArray();
+    const y = Array.from(labels.toArray(), Number);
+    const second = {
+      images: dt.tensor(x.slice(half * 64), [half, 1, 8, 8]), labels: dt.tensor(y.slice(half), [half], { dtype: 'int64' }),
+    };
+    const g1 = reference.lossAndGrads(a.images, a.labels).grads;
+    const g2 = reference.lossAndGrads(second.images, second.labels).grads;
+    const m = model();
+    const before = snapshot(m);
+    const reports = [];
+    await m.fit(data, { epochs: 1, batchSize: half, shuffle: false, accumulateSteps: 2, optimizer: PLAIN_SGD, onBatchEnd: (b) => reports.push(b) });
+    const after = snapshot(m);
+    let worst = 0;
+    for (const name of Object.keys(g1)) {
+      const a1 = g1[name].toArray(), a2 = g2[name].toArray();
+      for (let i = 0; i < a1.length; i++) worst = Math.max(worst, Math.abs(after[name][i] - (before[name][i] - 0.1 * (a1[i] + a2[i]) / 2)));
+    }
+    assert.ok(worst <= 1e-6, `weights differ from w - lr * (g1 + g2) / 2 by ${worst}`);
+    assert.equal(reports.length, 1, 'one report per update');
+    assert.equal(reports[0].batch, 2);
+    await assert.rejects(model().fit(data, { accumulateSteps: 0 }), { name: 'RangeError', message: /accumulateSteps/ });
+  });
+
+  it('mixup and cutmix in fit: seeded (the same seed gives the same weights, another seed other draws), they change training, and bad alphas are refused', async () => {
+    const { data } = batch();
+    const run = async (options) => {
+      const m = model();
+      await m.fit(data, { epochs: 2, batchSize: N / 2, shuffle: false, optimizer: PLAIN_SGD, ...options });
+      return snapshot(m)['classifier.weight'];
+    };
+    const plain = await run({ seed: 1 });
+    for (const mix of [{ mixup: { alpha: 0.2 } }, { cutmix: { alpha: 1 } }, { mixup: { alpha: 0.2 }, cutmix: { alpha: 1 } }]) {
+      const a = await run({ seed: 1, ...mix });
+      const b = await run({ seed: 1, ...mix });
+      const c = await run({ seed: 2, ...mix });
+      assert.deepEqual(a, b, `${JSON.stringify(mix)}: same seed, same weights`);
+      assert.notDeepEqual(a, plain, `${JSON.stringify(mix)}: mixing changes training`);
+      assert.notDeepEqual(a, c, `${JSON.stringify(mix)}: another seed, other draws`);
+      assert.ok(a.every(Number.isFinite));
+    }
+    await assert.rejects(model().fit(data, { mixup: { alpha: 0 } }), { name: 'RangeError', message: /mixup.alpha to be a number > 0/ });
+    await assert.rejects(model().fit(data, { cutmix: { beta: 1 } }), { name: 'TypeError', message: /Unknown option 'beta'/ });
   });
 });

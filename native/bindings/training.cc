@@ -59,6 +59,15 @@ FitOptions options_from(const Napi::Object& o) {
   f.schedule.warmup_start_factor = number(sched, "warmupStartFactor");
   f.label_smoothing = number(o, "labelSmoothing");
   f.clip_grad_norm = number(o, "clipGradNorm");
+  f.mix.mixup_alpha = number(o, "mixupAlpha");
+  f.mix.cutmix_alpha = number(o, "cutmixAlpha");
+  f.accumulate_steps = static_cast<int64_t>(number(o, "accumulateSteps"));
+  if (o.Get("ema").IsObject()) {
+    auto ema = o.Get("ema").As<Napi::Object>();
+    f.ema.decay = number(ema, "decay");
+    f.ema.every_steps = static_cast<int64_t>(number(ema, "everySteps"));
+    f.ema.final_weights = ema.Get("weights").As<Napi::String>().Utf8Value() == "ema";
+  }
   if (o.Get("checkpointPath").IsString()) {
     f.checkpoint_path = o.Get("checkpointPath").As<Napi::String>().Utf8Value();
     f.checkpoint_every = static_cast<int64_t>(number(o, "checkpointEvery"));
@@ -68,13 +77,19 @@ FitOptions options_from(const Napi::Object& o) {
   return f;
 }
 
+Napi::Value number_or_null(Napi::Env env, const std::optional<double>& v) {
+  return v ? Napi::Value(Napi::Number::New(env, *v)) : env.Null();
+}
+
 Napi::Object epoch_to_js(Napi::Env env, const EpochReport& r) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("epoch", r.epoch);
   o.Set("loss", r.loss);
   o.Set("accuracy", r.accuracy);
-  o.Set("valLoss", r.val_loss ? Napi::Value(Napi::Number::New(env, *r.val_loss)) : env.Null());
-  o.Set("valAccuracy", r.val_accuracy ? Napi::Value(Napi::Number::New(env, *r.val_accuracy)) : env.Null());
+  o.Set("valLoss", number_or_null(env, r.val_loss));
+  o.Set("valAccuracy", number_or_null(env, r.val_accuracy));
+  o.Set("emaValLoss", number_or_null(env, r.ema_val_loss));
+  o.Set("emaValAccuracy", number_or_null(env, r.ema_val_accuracy));
   o.Set("lr", r.lr);
   o.Set("seconds", r.seconds);
   o.Set("imagesPerSecond", r.images_per_second);

@@ -116,16 +116,28 @@ struct ModeGuard {
   ~ModeGuard() { model->train(was_training); }
 };
 
-void save_checkpoint(const std::string& path, DenseNet& model, torch::optim::Optimizer& optimizer, int64_t epoch,
-                     at::Generator& gen) {
+// What a checkpoint holds besides the model and the optimizer: the epoch, the optimizer steps so
+// far, the data and mixing generators and the weight average.
+struct RunState {
+  int64_t epoch = 0;
+  int64_t steps = 0;
+  at::Generator data, mix;
+  std::optional<WeightAverage> ema;
+  bool ema_restored = false;  // the average came from the checkpoint
+};
+
+void save_checkpoint(const std::string& path, DenseNet& model, torch::optim::Optimizer& optimizer, const RunState& run) {
   torch::serialize::OutputArchive archive;
   model->save(archive);
   torch::serialize::OutputArchive optimizer_archive;
   optimizer.save(optimizer_archive);
   archive.write("densetorch.optimizer", optimizer_archive);
-  archive.write("densetorch.epoch", torch::tensor(epoch));
-  archive.write("densetorch.rng.data", gen.get_state());
+  archive.write("densetorch.epoch", torch::tensor(run.epoch));
+  archive.write("densetorch.steps", torch::tensor(run.steps));
+  archive.write("densetorch.rng.data", run.data.get_state());
+  archive.write("densetorch.rng.mix", run.mix.get_state());
   archive.write("densetorch.rng.global", global_generator().get_state());
+  if (run.ema) run.ema->save(archive);
   try {
     write_atomically(path, [&](const WriteBytes& write) {
       archive.save_to([&](const void* data, std::size_t n) {
@@ -138,8 +150,9 @@ void save_checkpoint(const std::string& path, DenseNet& model, torch::optim::Opt
   }
 }
 
-// Loads a checkpoint; returns the number of epochs it had completed.
-int64_t load_checkpoint(const std::string& path, DenseNet& model, torch::optim::Optimizer& optimizer, at::Generator& gen) {
+// Loads a checkpoint into the model, the optimizer and `run` (epochs completed, steps, generators,
+// the weight average when both the run and the checkpoint have one).
+void load_checkpoint(const std::string& path, DenseNet& model, torch::optim::Optimizer& optimizer, RunState& run) {
   if (!std::filesystem::is_regular_file(path)) throw TrainingError("checkpoint " + path + " does not exist");
   torch::serialize::InputArchive archive;
   try {
@@ -148,13 +161,16 @@ int64_t load_checkpoint(const std::string& path, DenseNet& model, torch::optim::
     torch::serialize::InputArchive optimizer_archive;
     archive.read("densetorch.optimizer", optimizer_archive);
     optimizer.load(optimizer_archive);
-    at::Tensor epoch, data_rng, global_rng;
+    at::Tensor epoch, steps, data_rng, mix_rng, global_rng;
     archive.read("densetorch.epoch", epoch);
     archive.read("densetorch.rng.data", data_rng);
     archive.read("densetorch.rng.global", global_rng);
-    gen.set_state(data_rng);
+    run.epoch = epoch.item<int64_t>();
+    if (archive.try_read("densetorch.steps", steps)) run.steps = steps.item<int64_t>();  // older checkpoints: 0
+    if (archive.try_read("densetorch.rng.mix", mix_rng)) run.mix.set_state(mix_rng);
+    run.data.set_state(data_rng);
     global_generator().set_state(global_rng);
-    return epoch.item<int64_t>();
+    if (run.ema) run.ema_restored = run.ema->load(archive);
   } catch (const c10::Error& e) {
     throw TrainingError("cannot resume from " + path + ": " + e.msg().substr(0, e.msg().find('\n')));
   }
@@ -322,6 +338,13 @@ History fit(DenseNet& model, const Dataset& train, const FitOptions& o, const Ca
 
 namespace {
 
+// The batches since the last update (one, without accumulation): their figures and start time.
+struct Group {
+  int64_t batches = 0, count = 0, correct = 0;
+  double loss_sum = 0;
+  Clock::time_point start;
+};
+
 History fit_on(DenseNet& model, BatchSource& train, BatchSource* validation, const FitOptions& o, const Callbacks& cb,
                const Parallel& par) {
   if (par.on) {
@@ -332,14 +355,15 @@ History fit_on(DenseNet& model, BatchSource& train, BatchSource* validation, con
   if (validation) validation->check(*model);
   ModeGuard mode(model);
   const auto device = model->parameters().front().device();
+  const int64_t num_classes = model->config().num_classes;
   auto optimizer = make_optimizer(model, o.optimizer);
-  // Each rank draws its own augmentation and dropout (the shards already differ).
+  // Each rank draws its own augmentation, mixing and dropout (the shards already differ).
   const uint64_t seed = o.seed + static_cast<uint64_t>(par.rank) * 0x9E3779B97F4A7C15ULL;
-  at::Generator gen = at::detail::createCPUGenerator(seed);
+  RunState run{0, 0, at::detail::createCPUGenerator(seed), at::detail::createCPUGenerator(seed ^ 0x5DEECE66DULL), std::nullopt};
   global_generator().set_current_seed(seed);  // dropout
+  if (o.ema.decay > 0) run.ema.emplace(model, o.ema.decay);
 
-  int64_t first_epoch = 0;
-  if (!o.resume_from.empty()) first_epoch = load_checkpoint(o.resume_from, model, *optimizer, gen);
+  if (!o.resume_from.empty()) load_checkpoint(o.resume_from, model, *optimizer, run);
   std::vector<at::Tensor> params = model->parameters();
   std::vector<at::Tensor> buffers;
   for (const auto& b : model->buffers())
@@ -350,6 +374,7 @@ History fit_on(DenseNet& model, BatchSource& train, BatchSource* validation, con
     state.insert(state.end(), buffers.begin(), buffers.end());
     distributed::broadcast_coalesced(state, 0);
   }
+  if (run.ema && !run.ema_restored) run.ema->reset();  // from the weights the run starts with
 
   // float16 forward passes (CUDA): dynamic loss scaling keeps small gradients from flushing to zero.
   std::optional<LossScaler> scaler;
@@ -357,24 +382,85 @@ History fit_on(DenseNet& model, BatchSource& train, BatchSource* validation, con
 
   History history;
   const int64_t batches = train.batches();
-  for (int64_t epoch = first_epoch; epoch < o.epochs; ++epoch) {
+  for (int64_t epoch = run.epoch; epoch < o.epochs; ++epoch) {
     const double epoch_lr = scheduled_lr(o, epoch);
     double lr = epoch_lr;
     set_lr(*optimizer, lr);
     model->train();
     const auto epoch_start = Clock::now();
-    train.start_epoch(epoch, /*train=*/true, gen);
+    train.start_epoch(epoch, /*train=*/true, run.data);
     train.take_wait_seconds();
     double loss_sum = 0, wait_seconds = 0;
     int64_t correct = 0, seen = 0;
-    for (int64_t b = 0;; ++b) {
+    Group group;
+    const auto check_loss = [&](double loss_value, int64_t b) {
+      if (!std::isfinite(loss_value))
+        throw TrainingError("loss became " + std::string(std::isnan(loss_value) ? "NaN" : "infinite") + " at epoch " +
+                            std::to_string(epoch + 1) + ", batch " + std::to_string(b + 1) + " (try a lower learning rate)");
+    };
+    // One optimizer step on the gradients summed over the group's batches (and, data-parallel,
+    // over the ranks), then the weight average and the batch report.
+    const auto update = [&](int64_t b) {
+      if (par.on) {
+        // Gradients summed over ranks in buckets (last layers first, as DDP's reducer), with the
+        // group's loss sum, correct count and size riding in the last bucket.
+        std::vector<at::Tensor> grads;
+        grads.reserve(params.size() + 1);
+        for (auto it = params.rbegin(); it != params.rend(); ++it) {
+          if (!it->grad().defined()) it->mutable_grad() = at::zeros_like(*it);
+          grads.push_back(it->grad());
+        }
+        at::Tensor metrics = at::tensor({static_cast<float>(group.loss_sum), static_cast<float>(group.correct),
+                                         static_cast<float>(group.count)}, at::kFloat);
+        if (metrics.device() != device) metrics = metrics.to(device);
+        grads.push_back(metrics);
+        distributed::all_reduce_coalesced(grads, kBucketBytes);
+        grads.pop_back();
+        metrics = metrics.cpu();
+        group.loss_sum = metrics[0].item<double>();
+        group.correct = static_cast<int64_t>(metrics[1].item<float>());
+        group.count = static_cast<int64_t>(metrics[2].item<float>());
+        check_loss(group.loss_sum / static_cast<double>(group.count), b);  // the group's loss: every rank stops together
+      }
+      // The mean over ranks and accumulated batches, as one batch of all their images would give.
+      const double share = static_cast<double>(par.world * group.batches);
+      if (share > 1) {
+        torch::NoGradGuard no_grad;
+        for (auto& p : params)
+          if (p.grad().defined()) p.mutable_grad().div_(share);
+      }
+      // With loss scaling, a step whose (summed) gradients overflowed is skipped on every rank.
+      if (!scaler || scaler->unscale(params)) {
+        // Clipped after the (averaged, unscaled) gradients are final, as clip_grad_norm_ before step().
+        if (o.clip_grad_norm > 0) torch::nn::utils::clip_grad_norm_(params, o.clip_grad_norm);
+        optimizer->step();
+        ++run.steps;
+        // torchvision's recipe restarts the average during the warm-up: it follows the weights there.
+        if (run.ema && run.steps % o.ema.every_steps == 0) run.ema->update(static_cast<double>(epoch) < o.schedule.warmup_epochs);
+      }
+      if (scaler) scaler->update();
+      loss_sum += group.loss_sum;
+      correct += group.correct;
+      seen += group.count;
+      if (cb.on_batch) {
+        const double count = static_cast<double>(group.count);
+        cb.on_batch({epoch + 1, b + 1, batches, group.loss_sum / count, static_cast<double>(group.correct) / count, lr,
+                     count / seconds_since(group.start)});
+      }
+      group = Group{};
+    };
+    int64_t b = 0;
+    for (;; ++b) {
       if (!par.on && cb.stop && cb.stop->load()) {
         history.stopped = true;
         return history;
       }
       serve_waiting_tasks();  // predictions and evaluations asked for during the last step, before timing this one
-      const auto batch_start = Clock::now();
-      auto batch = train.next(gen, cb.stop);
+      if (group.batches == 0) {
+        group.start = Clock::now();
+        optimizer->zero_grad();
+      }
+      auto batch = train.next(run.data, cb.stop);
       wait_seconds += train.take_wait_seconds();
       if (par.on) {
         // Every rank takes the same path: all stop when one was asked to, the epoch ends when
@@ -402,14 +488,16 @@ History fit_on(DenseNet& model, BatchSource& train, BatchSource* validation, con
         lr = epoch_lr * warmup_factor(o.schedule, batches > 0 ? epoch * batches + b : epoch, batches);
         set_lr(*optimizer, lr);
       }
-      optimizer->zero_grad();
+      at::Tensor target = y;
+      if (o.mix.any()) target = mix_batch(x, y, num_classes, o.mix, run.mix).first;
       at::Tensor out;
       {
         PrecisionScope scope(o.precision, device);  // forward only; backward follows the recorded dtypes
         out = model->forward(x);
       }
       at::Tensor loss = torch::nn::functional::cross_entropy(
-          out.to(at::kFloat), y, torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(o.label_smoothing));
+          out.to(at::kFloat), target, torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(o.label_smoothing));
+      // Accuracy against each image's own label (with mixing, the label of its larger share for MixUp's lambda > 0.5).
       const at::Tensor correct_count = out.detach().argmax(1).eq(y).sum();
       (scaler ? scaler->scale(loss) : loss).backward();
       // The host reads the loss and the correct count once, after backward was queued: on a GPU
@@ -417,60 +505,22 @@ History fit_on(DenseNet& model, BatchSource& train, BatchSource* validation, con
       // device idle while the host queued the backward pass). A non-finite loss still stops the
       // run before the update.
       const at::Tensor host = at::stack({loss.detach().to(at::kDouble), correct_count.to(at::kDouble)}).cpu();
-      double loss_value = host[0].item<double>();
-      int64_t count = x.size(0);
-      int64_t batch_correct = static_cast<int64_t>(host[1].item<double>());
-      const auto check_loss = [&] {
-        if (!std::isfinite(loss_value))
-          throw TrainingError("loss became " + std::string(std::isnan(loss_value) ? "NaN" : "infinite") + " at epoch " +
-                              std::to_string(epoch + 1) + ", batch " + std::to_string(b + 1) +
-                              " (try a lower learning rate)");
-      };
-      if (!par.on) check_loss();
-      if (par.on) {
-        // Gradients summed over ranks in buckets (last layers first, as DDP's reducer), with
-        // this batch's loss sum, correct count and size riding in the last bucket; then averaged.
-        std::vector<at::Tensor> grads;
-        grads.reserve(params.size() + 1);
-        for (auto it = params.rbegin(); it != params.rend(); ++it) {
-          if (!it->grad().defined()) it->mutable_grad() = at::zeros_like(*it);
-          grads.push_back(it->grad());
-        }
-        at::Tensor metrics = at::tensor({static_cast<float>(loss_value * static_cast<double>(count)),
-                                         static_cast<float>(batch_correct), static_cast<float>(count)}, at::kFloat);
-        if (metrics.device() != device) metrics = metrics.to(device);
-        grads.push_back(metrics);
-        distributed::all_reduce_coalesced(grads, kBucketBytes);
-        grads.pop_back();
-        for (auto& g : grads) g.div_(static_cast<double>(par.world));
-        metrics = metrics.cpu();
-        count = static_cast<int64_t>(metrics[2].item<float>());
-        batch_correct = static_cast<int64_t>(metrics[1].item<float>());
-        loss_value = metrics[0].item<double>() / static_cast<double>(count);
-        check_loss();  // the group's loss: every rank stops together
-      }
-      // With loss scaling, a step whose (summed) gradients overflowed is skipped on every rank.
-      if (!scaler || scaler->unscale(params)) {
-        // Clipped after the (averaged, unscaled) gradients are final, as clip_grad_norm_ before step().
-        if (o.clip_grad_norm > 0) torch::nn::utils::clip_grad_norm_(params, o.clip_grad_norm);
-        optimizer->step();
-      }
-      if (scaler) scaler->update();
-      loss_sum += loss_value * static_cast<double>(count);
-      correct += batch_correct;
-      seen += count;
-      if (cb.on_batch) {
-        cb.on_batch({epoch + 1, b + 1, batches, loss_value, static_cast<double>(batch_correct) / static_cast<double>(count), lr,
-                     static_cast<double>(count) / seconds_since(batch_start)});
-      }
+      const double loss_value = host[0].item<double>();
+      if (!par.on) check_loss(loss_value, b);
+      ++group.batches;
+      group.count += x.size(0);
+      group.loss_sum += loss_value * static_cast<double>(x.size(0));
+      group.correct += static_cast<int64_t>(host[1].item<double>());
+      if (group.batches == o.accumulate_steps) update(b);
     }
+    if (group.batches > 0) update(b - 1);  // the epoch's last, shorter group
     if (seen == 0) throw DataError("the training data delivered no batch in epoch " + std::to_string(epoch + 1));
     if (par.on) {  // every rank leaves the epoch with rank 0's statistics: one model for validation, checkpoints and the caller
       torch::NoGradGuard no_grad;
       distributed::broadcast_coalesced(buffers, 0);
     }
     EpochReport report{epoch + 1, loss_sum / static_cast<double>(seen), static_cast<double>(correct) / static_cast<double>(seen),
-                       std::nullopt, std::nullopt, lr, 0, 0};
+                       std::nullopt, std::nullopt, std::nullopt, std::nullopt, lr, 0, 0};
     report.seconds = seconds_since(epoch_start);
     report.images_per_second = static_cast<double>(seen) / report.seconds;
     report.data_wait_share = wait_seconds / report.seconds;
@@ -478,15 +528,27 @@ History fit_on(DenseNet& model, BatchSource& train, BatchSource* validation, con
       const Evaluation v = evaluate(model, *validation, o.precision, cb.stop);
       report.val_loss = v.loss;
       report.val_accuracy = v.accuracy;
+      if (run.ema) {  // the average in the model for its evaluation, then the raw weights back
+        run.ema->swap();
+        struct SwapBack {
+          WeightAverage& ema;
+          ~SwapBack() { ema.swap(); }
+        } back{*run.ema};
+        const Evaluation e = evaluate(model, *validation, o.precision, cb.stop);
+        report.ema_val_loss = e.loss;
+        report.ema_val_accuracy = e.accuracy;
+      }
     }
+    run.epoch = epoch + 1;
     const bool checkpoint = !o.checkpoint_path.empty() && ((epoch + 1) % o.checkpoint_every == 0 || epoch + 1 == o.epochs);
-    if (checkpoint && (!par.on || par.rank == 0)) save_checkpoint(o.checkpoint_path, model, *optimizer, epoch + 1, gen);
+    if (checkpoint && (!par.on || par.rank == 0)) save_checkpoint(o.checkpoint_path, model, *optimizer, run);
     // One checkpoint file for the group, written by rank 0; the others wait for it, so that a
     // rank that resumes right after fit returns finds the file complete.
     if (checkpoint && par.on) distributed::barrier();
     history.epochs.push_back(report);
     if (cb.on_epoch) cb.on_epoch(report);
   }
+  if (run.ema && o.ema.final_weights) run.ema->copy_to_model();
   return history;
 }
 

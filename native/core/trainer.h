@@ -5,6 +5,7 @@
 #include "data.h"
 #include "densenet.h"
 #include "precision.h"
+#include "recipes.h"
 
 #include <atomic>
 #include <functional>
@@ -49,6 +50,15 @@ struct FitOptions {
   Precision precision = Precision::kFp32;  // of the forward pass (autocast); the update stays float32
   double label_smoothing = 0;  // cross-entropy against (1 - e) * onehot + e / K
   double clip_grad_norm = 0;   // > 0: total-norm clipping of the gradients before each update
+  MixOptions mix;              // MixUp / CutMix of every training batch (recipes.h)
+  // Gradients of this many batches are summed (each batch's loss a mean over its images, the sum
+  // then divided by the count) before one update; batch norm sees each batch on its own.
+  int64_t accumulate_steps = 1;
+  struct Ema {
+    double decay = 0;         // > 0: keep an exponential moving average of the weights (recipes.h)
+    int64_t every_steps = 1;  // updates of the average, in optimizer steps
+    bool final_weights = true;  // fit leaves the average in the model when it completes
+  } ema;
 };
 
 // The warm-up factor of step `step` (0-based, counted over the run) with `batches` steps per
@@ -64,6 +74,7 @@ struct EpochReport {
   int64_t epoch;
   double loss, accuracy;
   std::optional<double> val_loss, val_accuracy;
+  std::optional<double> ema_val_loss, ema_val_accuracy;  // the weight average's, with fit's ema
   double lr, seconds, images_per_second;
   double data_wait_share = 0;  // fraction of the epoch's training time spent waiting for batches
 };
