@@ -9,8 +9,10 @@ import * as path from 'node:path';
 import { launch, LaunchOptions } from './launch';
 import { cacheDir, findLibTorch, searchLibTorch } from './libtorch';
 import { writePlot } from './plot';
+import { RECIPES, RecipeName, withRecipe } from './recipes';
 import { defaultLr, Precision } from './training';
 import { loadWithMetadata } from './densenet';
+import type { Augment, Dataset } from './datasets';
 import { METADATA_CLASSES_KEY, METADATA_CONFIG_KEY, PACKAGE_VERSION, PINNED_TORCH_VERSION } from './package-info';
 import { describeInputSpec, METADATA_INPUT_KEY } from './input-spec';
 
@@ -41,6 +43,14 @@ function positive(name: string) {
   };
 }
 
+function nonNegative(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`${name} must be a number >= 0, got '${value}'`);
+    return n;
+  };
+}
+
 /** --precision, shared by train and evaluate. */
 function precisionOption(): Option {
   return new Option('--precision <p>', 'compute precision: fp32, bf16 (CPUs with AVX-512 BF16/AMX, CUDA) or fp16 (CUDA)').choices(['fp32', 'bf16', 'fp16']).default('fp32');
@@ -65,6 +75,7 @@ interface TrainFlags extends LauncherFlags {
   batchSize: number;
   optimizer: 'sgd' | 'adam' | 'adamw';
   lr?: number;
+  weightDecay?: number;
   schedule: 'constant' | 'multistep' | 'cosine';
   warmupEpochs?: number;
   labelSmoothing?: number;
@@ -74,6 +85,9 @@ interface TrainFlags extends LauncherFlags {
   emaDecay?: number;
   emaSteps?: number;
   accumulate?: number;
+  augment?: Augment;
+  randomErasing?: number;
+  recipe?: RecipeName;
   memoryEfficient: boolean;
   threads?: number;
   seed: number;
@@ -143,18 +157,30 @@ export function withoutLauncherFlags(argv: readonly string[]): string[] {
  * The data of one split. 'folder': an image folder per split under --data-dir (train/, and val/
  * or test/), streamed with the 'train' transform for training and 'eval' otherwise.
  */
-function datasetsFor(dt: Densetorch, name: DatasetName, dir: string | undefined, split: 'train' | 'test', limit?: number, imageSize = 224) {
-  if (name === 'mnist') return dt.datasets.mnist({ split, limit });
-  if (name === 'fashion-mnist') return dt.datasets.fashionMnist({ split, limit, dir });
+/** Training augmentation asked for on the command line (the data set's own when absent). */
+interface AugmentFlags {
+  augment?: Augment;
+  randomErasing?: number;
+}
+
+function datasetsFor(dt: Densetorch, name: DatasetName, dir: string | undefined, split: 'train' | 'test', limit?: number, imageSize = 224, aug: AugmentFlags = {}) {
   if (name === 'folder') {
     if (!dir) throw new UsageError('--data-dir is required with --dataset folder (a folder with train/ and val/ subfolders, one subfolder per class in each)');
     const sub = split === 'train' ? 'train' : ['val', 'test'].find((d) => fs.existsSync(path.join(dir, d)));
     if (!sub) throw new UsageError(`--dataset folder needs ${path.join(dir, 'val')} or ${path.join(dir, 'test')} for evaluation`);
-    return dt.datasets.imageFolder(path.join(dir, sub), { size: imageSize, transform: split === 'train' ? 'train' : 'eval', limit });
+    // Image folders: torchvision's 'train' geometry unless --augment names another ('none': the eval transform).
+    const transform = split === 'test' || aug.augment === 'none' ? 'eval' : aug.augment ?? 'train';
+    return dt.datasets.imageFolder(path.join(dir, sub), { size: imageSize, transform, limit, ...(split === 'train' ? { randomErasing: aug.randomErasing } : {}) });
   }
-  if (limit !== undefined) throw new UsageError('--limit works with --dataset mnist, fashion-mnist and folder only');
-  if (!dir) throw new UsageError('--data-dir is required with --dataset cifar10 (the folder of data_batch_1.bin ... test_batch.bin)');
-  return dt.datasets.cifar10(dir, { split });
+  let data: Dataset;
+  if (name === 'mnist') data = dt.datasets.mnist({ split, limit });
+  else if (name === 'fashion-mnist') data = dt.datasets.fashionMnist({ split, limit, dir });
+  else {
+    if (limit !== undefined) throw new UsageError('--limit works with --dataset mnist, fashion-mnist and folder only');
+    if (!dir) throw new UsageError('--data-dir is required with --dataset cifar10 (the folder of data_batch_1.bin ... test_batch.bin)');
+    data = dt.datasets.cifar10(dir, { split });
+  }
+  return split === 'train' && (aug.augment !== undefined || aug.randomErasing !== undefined) ? data.withAugmentation(aug) : data;
 }
 
 function fmt(x: number | null, digits = 4): string {
@@ -206,7 +232,7 @@ async function trainIn(dt: Densetorch, flags: TrainFlags, lead: boolean, log: (l
   }
   // Only the type and the learning rate: fit() owns every other default.
   const lr = flags.lr ?? defaultLr(flags.optimizer);
-  const optimizer = { type: flags.optimizer, lr };
+  const optimizer = { type: flags.optimizer, lr, ...(flags.weightDecay !== undefined ? { weightDecay: flags.weightDecay } : {}) };
   const schedule = { type: flags.schedule, ...(flags.warmupEpochs !== undefined ? { warmupEpochs: flags.warmupEpochs } : {}) };
   log(`densetorch ${dt.versions.densetorch} (LibTorch ${dt.versions.libtorch}), ${dt.getNumThreads()} threads${world > 1 ? ` per rank, ${world} ranks (data-parallel, c10d/gloo)` : ''}`);
   log(`model: ${flags.model === 'cifar' ? `DenseNet${flags.bottleneck ? '-BC' : ''} (L=${flags.depth}, k=${flags.growthRate})` : flags.model}, ` +
@@ -269,7 +295,8 @@ async function trainIn(dt: Densetorch, flags: TrainFlags, lead: boolean, log: (l
     if (!lead) return;
     await model.save(flags.out);
     const last = history.epochs[history.epochs.length - 1];
-    console.log(`trained in ${((Date.now() - started) / 1000).toFixed(1)} s; test accuracy ${fmt(last?.valAccuracy ?? null)}; saved ${path.resolve(flags.out)}`);
+    const saved = last?.emaValAccuracy != null ? `; weight average ${fmt(last.emaValAccuracy)} (saved)` : '';
+    console.log(`trained in ${((Date.now() - started) / 1000).toFixed(1)} s; test accuracy ${fmt(last?.valAccuracy ?? null)}${saved}; saved ${path.resolve(flags.out)}`);
     if (flags.plot) {
       writePlot(flags.plot, history.epochs);
       console.log(`wrote ${path.resolve(flags.plot)}`);
@@ -362,6 +389,7 @@ export function program(): Command {
     .option('--batch-size <n>', 'batch size', int('--batch-size'), 64)
     .addOption(new Option('--optimizer <type>', 'optimizer').choices(['sgd', 'adam', 'adamw']).default('sgd'))
     .option('--lr <rate>', 'learning rate (default 0.1 for sgd, 1e-3 for adam/adamw)', positive('--lr'))
+    .option('--weight-decay <w>', 'weight decay (default 1e-4 for sgd, 0 for adam, 1e-2 for adamw)', nonNegative('--weight-decay'))
     .addOption(new Option('--schedule <type>', 'learning-rate schedule').choices(['constant', 'multistep', 'cosine']).default('cosine'))
     .option('--warmup-epochs <n>', 'linear warm-up of the rate over n epochs, per step (from 0.1 of it)', positive('--warmup-epochs'))
     .option('--label-smoothing <e>', 'label smoothing in [0, 1) (cross-entropy against (1-e)*onehot + e/K)', positive('--label-smoothing'))
@@ -371,6 +399,9 @@ export function program(): Command {
     .option('--ema-decay <d>', 'keep an exponential moving average of the weights (e.g. 0.9998), evaluated every epoch and saved', positive('--ema-decay'))
     .option('--ema-steps <n>', 'optimizer steps between updates of the average', int('--ema-steps'))
     .option('--accumulate <n>', 'sum the gradients of n batches before each update', int('--accumulate'))
+    .addOption(new Option('--augment <name>', 'training augmentation (default: the data set\'s; cifar10 and folders augment, mnist and fashion-mnist do not)').choices(['none', 'cifar', 'trivialaugment', 'randaugment']))
+    .option('--random-erasing <p>', 'RandomErasing probability per training image', positive('--random-erasing'))
+    .addOption(new Option('--recipe <name>', `a tested set of the options above for a data set (options given on the command line win): ${Object.keys(RECIPES).join(', ')}; see docs/training.md`).choices(Object.keys(RECIPES)))
     .option('--memory-efficient', 'memory-efficient concatenation (Pleiss et al.)', false)
     .addOption(precisionOption())
     .option('--threads <n>', 'LibTorch threads', int('--threads'))
@@ -380,7 +411,7 @@ export function program(): Command {
     .option('--resume <file>', 'resume from a checkpoint')
     .option('--plot <file.svg>', 'write a chart of loss and accuracy per epoch')
     .option('--logdir <dir>', 'write TensorBoard event files and metrics.jsonl into this folder');
-  launcherOptions(trainCommand, false).action((flags: TrainFlags) => train(flags));
+  launcherOptions(trainCommand, false).action((flags: TrainFlags, command: Command) => train(withRecipe(flags, command)));
   launcherOptions(
     cli
       .command('launch')

@@ -9,8 +9,40 @@ import { Tensor, tensor } from './tensor';
 import { knownOptions, normalizeArg, optionsObject } from './validate';
 import { imageInputSpec, InputSpec } from './input-spec';
 
-/** 'cifar': the paper's augmentation (random crop with 4-pixel zero padding, random horizontal flip). */
-export type Augment = 'none' | 'cifar';
+/**
+ * Training augmentation of a data set in memory. 'cifar': the paper's (random crop with 4-pixel
+ * zero padding, random horizontal flip). 'trivialaugment' / 'randaugment': the same crop (black
+ * padding) and flip on the 8-bit pixels followed by torchvision's TrivialAugmentWide (one of 14
+ * operations at a random one of 31 magnitudes) or RandAugment (two operations at magnitude 9 of
+ * 31), as torchvision's classification recipes; they need uint8 images with 1 or 3 channels.
+ */
+export type Augment = 'none' | 'cifar' | 'trivialaugment' | 'randaugment';
+
+const AUGMENTS: readonly Augment[] = ['none', 'cifar', 'trivialaugment', 'randaugment'];
+
+/** Validates an augment option. */
+function checkAugment(value: unknown, what: string): Augment {
+  if (!AUGMENTS.includes(value as Augment)) throw new TypeError(`Expected ${what} to be ${AUGMENTS.map((a) => `'${a}'`).join(', ')} but received ${describe(value)}`);
+  return value as Augment;
+}
+
+/** Validates a randomErasing probability (undefined: 0). */
+export function checkRandomErasing(value: unknown, what: string): number {
+  if (value === undefined) return 0;
+  if (typeof value !== 'number' || !(value >= 0 && value <= 1)) throw new RangeError(`Expected ${what} to be a probability in [0, 1] but received ${describe(value)}`);
+  return value;
+}
+
+/** Options of {@link Dataset.withAugmentation}. */
+export interface AugmentationOptions {
+  /** The augmentation (see {@link Augment}); default: the data set's. */
+  augment?: Augment;
+  /**
+   * torchvision's RandomErasing probability per training image (scale 0.02–0.33 of the area,
+   * aspect ratio 0.3–3.3, zeros after normalisation); default: the data set's (0 unless set).
+   */
+  randomErasing?: number;
+}
 
 /** Per-channel normalisation, applied after uint8 images are scaled to [0, 1]. */
 export interface Normalize {
@@ -26,6 +58,8 @@ export interface DatasetOptions {
   normalize?: Normalize;
   /** Applied in training only. Default 'none'. */
   augment?: Augment;
+  /** RandomErasing probability per training image (see {@link AugmentationOptions}). Default 0. */
+  randomErasing?: number;
   /** Class names, label i = entry i (fit hands them to the model). */
   classes?: readonly string[];
 }
@@ -40,16 +74,34 @@ export class Dataset {
   readonly normalize: Normalize | undefined;
   /** Augmentation used when training. */
   readonly augment: Augment;
+  /** RandomErasing probability per training image (0: none). */
+  readonly randomErasing: number;
   /** Class names, label i = entry i, when known (fit hands them to the model). */
   readonly classes: readonly string[] | undefined;
 
   /** @internal Use {@link fromTensors}, {@link mnist} or {@link cifar10}. */
-  constructor(images: Tensor, labels: Tensor, normalize: Normalize | undefined, augment: Augment, classes?: readonly string[]) {
+  constructor(images: Tensor, labels: Tensor, normalize: Normalize | undefined, augment: Augment, classes?: readonly string[], randomErasing = 0) {
     this.images = images;
     this.labels = labels;
     this.normalize = normalize;
     this.augment = augment;
+    this.randomErasing = randomErasing;
     this.classes = classes === undefined ? undefined : Object.freeze([...classes]);
+  }
+
+  /**
+   * The same images and labels (shared, not copied) with another training augmentation.
+   * @example
+   * ```js
+   * const train = dt.datasets.fashionMnist().withAugmentation({ augment: 'trivialaugment', randomErasing: 0.25 });
+   * ```
+   */
+  withAugmentation(options: AugmentationOptions): Dataset {
+    const o = knownOptions<AugmentationOptions>(options, ['augment', 'randomErasing'], 'withAugmentation()');
+    const augment = o.augment === undefined ? this.augment : checkAugment(o.augment, 'options.augment');
+    const randomErasing = o.randomErasing === undefined ? this.randomErasing : checkRandomErasing(o.randomErasing, 'options.randomErasing');
+    checkPolicyImages(this.images, augment);
+    return new Dataset(this.images, this.labels, this.normalize, augment, this.classes, randomErasing);
   }
 
   /** Number of samples. */
@@ -76,13 +128,14 @@ export class Dataset {
   }
 
   /** @internal The plain object the addon reads. */
-  toNative(): { images: unknown; labels: unknown; mean?: number[]; std?: number[]; augment: Augment } {
+  toNative(): { images: unknown; labels: unknown; mean?: number[]; std?: number[]; augment: Augment; randomErasing: number } {
     return {
       images: this.images.handle('dataset images'),
       labels: this.labels.handle('dataset labels'),
       mean: this.normalize ? [...this.normalize.mean] : undefined,
       std: this.normalize ? [...this.normalize.std] : undefined,
       augment: this.augment,
+      randomErasing: this.randomErasing,
     };
   }
 }
@@ -103,9 +156,10 @@ export function fromTensors(images: Tensor, labels: Tensor, options: DatasetOpti
   if (labels.shape.length !== 1) throw new RangeError(`Expected labels to have shape [N] but received shape [${labels.shape.join(', ')}]`);
   if (labels.dtype !== 'int64' && labels.dtype !== 'int32' && labels.dtype !== 'uint8') throw new TypeError(`Expected labels to be integers (int64, int32 or uint8) but received ${labels.dtype}`);
   if (labels.shape[0] !== shape[0]) throw new RangeError(`Expected labels to have one entry per image (${shape[0]}) but received ${labels.shape[0]}`);
-  options = knownOptions<DatasetOptions>(options, ['normalize', 'augment', 'classes'], 'fromTensors()');
-  const augment = options.augment ?? 'none';
-  if (augment !== 'none' && augment !== 'cifar') throw new TypeError(`Expected options.augment to be 'none' or 'cifar' but received ${describe(augment)}`);
+  options = knownOptions<DatasetOptions>(options, ['normalize', 'augment', 'randomErasing', 'classes'], 'fromTensors()');
+  const augment = checkAugment(options.augment ?? 'none', 'options.augment');
+  const randomErasing = checkRandomErasing(options.randomErasing, 'options.randomErasing');
+  checkPolicyImages(images, augment);
   const normalize = normalizeArg(options.normalize, shape[1], 'options.normalize');
   let int64Labels = labels;
   if (labels.dtype !== 'int64') {
@@ -120,7 +174,16 @@ export function fromTensors(images: Tensor, labels: Tensor, options: DatasetOpti
   if (classes !== undefined && (!Array.isArray(classes) || !classes.every((c) => typeof c === 'string'))) {
     throw new TypeError(`Expected options.classes to be an array of strings but received ${describe(classes)}`);
   }
-  return new Dataset(images, int64Labels, normalize, augment, classes);
+  return new Dataset(images, int64Labels, normalize, augment, classes, randomErasing);
+}
+
+/** The policies work on 8-bit pixels of grey or RGB images. */
+function checkPolicyImages(images: Tensor, augment: Augment): void {
+  if (augment !== 'trivialaugment' && augment !== 'randaugment') return;
+  const channels = images.shape[1];
+  if (images.dtype !== 'uint8' || (channels !== 1 && channels !== 3)) {
+    throw new TypeError(`Expected uint8 images with 1 or 3 channels for augment '${augment}' but received ${images.dtype} images with ${channels} channels`);
+  }
 }
 
 /** MNIST's class names: the digits. */
@@ -231,7 +294,7 @@ export function cifar10(dir: string, options: Cifar10Options = {}): Dataset {
       images.set(b.subarray(off + 1, off + record), at * 3072);
     }
   }
-  const augment = options.augment ?? (split === 'train' ? 'cifar' : 'none');
+  const augment = checkAugment(options.augment ?? (split === 'train' ? 'cifar' : 'none'), 'options.augment');
   return new Dataset(tensor(images, [total, 3, 32, 32]), tensor(labels, [total]), CIFAR10_NORMALIZE, augment, CIFAR10_CLASSES);
 }
 

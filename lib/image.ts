@@ -6,7 +6,8 @@ import * as fs from 'node:fs';
 import { describe, DataError } from './errors';
 import { tensor, Tensor } from './tensor';
 import { knownOptions, normalizeArg, positiveInt } from './validate';
-import { centerCropBox, checkTransform, CustomTransform, evalResizeFor, planFor, Plan, Random, resizeShorterEdge, sampleRandom, Transform } from './data/transforms';
+import { centerCropBox, checkTransform, CustomTransform, drawSeed, evalResizeFor, isPolicy, planFor, Plan, Random, resizeShorterEdge, sampleRandom, Transform } from './data/transforms';
+import { addon } from './native';
 import { describeInputSpec, imageInputSpec, InputSpec } from './input-spec';
 import type { Normalize } from './datasets';
 
@@ -84,7 +85,8 @@ export async function decodeImage(source: string | Buffer, size: number, transfo
     const { width, height } = await lib(input).metadata();
     if (!width || !height) throw new Error('no image dimensions');
     const plan = planFor(transform, width, height, size, random);
-    return apply(lib, input, plan);
+    const pixels = await apply(lib, input, plan);
+    return isPolicy(transform) ? addon().augment.policy(pixels, size, size, 3, transform, drawSeed(random)) : pixels;
   });
 }
 

@@ -31,7 +31,7 @@ export * as distributed from './distributed';
 export * as cuda from './cuda';
 export type { MemoryStats } from './cuda';
 export type { InitOptions, GroupInfo, ReduceOp, Backend } from './distributed';
-export type { Dataset, DatasetOptions, Normalize, Augment, StreamDataset, Batch, ImageFolderDataset, ImageFolderOptions } from './datasets';
+export type { Dataset, DatasetOptions, AugmentationOptions, Normalize, Augment, StreamDataset, Batch, ImageFolderDataset, ImageFolderOptions } from './datasets';
 export type { ReadOptions, ModelInput } from './image';
 export type { InputSpec, ResizePolicy, ChannelOrder } from './input-spec';
 export type { OnnxExportOptions } from './onnx';

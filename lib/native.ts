@@ -103,6 +103,13 @@ export interface Addon {
   /** Replaces a file with `bytes`, crash-safe (temporary file, fsync, rename, folder fsync). */
   writeFileAtomically(path: string, bytes: Uint8Array): Promise<void>;
   distributed: NativeDistributed;
+  /** Image policies and random erasing for images decoded in JS (native/core/augment). */
+  augment: {
+    /** A policy on RGB or grey pixels (height x width x channels, uint8); returns new pixels. */
+    policy(pixels: Uint8Array, width: number, height: number, channels: number, name: 'trivialaugment' | 'randaugment', seed: number): Uint8Array;
+    /** RandomErasing of image `index` of a float32 [N, C, H, W] batch, in place. */
+    erase(images: Float32Array, index: number, channels: number, height: number, width: number, p: number, seed: number): void;
+  };
   /** The CUDA caching allocator's counters and controls (lib/cuda.ts). */
   cuda: {
     memoryStats(device: number): NativeCudaMemoryStats;

@@ -94,6 +94,12 @@ describe('native core (C++ tests)', () => {
     console.log(`      ${r.stdout.trim().split('\n').filter((l) => !l.startsWith('ok')).join('\n      ')}`);
   });
 
+  it('image augmentation: the 14 operations of TrivialAugmentWide and RandAugment equal torchvision\'s formulas (uint8, nearest, zero fill), both policies draw op, magnitude bin and sign in torchvision\'s order from its tables, RandomErasing erases torchvision\'s box', function () {
+    this.timeout(300000);
+    const r = runPassing('test/native/augment.cpp');
+    console.log(`      ${r.stdout.trim().split('\n').filter((l) => !l.startsWith('ok')).join('\n      ')}`);
+  });
+
   it('the CPU allocator: in a training run large blocks are reused at the same address, freed neighbours merge, contents survive churn from 4 threads, memory goes back after the run', function () {
     this.timeout(120000);
     const r = runPassing('test/native/allocator.cpp');

@@ -10,9 +10,10 @@ import { tensor } from '../tensor';
 import { knownOptions, positiveInt } from '../validate';
 import { checkNormalizeOption, decodeImage, toChw } from '../image';
 import { imageInputSpec, InputSpec } from '../input-spec';
-import type { Normalize } from '../datasets';
 import { Batch, DEFAULT_PREFETCH, EpochRequest, StreamDataset } from './stream';
-import { checkTransform, permutation, sampleRandom, Transform } from './transforms';
+import { checkTransform, drawSeed, permutation, sampleRandom, Transform } from './transforms';
+import { addon } from '../native';
+import { checkRandomErasing, type Normalize } from '../datasets';
 
 /** Image file extensions sharp decodes, matched case-insensitively. */
 export const IMAGE_EXTENSIONS: readonly string[] = ['.jpg', '.jpeg', '.png', '.webp', '.tif', '.tiff', '.gif', '.avif'];
@@ -21,8 +22,10 @@ export const IMAGE_EXTENSIONS: readonly string[] = ['.jpg', '.jpeg', '.png', '.w
 export interface ImageFolderOptions {
   /** Output height and width. Default 224. */
   size?: number;
-  /** 'train' (RandomResizedCrop + flip), 'eval' (Resize + CenterCrop), 'cifar' or a function. Default 'eval'. */
+  /** 'train' (RandomResizedCrop + flip), 'eval' (Resize + CenterCrop), 'cifar', 'trivialaugment' or 'randaugment' ('train' + the policy) or a function. Default 'eval'. */
   transform?: Transform;
+  /** torchvision's RandomErasing probability per training image, after normalisation (see the in-memory `AugmentationOptions`). Default 0. */
+  randomErasing?: number;
   /** Per-channel normalisation after scaling to [0, 1]; `false` for none. Default ImageNet's mean and std. */
   normalize?: Normalize | false;
   /** File extensions to take (with the dot). Default {@link IMAGE_EXTENSIONS}. */
@@ -43,7 +46,7 @@ export interface ImageSample {
   readonly label: number;
 }
 
-const OPTION_KEYS = ['size', 'transform', 'normalize', 'extensions', 'limit', 'onBadImage', 'prefetch'];
+const OPTION_KEYS = ['size', 'transform', 'randomErasing', 'normalize', 'extensions', 'limit', 'onBadImage', 'prefetch'];
 
 function listFiles(dir: string, extensions: readonly string[]): string[] {
   const out: string[] = [];
@@ -73,6 +76,8 @@ export class ImageFolderDataset extends StreamDataset {
   readonly normalize: Normalize | false;
   /** What to do with a file that cannot be decoded. */
   readonly onBadImage: 'error' | 'skip';
+  /** RandomErasing probability per training image (0: none). */
+  randomErasing = 0;
   #skipped = new Set<string>();
 
   /** @internal Use {@link imageFolder}. */
@@ -115,10 +120,11 @@ export class ImageFolderDataset extends StreamDataset {
     const transform = request.train ? this.transform : (typeof this.transform === 'function' ? this.transform : 'eval');
     for (let start = 0; start < order.length; start += request.batchSize) {
       const picks = order.slice(start, start + request.batchSize);
-      const decoded = await Promise.all(picks.map(async (index) => {
+      const draws = picks.map((index) => sampleRandom(request.seed, request.epoch, index));
+      const decoded = await Promise.all(picks.map(async (index, i) => {
         const sample = this.samples[index];
         try {
-          return await decodeImage(sample.file, this.size, transform, sampleRandom(request.seed, request.epoch, index));
+          return await decodeImage(sample.file, this.size, transform, draws[i]);
         } catch (err) {
           if (this.onBadImage === 'skip' && err instanceof DataError) {
             this.#skipped.add(sample.file);
@@ -135,6 +141,7 @@ export class ImageFolderDataset extends StreamDataset {
       decoded.forEach((pixels, i) => {
         if (!pixels) return;
         toChw(pixels, this.size, this.normalize, images, k);
+        if (request.train && this.randomErasing > 0) addon().augment.erase(images, k, 3, this.size, this.size, this.randomErasing, drawSeed(draws[i]));
         labels[k] = this.samples[picks[i]].label;
         k += 1;
       });
@@ -191,5 +198,6 @@ export function imageFolder(dir: string, options: ImageFolderOptions = {}): Imag
   }
   const dataset = new ImageFolderDataset(classes, samples, size, transform, normalize, onBadImage);
   dataset.prefetch = positiveInt(o.prefetch ?? DEFAULT_PREFETCH, 'options.prefetch');
+  dataset.randomErasing = checkRandomErasing(o.randomErasing, 'options.randomErasing');
   return dataset;
 }

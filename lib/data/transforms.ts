@@ -132,16 +132,30 @@ export interface RawImage {
  */
 export type CustomTransform = (image: RawImage, random: Random) => RawImage | Promise<RawImage>;
 
-/** 'train': RandomResizedCrop + horizontal flip. 'eval': Resize(size·256/224) + CenterCrop. 'cifar': pad 4, random crop, flip. */
-export type TransformName = 'train' | 'eval' | 'cifar';
+/**
+ * 'train': RandomResizedCrop + horizontal flip. 'eval': Resize(size·256/224) + CenterCrop.
+ * 'cifar': pad 4, random crop, flip. 'trivialaugment' / 'randaugment': 'train' followed by
+ * torchvision's TrivialAugmentWide / RandAugment (see the in-memory `Augment`).
+ */
+export type TransformName = 'train' | 'eval' | 'cifar' | 'trivialaugment' | 'randaugment';
+
+/** The transforms that end with an augmentation policy. */
+export function isPolicy(transform: Transform): transform is 'trivialaugment' | 'randaugment' {
+  return transform === 'trivialaugment' || transform === 'randaugment';
+}
+
+/** A seed for native draws (uint32) from a sample's draws. */
+export function drawSeed(random: Random): number {
+  return Math.floor(random() * 4294967296);
+}
 
 /** A transform option: a recipe name or a {@link CustomTransform}. */
 export type Transform = TransformName | CustomTransform;
 
 /** Validates a transform option. */
 export function checkTransform(value: unknown, what: string): Transform {
-  if (value === 'train' || value === 'eval' || value === 'cifar' || typeof value === 'function') return value as Transform;
-  throw new TypeError(`Expected ${what} to be 'train', 'eval', 'cifar' or a function but received ${describe(value)}`);
+  if (value === 'train' || value === 'eval' || value === 'cifar' || value === 'trivialaugment' || value === 'randaugment' || typeof value === 'function') return value as Transform;
+  throw new TypeError(`Expected ${what} to be 'train', 'eval', 'cifar', 'trivialaugment', 'randaugment' or a function but received ${describe(value)}`);
 }
 
 /** One image's recipe, in sharp's terms: crop, resize, pad, flip. */
@@ -164,7 +178,9 @@ export const CIFAR_PAD = 4;
 /** The plan of a named recipe for an image of width x height and output `size`. */
 export function planFor(name: TransformName, width: number, height: number, size: number, random: Random): Plan {
   switch (name) {
-    case 'train': {
+    case 'train':
+    case 'trivialaugment':
+    case 'randaugment': {
       const crop = randomResizedCropBox(width, height, random);
       return { crop, resize: { width: size, height: size }, flip: random() < 0.5 };
     }

@@ -1,6 +1,7 @@
 // Registration only: every export is defined in its own file.
 #include <napi.h>
 
+#include "augment.h"
 #include "../core/allocator.h"
 #include "../core/compute_thread.h"
 #include "../core/convolutions.h"
@@ -10,6 +11,7 @@
 #include "../core/kernels/winograd.h"
 #include "../core/tensor_ops.h"
 #include "addon_data.h"
+#include "augment.h"
 #include "data_source.h"
 #include "distributed.h"
 #include "errors.h"
@@ -150,6 +152,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeModel", NativeModel::Init(env));
   exports.Set("NativeFeeder", NativeFeeder::Init(env));
   exports.Set("distributed", DistributedExports(env));
+  exports.Set("augment", AugmentExports(env));
   exports.Set("cuda", CudaExports(env));
   exports.Set("readWeights", Napi::Function::New<ReadWeights>(env, "readWeights"));
   exports.Set("writeFileAtomically", Napi::Function::New<WriteFileAtomically>(env, "writeFileAtomically"));

@@ -131,7 +131,12 @@ Dataset dataset_from(const Napi::Value& value) {
     d.mean = numbers(o.Get("mean").As<Napi::Array>());
     d.std = numbers(o.Get("std").As<Napi::Array>());
   }
-  d.augment = o.Get("augment").As<Napi::String>().Utf8Value() == "cifar" ? Augment::kCifar : Augment::kNone;
+  const std::string augment = o.Get("augment").As<Napi::String>().Utf8Value();
+  d.augment = augment == "cifar"            ? Augment::kCifar
+              : augment == "trivialaugment" ? Augment::kTrivialAugment
+              : augment == "randaugment"    ? Augment::kRandAugment
+                                            : Augment::kNone;
+  if (o.Get("randomErasing").IsNumber()) d.random_erasing = o.Get("randomErasing").As<Napi::Number>().DoubleValue();
   return d;
 }
 

@@ -27,6 +27,10 @@ void validate(const Dataset& d, int64_t num_classes) {
     throw std::out_of_range("labels must be in [0, " + std::to_string(num_classes - 1) + "] for a model with " +
                             std::to_string(num_classes) + " classes, got labels from " + std::to_string(lo) + " to " +
                             std::to_string(hi));
+  if ((d.augment == Augment::kTrivialAugment || d.augment == Augment::kRandAugment) &&
+      (d.images.scalar_type() != at::kByte || (d.images.size(1) != 1 && d.images.size(1) != 3)))
+    throw std::invalid_argument("augment 'trivialaugment' and 'randaugment' need uint8 images with 1 or 3 channels");
+  if (d.random_erasing < 0 || d.random_erasing > 1) throw std::out_of_range("randomErasing must be a probability in [0, 1]");
   for (const auto* stats : {&d.mean, &d.std})
     if (stats->has_value() && static_cast<int64_t>((*stats)->size()) != d.images.size(1))
       throw std::invalid_argument("normalize mean and std need one value per channel (" + std::to_string(d.images.size(1)) + ")");
@@ -63,7 +67,16 @@ at::Tensor crop_and_flip(const at::Tensor& x, at::Generator& gen) {
 }  // namespace
 
 std::pair<at::Tensor, at::Tensor> make_batch(const Dataset& d, const at::Tensor& indices, bool train, at::Generator& gen) {
-  at::Tensor x = d.images.index_select(0, indices).to(at::kFloat);
+  at::Tensor x = d.images.index_select(0, indices);
+  const AugmentPolicy policy = !train                                  ? AugmentPolicy::kNone
+                               : d.augment == Augment::kTrivialAugment ? AugmentPolicy::kTrivialAugmentWide
+                               : d.augment == Augment::kRandAugment    ? AugmentPolicy::kRandAugment
+                                                                       : AugmentPolicy::kNone;
+  if (policy != AugmentPolicy::kNone) {
+    x = crop_and_flip(x, gen);
+    for (int64_t i = 0; i < x.size(0); ++i) x[i].copy_(apply_policy(x[i], policy, gen));
+  }
+  x = x.to(at::kFloat);
   if (d.images.scalar_type() == at::kByte) x.div_(255.0);
   if (d.mean && d.std) {
     const auto c = static_cast<int64_t>(d.mean->size());
@@ -72,6 +85,12 @@ std::pair<at::Tensor, at::Tensor> make_batch(const Dataset& d, const at::Tensor&
     x.sub_(mean).div_(std);
   }
   if (train && d.augment == Augment::kCifar) x = crop_and_flip(x, gen);
+  if (train && d.random_erasing > 0) {
+    for (int64_t i = 0; i < x.size(0); ++i) {
+      at::Tensor image = x[i];
+      random_erasing(image, d.random_erasing, gen);
+    }
+  }
   return {x, d.labels.index_select(0, indices)};
 }
 

@@ -2,6 +2,7 @@
 // augmentation, all in C++ on the training thread (no per-batch copies through JS).
 #pragma once
 
+#include "augment.h"
 #include "densenet.h"
 
 #include <torch/torch.h>
@@ -19,13 +20,17 @@
 
 namespace densetorch {
 
-enum class Augment { kNone, kCifar };
+// kCifar: random crop with 4-pixel zero padding (after normalisation) + horizontal flip.
+// kTrivialAugment / kRandAugment: the same crop (black padding) and flip on the 8-bit pixels, then
+// the policy (augment.h), before scaling and normalisation, as torchvision's recipes order them.
+enum class Augment { kNone, kCifar, kTrivialAugment, kRandAugment };
 
 struct Dataset {
   at::Tensor images;  // [N, C, H, W], uint8 (scaled by 1/255) or float32, CPU
   at::Tensor labels;  // [N], int64, CPU
   std::optional<std::vector<double>> mean, std;  // per-channel normalisation, after scaling
   Augment augment = Augment::kNone;
+  double random_erasing = 0;  // probability of RandomErasing per training image, after normalisation
 
   int64_t size() const { return images.size(0); }
 };
@@ -39,8 +44,7 @@ void validate(const Dataset& data, const DenseNetImpl& model);
 at::Tensor epoch_order(int64_t n, bool shuffle, at::Generator& gen);
 
 // Float32 images and int64 labels of the samples at `indices`, normalised and (if `train` and
-// the data set asks for it) augmented with `gen`: random crop with 4-pixel zero padding plus
-// random horizontal flip.
+// the data set asks for it) augmented with `gen` (see Augment; then random erasing).
 std::pair<at::Tensor, at::Tensor> make_batch(const Dataset& data, const at::Tensor& indices, bool train,
                                              at::Generator& gen);
 

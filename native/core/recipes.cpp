@@ -1,5 +1,7 @@
 #include "recipes.h"
 
+#include "draws.h"
+
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -14,21 +16,17 @@ double beta_sample(double alpha, at::Generator& gen) {
   return at::_sample_dirichlet(concentration, gen)[0].item<double>();
 }
 
-int64_t randint(int64_t high, at::Generator& gen) {
-  return at::randint(high, {1}, gen, at::TensorOptions().dtype(at::kLong)).item<int64_t>();
-}
-
 }  // namespace
 
 std::pair<at::Tensor, Mix> mix_batch(at::Tensor& x, const at::Tensor& y, int64_t num_classes, const MixOptions& o,
                                      at::Generator& gen) {
   const bool both = o.mixup_alpha > 0 && o.cutmix_alpha > 0;
-  const bool cutmix = both ? randint(2, gen) == 1 : o.cutmix_alpha > 0;
+  const bool cutmix = both ? draw_int(2, gen) == 1 : o.cutmix_alpha > 0;
   double lambda = beta_sample(cutmix ? o.cutmix_alpha : o.mixup_alpha, gen);
   const at::Tensor rolled = x.roll(1, 0);
   if (cutmix) {
     const int64_t h = x.size(2), w = x.size(3);
-    const int64_t rx = randint(w, gen), ry = randint(h, gen);
+    const int64_t rx = draw_int(w, gen), ry = draw_int(h, gen);
     const double r = 0.5 * std::sqrt(1.0 - lambda);
     const auto rw = static_cast<int64_t>(r * static_cast<double>(w));
     const auto rh = static_cast<int64_t>(r * static_cast<double>(h));
