@@ -20,15 +20,20 @@
       "conditions": [
         ["OS=='linux'", {
           "cflags_cc": ["-fopenmp"],
-          "ldflags": ["-fopenmp"]
+          "ldflags": ["-fopenmp"],
+          "libraries": [
+            "-L<!(node scripts/native-config.js libdir)",
+            "-Wl,-rpath-link,<!(node scripts/native-config.js libdir)",
+            "-Wl,--no-as-needed",
+            "<!@(node scripts/native-config.js libs)",
+            "-Wl,--as-needed"
+          ]
+        }, {
+          "libraries": [
+            "-L<!(node scripts/native-config.js libdir)",
+            "<!@(node scripts/native-config.js libs)"
+          ]
         }]
-      ],
-      "libraries": [
-        "-L<!(node scripts/native-config.js libdir)",
-        "-Wl,-rpath-link,<!(node scripts/native-config.js libdir)",
-        "-Wl,--no-as-needed",
-        "<!@(node scripts/native-config.js libs)",
-        "-Wl,--as-needed"
       ],
       "xcode_settings": {
         "GCC_ENABLE_CPP_EXCEPTIONS": "YES",

@@ -10,6 +10,7 @@ import { launch, LaunchOptions } from './launch';
 import { cacheDir, findLibTorch, searchLibTorch } from './libtorch';
 import { writePlot } from './plot';
 import { RECIPES, RecipeName, withRecipe } from './recipes';
+import { platformTag } from './platform';
 import { defaultLr, Precision } from './training';
 import { loadWithMetadata } from './densenet';
 import type { Augment, Dataset } from './datasets';
@@ -157,6 +158,23 @@ export function withoutLauncherFlags(argv: readonly string[]): string[] {
  * The data of one split. 'folder': an image folder per split under --data-dir (train/, and val/
  * or test/), streamed with the 'train' transform for training and 'eval' otherwise.
  */
+/** The recipe options in effect, as one line (empty when none is set). */
+function recipeSummary(flags: TrainFlags, data: { augment?: string; randomErasing?: number; transform?: unknown }): string {
+  const parts: string[] = [];
+  const augment = 'augment' in data ? data.augment : typeof data.transform === 'string' ? data.transform : undefined;
+  if (augment && augment !== 'none') parts.push(`augment ${augment}`);
+  if (data.randomErasing) parts.push(`random erasing ${data.randomErasing}`);
+  if (flags.weightDecay !== undefined) parts.push(`weight decay ${flags.weightDecay}`);
+  if (flags.warmupEpochs) parts.push(`warm-up ${flags.warmupEpochs} epochs`);
+  if (flags.labelSmoothing) parts.push(`label smoothing ${flags.labelSmoothing}`);
+  if (flags.mixupAlpha) parts.push(`mixup ${flags.mixupAlpha}`);
+  if (flags.cutmixAlpha) parts.push(`cutmix ${flags.cutmixAlpha}`);
+  if (flags.emaDecay) parts.push(`weight average ${flags.emaDecay}${flags.emaSteps ? ` every ${flags.emaSteps} steps` : ''}`);
+  if (flags.clipGradNorm) parts.push(`gradient clipping ${flags.clipGradNorm}`);
+  if (flags.accumulate && flags.accumulate > 1) parts.push(`accumulating ${flags.accumulate} batches`);
+  return parts.join(', ');
+}
+
 /** Training augmentation asked for on the command line (the data set's own when absent). */
 interface AugmentFlags {
   augment?: Augment;
@@ -217,7 +235,7 @@ async function train(flags: TrainFlags): Promise<void> {
 
 async function trainIn(dt: Densetorch, flags: TrainFlags, lead: boolean, log: (line: string) => void, world: number): Promise<void> {
   const imageSize = flags.imageSize ?? (flags.model === 'cifar' ? 32 : 224);
-  const trainData = datasetsFor(dt, flags.dataset, flags.dataDir, 'train', flags.limit, imageSize);
+  const trainData = datasetsFor(dt, flags.dataset, flags.dataDir, 'train', flags.limit, imageSize, { augment: flags.augment, randomErasing: flags.randomErasing });
   const testData = datasetsFor(dt, flags.dataset, flags.dataDir, 'test', flags.limit, imageSize);
   const channels = trainData instanceof dt.datasets.StreamDataset ? 3 : trainData.imageShape[0];
   dt.manualSeed(flags.seed);
@@ -239,6 +257,8 @@ async function trainIn(dt: Densetorch, flags: TrainFlags, lead: boolean, log: (l
     `${model.numParameters().toLocaleString('en')} parameters${flags.memoryEfficient ? ', memory-efficient' : ''}`);
   if (flags.logdir) log(`logs: ${path.resolve(flags.logdir)} (view with: tensorboard --logdir ${path.resolve(flags.logdir)})`);
   log(`data: ${flags.dataset}, ${trainData.length} training / ${testData.length} test images; ${flags.epochs} epochs of batch ${flags.batchSize}${world > 1 ? ` per rank (${flags.batchSize * world} in all)` : ''}, ${flags.optimizer} lr ${lr}, ${flags.schedule} schedule${flags.precision === 'fp32' ? '' : `, ${flags.precision} compute`}`);
+  const recipe = recipeSummary(flags, trainData);
+  if (recipe) log(`recipe${flags.recipe ? ` ${flags.recipe}` : ''}: ${recipe}`);
 
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const cliProgress = require('cli-progress') as typeof import('cli-progress');
@@ -346,9 +366,9 @@ function setup(): void {
 }
 
 function doctor(): number {
-  console.log(`densetorch ${PACKAGE_VERSION} (pins LibTorch ${PINNED_TORCH_VERSION}), node ${process.version}, ${process.platform}-${process.arch}`);
+  console.log(`densetorch ${PACKAGE_VERSION} (pins LibTorch ${PINNED_TORCH_VERSION}), node ${process.version}, platform ${platformTag()}`);
   console.log(`cache: ${cacheDir()}`);
-  for (const step of searchLibTorch()) {
+  for (const step of searchLibTorch({ runtime: true })) {
     console.log(`LibTorch via ${step.source}: ${step.found ? `${step.found.version} at ${step.found.root}${step.found.cuda ? ' (CUDA)' : ''}` : `not found (${step.where})`}`);
   }
   try {
@@ -392,7 +412,7 @@ export function program(): Command {
     .option('--weight-decay <w>', 'weight decay (default 1e-4 for sgd, 0 for adam, 1e-2 for adamw)', nonNegative('--weight-decay'))
     .addOption(new Option('--schedule <type>', 'learning-rate schedule').choices(['constant', 'multistep', 'cosine']).default('cosine'))
     .option('--warmup-epochs <n>', 'linear warm-up of the rate over n epochs, per step (from 0.1 of it)', positive('--warmup-epochs'))
-    .option('--label-smoothing <e>', 'label smoothing in [0, 1) (cross-entropy against (1-e)*onehot + e/K)', positive('--label-smoothing'))
+    .option('--label-smoothing <e>', 'label smoothing in [0, 1) (cross-entropy against (1-e)*onehot + e/K)', nonNegative('--label-smoothing'))
     .option('--clip-grad-norm <max>', 'clip the gradients to this total norm before each update', positive('--clip-grad-norm'))
     .option('--mixup-alpha <a>', 'MixUp of each batch with lambda ~ Beta(a, a) (with --cutmix-alpha: one of the two per batch)', positive('--mixup-alpha'))
     .option('--cutmix-alpha <a>', 'CutMix of each batch with lambda ~ Beta(a, a)', positive('--cutmix-alpha'))
@@ -400,7 +420,7 @@ export function program(): Command {
     .option('--ema-steps <n>', 'optimizer steps between updates of the average', int('--ema-steps'))
     .option('--accumulate <n>', 'sum the gradients of n batches before each update', int('--accumulate'))
     .addOption(new Option('--augment <name>', 'training augmentation (default: the data set\'s; cifar10 and folders augment, mnist and fashion-mnist do not)').choices(['none', 'cifar', 'trivialaugment', 'randaugment']))
-    .option('--random-erasing <p>', 'RandomErasing probability per training image', positive('--random-erasing'))
+    .option('--random-erasing <p>', 'RandomErasing probability per training image', nonNegative('--random-erasing'))
     .addOption(new Option('--recipe <name>', `a tested set of the options above for a data set (options given on the command line win): ${Object.keys(RECIPES).join(', ')}; see docs/training.md`).choices(Object.keys(RECIPES)))
     .option('--memory-efficient', 'memory-efficient concatenation (Pleiss et al.)', false)
     .addOption(precisionOption())
@@ -431,7 +451,7 @@ export function program(): Command {
     .addOption(new Option('--image-size <pixels>', 'image size for --dataset folder').argParser(int('--image-size')))
     .addOption(new Option('--split <split>', 'which part').choices(['train', 'test']).default('test'))
     .option('--batch-size <n>', 'batch size', int('--batch-size'), 256)
-    .option('--limit <n>', 'use at most n MNIST images (balanced over digits)', int('--limit', 10))
+    .option('--limit <n>', 'use at most n images (mnist, fashion-mnist, folder)', int('--limit', 10))
     .addOption(precisionOption())
     .action((file: string, flags: EvaluateFlags) => evaluate(file, flags));
   cli.command('info <model>').description('config, parameter count and metadata of a saved model').action((file: string) => info(file));

@@ -21,6 +21,13 @@ import { logFitEvent, RunLog } from './tensorboard';
 export { cifarConfig, PRESETS, resolveConfig };
 export type { CifarArgs, DenseNetArgs, DenseNetConfig, PresetArgs, PresetName, PresetConfig, Stem } from './config';
 
+/** The training augmentation of a data set, for the run's hparams. */
+function augmentationOf(data: AnyDataset): { augment: string; randomErasing: number } {
+  const d = data as { augment?: unknown; transform?: unknown; randomErasing?: unknown };
+  const augment = typeof d.augment === 'string' ? d.augment : typeof d.transform === 'string' ? d.transform : typeof d.transform === 'function' ? 'custom' : 'none';
+  return { augment, randomErasing: typeof d.randomErasing === 'number' ? d.randomErasing : 0 };
+}
+
 /** Options of {@link DenseNet.predict}. */
 export interface PredictOptions {
   /** Images per forward pass (bounds memory). Default 256. */
@@ -455,7 +462,9 @@ export class DenseNet {
         log.hparams({
           epochs: o.native.epochs, batchSize: o.native.batchSize, optimizer: optimizer.type, lr: optimizer.lr, weightDecay: optimizer.weightDecay,
           ...(optimizer.type === 'sgd' ? { momentum: optimizer.momentum, nesterov: optimizer.nesterov } : {}),
-          schedule: schedule.type, seed: o.native.seed, precision: o.native.precision, shuffle: o.native.shuffle,
+          schedule: schedule.type, warmupEpochs: schedule.warmupEpochs, seed: o.native.seed, precision: o.native.precision, shuffle: o.native.shuffle,
+          labelSmoothing: o.native.labelSmoothing, clipGradNorm: o.native.clipGradNorm, mixupAlpha: o.native.mixupAlpha, cutmixAlpha: o.native.cutmixAlpha,
+          emaDecay: o.native.ema?.decay ?? 0, accumulateSteps: o.native.accumulateSteps, ...augmentationOf(data),
           growthRate: this.#config.growthRate, blockConfig: this.#config.blockConfig.join('-'), bnSize: this.#config.bnSize,
           compression: this.#config.compression, memoryEfficient: this.#config.memoryEfficient,
         });

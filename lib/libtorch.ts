@@ -16,6 +16,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { LibTorchNotFoundError } from './errors';
 import { PINNED_TORCH_VERSION } from './package-info';
+import { libtorchPackage, platformTag } from './platform';
 
 /** The torch version that densetorch is pinned to and fetches when no LibTorch is found. */
 export { PINNED_TORCH_VERSION };
@@ -53,8 +54,8 @@ export function verifyWheel(wheel: string): string {
   return `sha256 ${actual} matches the pinned checksum`;
 }
 
-/** Where a LibTorch installation was found. */
-export type LibTorchSource = 'env' | 'python' | 'cache';
+/** Where a LibTorch installation was found ('package': the npm package `@densetorch/libtorch-<platform>`, runtime libraries only). */
+export type LibTorchSource = 'env' | 'package' | 'python' | 'cache';
 
 /** A LibTorch installation on disk. */
 export interface LibTorchInstall {
@@ -66,7 +67,7 @@ export interface LibTorchInstall {
   readonly source: LibTorchSource;
   /** Folder of the shared libraries. */
   readonly libDir: string;
-  /** Include folders for a compiler. */
+  /** Include folders for a compiler (empty for the runtime-only npm package). */
   readonly includeDirs: readonly string[];
   /** Whether the libraries include CUDA support (libtorch_cuda). */
   readonly cuda: boolean;
@@ -78,6 +79,8 @@ export interface FindOptions {
   readonly fetch?: boolean;
   /** Progress messages (fetching, unpacking). Default: none. */
   readonly log?: (message: string) => void;
+  /** Loading, not building: the runtime-only npm package counts too (see {@link searchLibTorch}). Default false. */
+  readonly runtime?: boolean;
 }
 
 /** The densetorch cache folder: `DENSETORCH_CACHE`, else `$XDG_CACHE_HOME/densetorch`, else `~/.cache/densetorch`. */
@@ -168,11 +171,37 @@ export interface SearchStep {
   readonly found: LibTorchInstall | undefined;
 }
 
-/** Looks in every place, in order, without fetching; returns what each step found. */
-export function searchLibTorch(): SearchStep[] {
+/**
+ * LibTorch's runtime libraries from the npm package `@densetorch/libtorch-<platform>` (installed
+ * as an optional dependency, as sharp installs libvips): `lib/` and a `libtorch.json` naming the
+ * version. Enough to load the addon, not to compile one.
+ */
+export function packagedLibTorch(): SearchStep {
+  const name = libtorchPackage(platformTag());
+  let manifest: string;
+  try {
+    manifest = require.resolve(`${name}/package.json`);
+  } catch {
+    return { source: 'package', where: `${name}: not installed`, found: undefined };
+  }
+  const root = path.dirname(manifest);
+  const record = path.join(root, 'libtorch.json');
+  const version = fs.existsSync(record) ? (JSON.parse(fs.readFileSync(record, 'utf8')) as { version?: string }).version : undefined;
+  const libDir = path.join(root, 'lib');
+  if (!version || !fs.existsSync(path.join(libDir, LIB_NAME))) return { source: 'package', where: `${root}: incomplete (no libtorch.json or lib/${LIB_NAME})`, found: undefined };
+  return { source: 'package', where: root, found: { root, version, source: 'package', libDir, includeDirs: [], cuda: false } };
+}
+
+/**
+ * Looks in every place, in order, without fetching; returns what each step found. With
+ * `runtime: true` (loading the addon, not building it) the npm package of LibTorch's runtime
+ * libraries is looked at right after `LIBTORCH`.
+ */
+export function searchLibTorch(options: { runtime?: boolean } = {}): SearchStep[] {
   const steps: SearchStep[] = [];
   const env = process.env.LIBTORCH;
   if (env) steps.push({ source: 'env', where: env, found: inspectLibTorch(env, 'env') });
+  if (options.runtime) steps.push(packagedLibTorch());
   const py = pythonTorchDir();
   steps.push({ source: 'python', where: py ?? `${pythonExecutable()}: no importable torch`, found: py ? inspectLibTorch(py, 'python') : undefined });
   const cached = cachedLibTorchDir();
@@ -187,7 +216,7 @@ export function searchLibTorch(): SearchStep[] {
  * `LIBTORCH`, when set, must point at a usable LibTorch: it is never silently skipped.
  */
 export function findLibTorch(options: FindOptions = {}): LibTorchInstall {
-  const steps = searchLibTorch();
+  const steps = searchLibTorch({ runtime: options.runtime });
   checkEnvStep(steps);
   const hit = steps.find((s) => s.found)?.found;
   if (hit) return hit;

@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { AddonLoadError, LibTorchVersionError, nativeErrorClasses } from './errors';
 import { checkEnvStep, findLibTorch, LibTorchInstall, releaseOf, searchLibTorch } from './libtorch';
 import { PACKAGE_ROOT, PINNED_TORCH_VERSION } from './package-info';
+import { addonPackage, platformTag, releasedPlatforms } from './platform';
 
 /** The addon's native tensor handle (internal). */
 export interface NativeTensorHandle {
@@ -142,13 +143,21 @@ export interface LoadedNative {
   readonly builtAgainst: string;
 }
 
-// glibc's RTLD_NODELETE: keeps a library mapped even though process.dlopen, finding no Node
-// module in it, closes it again.
-const RTLD_NODELETE = 0x1000;
+// RTLD_NODELETE keeps a library mapped even though process.dlopen, finding no Node module in it,
+// closes it again: 0x1000 in glibc and musl, 0x80 on macOS; Windows has no dlopen flags.
+const RTLD_NODELETE = process.platform === 'darwin' ? 0x80 : process.platform === 'win32' ? 0 : 0x1000;
+
+// node-gyp-build ships no types; its resolver takes a package root and finds build/Release or
+// prebuilds/<platform>-<arch>/ with the tags of this runtime.
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const gypBuild = require('node-gyp-build') as { resolve(dir: string): string };
 
 /**
- * The addon file to load: `DENSETORCH_ADDON` when set (e.g. a cmake-js build), else what
- * node-gyp-build finds (a local build/Release first, else the prebuilt binary for this platform).
+ * The addon file to load, in order: `DENSETORCH_ADDON` when set (e.g. a cmake-js build); the
+ * prebuilt binary of this platform's package `@densetorch/<platform>` (an optional dependency:
+ * npm installs only the one matching os, cpu and libc); a local build of this package
+ * (build/Release, or prebuilds/ from `npm run build:prebuild`). Else an error naming the
+ * platforms with packages and how to build from source.
  */
 export function addonPath(): string {
   const override = process.env.DENSETORCH_ADDON;
@@ -156,17 +165,27 @@ export function addonPath(): string {
     if (!fs.existsSync(override)) throw new AddonLoadError(`DENSETORCH_ADDON is set to '${override}', which does not exist`);
     return path.resolve(override);
   }
-  // node-gyp-build ships no types; its resolver takes the package root.
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const gypBuild = require('node-gyp-build') as { resolve(dir: string): string };
+  const tag = platformTag();
+  let packageRoot: string | undefined;
   try {
-    return gypBuild.resolve(PACKAGE_ROOT);
-  } catch (err) {
-    throw new AddonLoadError(
-      `No densetorch addon for ${process.platform}-${process.arch} (node ${process.version}): ${(err as Error).message}. ` +
-        'Build it from source with `npm run build` in the package folder.',
-    );
+    packageRoot = path.dirname(require.resolve(`${addonPackage(tag)}/package.json`));
+  } catch {
+    // not installed: this platform has no package, or it was not installed; a local build may exist
   }
+  const tried: string[] = [];
+  for (const root of packageRoot ? [packageRoot, PACKAGE_ROOT] : [PACKAGE_ROOT]) {
+    try {
+      return gypBuild.resolve(root);
+    } catch (err) {
+      tried.push(`${root}: ${(err as Error).message}`);
+    }
+  }
+  throw new AddonLoadError(
+    `No densetorch addon for ${tag} (node ${process.version}). Prebuilt packages exist for: ${releasedPlatforms().join(', ')} ` +
+      `(${addonPackage('<platform>')}, installed with densetorch as an optional dependency${packageRoot ? '' : `; ${addonPackage(tag)} is not installed`}). ` +
+      'Elsewhere, build from source: install a C++20 compiler and Python 3, then run `npm rebuild densetorch` ' +
+      `(or \`npm run build\` in a clone). Looked in: ${tried.join('; ')}`,
+  );
 }
 
 /** The LibTorch release the addon at `file` expects: its build record, else the package pin. */
@@ -181,8 +200,8 @@ function expectedVersion(file: string): string {
 
 /** Picks the LibTorch to load: the first in the search order whose release matches the addon's. */
 function chooseLibTorch(expected: string): LibTorchInstall {
-  if (!expected) return findLibTorch();
-  const steps = searchLibTorch();
+  if (!expected) return findLibTorch({ runtime: true });
+  const steps = searchLibTorch({ runtime: true });
   checkEnvStep(steps);
   const env = steps.find((s) => s.source === 'env');
   const found = steps.filter((s) => s.found).map((s) => s.found as LibTorchInstall);
@@ -201,7 +220,7 @@ function chooseLibTorch(expected: string): LibTorchInstall {
         `Run \`npx densetorch setup\` to fetch LibTorch ${releaseOf(expected)}, or rebuild densetorch from source.`,
     );
   }
-  return findLibTorch(); // throws the not-found error with what to do
+  return findLibTorch({ runtime: true }); // throws the not-found error with what to do
 }
 
 function preload(lt: LibTorchInstall): void {

@@ -139,7 +139,12 @@ export interface EpochLogs {
   dataWaitShare: number;
 }
 
-/** Options of `model.fit`. */
+/**
+ * Options of `model.fit`. The image augmentation of a recipe belongs to the training data set,
+ * as torchvision's transforms do: `augment: 'cifar' | 'trivialaugment' | 'randaugment'` and
+ * `randomErasing: p` on a data set in memory ({@link Dataset.withAugmentation},
+ * `datasets.fromTensors`), `transform` and `randomErasing` on `datasets.imageFolder`.
+ */
 export interface FitOptions {
   /** Default 1. */
   epochs?: number;

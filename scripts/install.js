@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// npm's install step. A prebuilt binary for this platform is used as it is (nothing to do);
+// npm's install step. When this platform's package (@densetorch/<platform>, an optional
+// dependency) or a prebuilt binary in prebuilds/ is there, it is used as it is (nothing to do);
 // otherwise the TypeScript is compiled if needed and the addon is built from native/.
 'use strict';
 const { spawnSync } = require('node:child_process');
@@ -10,9 +11,28 @@ const root = path.resolve(__dirname, '..');
 const prebuildDir = path.join(root, 'prebuilds', `${process.platform}-${process.arch}`);
 const hasPrebuild = fs.existsSync(prebuildDir) && fs.readdirSync(prebuildDir).some((f) => f.endsWith('.node'));
 
-if (hasPrebuild && !process.env.DENSETORCH_BUILD_FROM_SOURCE) {
-  console.log(`densetorch: using the prebuilt binary in prebuilds/${process.platform}-${process.arch}`);
-  process.exit(0);
+/** This platform's addon package, when npm installed it (dist/ exists in a published package). */
+function platformPackage() {
+  const platform = path.join(root, 'dist', 'platform.js');
+  if (!fs.existsSync(platform)) return undefined;
+  const { addonPackage, platformTag } = require(platform);
+  try {
+    return path.dirname(require.resolve(`${addonPackage(platformTag())}/package.json`, { paths: [root] }));
+  } catch {
+    return undefined;
+  }
+}
+
+if (!process.env.DENSETORCH_BUILD_FROM_SOURCE) {
+  const pkg = platformPackage();
+  if (pkg) {
+    console.log(`densetorch: using the prebuilt binary of ${path.basename(path.dirname(pkg))}/${path.basename(pkg)}`);
+    process.exit(0);
+  }
+  if (hasPrebuild) {
+    console.log(`densetorch: using the prebuilt binary in prebuilds/${process.platform}-${process.arch}`);
+    process.exit(0);
+  }
 }
 
 function step(args) {

@@ -197,6 +197,63 @@ describe('image folders and streamed training', () => {
     assert.equal(r.accuracy, a.history.valAccuracy[4]);
   });
 
+  it("transform 'trivialaugment' / 'randaugment' and randomErasing on an image folder: seeded, on top of the train geometry, erased boxes are zero in every channel, fit trains with them", async function () {
+    this.timeout(120000);
+    const first = async (options, seed = 3) => {
+      const data = dt.datasets.imageFolder(path.join(dir, 'train'), { size: 32, normalize: false, ...options });
+      const it = data.batches({ epoch: 0, batchSize: 12, train: true, shuffle: false, seed });
+      const { value } = await it.next();
+      await it.return();
+      return value.images.toArray();
+    };
+    const plain = await first({ transform: 'train' });
+    for (const transform of ['trivialaugment', 'randaugment']) {
+      const a = await first({ transform });
+      assert.deepEqual(a, await first({ transform }), `${transform}: the same seed gives the same pixels`);
+      assert.notDeepEqual(a, plain, `${transform}: the policy changes the train transform's pixels`);
+      assert.notDeepEqual(a, await first({ transform }, 4), `${transform}: another seed, other draws`);
+    }
+    const erased = await first({ transform: 'train', randomErasing: 1 });
+    const pixels = 32 * 32;
+    for (let k = 0; k < 12; k++) {
+      let zeros = 0;
+      for (let p = 0; p < pixels; p++) if ([0, 1, 2].every((c) => erased[(k * 3 + c) * pixels + p] === 0)) zeros += 1;
+      assert.ok(zeros >= 0.02 * pixels * 0.5, `image ${k}: an erased box (${zeros} pixels zero in every channel)`);
+    }
+    assert.throws(() => dt.datasets.imageFolder(dir, { randomErasing: 2 }), { name: 'RangeError', message: /options.randomErasing to be a probability/ });
+    const model = tinyModel(3);
+    const train = dt.datasets.imageFolder(path.join(dir, 'train'), { size: 32, transform: 'randaugment', randomErasing: 0.25 });
+    const history = await model.fit(train, { epochs: 1, batchSize: 8, seed: 3, optimizer: { type: 'adam', lr: 0.01 } });
+    assert.ok(Number.isFinite(history.loss[0]));
+  });
+
+  it('an in-memory data set with augment trivialaugment / randaugment and randomErasing: seeded, needs 8-bit images', async function () {
+    this.timeout(60000);
+    const n = 16;
+    const images = dt.tensor(new Uint8Array(n * 3 * 12 * 12).map((_, i) => (i * 29) % 256), [n, 3, 12, 12]);
+    const labels = dt.tensor(new Int32Array(n).map((_, i) => i % 3), [n], { dtype: 'int32' });
+    const base = dt.datasets.fromTensors(images, labels);
+    const run = async (data, seed = 1) => {
+      const model = tinyModel(3);
+      await model.fit(data, { epochs: 1, batchSize: 8, shuffle: false, seed, optimizer: { type: 'sgd', lr: 0.1 } });
+      return Array.from(model.stateDict()['classifier.weight'].toArray());
+    };
+    const plain = await run(base);
+    for (const augment of ['trivialaugment', 'randaugment']) {
+      const data = base.withAugmentation({ augment, randomErasing: 0.5 });
+      assert.equal(data.augment, augment);
+      assert.equal(data.randomErasing, 0.5);
+      assert.equal(data.images, base.images, 'the images are shared, not copied');
+      const a = await run(data);
+      assert.deepEqual(a, await run(data), `${augment}: same seed, same training`);
+      assert.notDeepEqual(a, plain, `${augment}: augmentation changes training`);
+    }
+    const floats = dt.datasets.fromTensors(dt.tensor(new Float32Array(n * 3 * 12 * 12), [n, 3, 12, 12]), labels);
+    assert.throws(() => floats.withAugmentation({ augment: 'randaugment' }), { name: 'TypeError', message: /uint8 images with 1 or 3 channels/ });
+    assert.throws(() => base.withAugmentation({ augment: 'autoaugment' }), { name: 'TypeError', message: /options.augment to be 'none', 'cifar', 'trivialaugment', 'randaugment'/ });
+    assert.throws(() => base.withAugmentation({ randomErasing: -0.1 }), { name: 'RangeError', message: /randomErasing/ });
+  });
+
   it('class names travel with the model: fit takes them from the folder, save/load keep them, classify and `densetorch predict` name them', async function () {
     this.timeout(120000);
     const train = dt.datasets.imageFolder(path.join(dir, 'train'), { size: 32, transform: 'train' });

@@ -88,4 +88,25 @@ describe('IDX data sets', () => {
     const info = spawnSync(process.execPath, [path.join(ROOT, 'dist', 'cli.js'), 'info', out], { encoding: 'utf8' });
     assert.match(info.stdout, /classes \(10\): T-shirt\/top, Trouser, Pullover, Dress, Coat, Sandal, Shirt, Sneaker, Bag, Ankle boot/);
   });
+
+  it('`densetorch train --recipe fashion`, shortened (4,000 images, 3 epochs): the recipe\'s options apply, the weight average is evaluated and saved, and it learns', function () {
+    this.timeout(300000);
+    if (!fs.existsSync(path.join(dt.datasets.FASHION_MNIST_DIR, 'train-images-idx3-ubyte.gz'))) {
+      console.log(`      (skipped: ${dt.datasets.FASHION_MNIST_DIR} is empty; apt-get install dataset-fashion-mnist)`);
+      this.skip();
+    }
+    const out = path.join(dir, 'recipe.safetensors');
+    const started = Date.now();
+    const r = spawnSync(process.execPath, [path.join(ROOT, 'dist', 'cli.js'), 'train', '--recipe', 'fashion', '--limit', '4000', '--epochs', '3',
+      '--ema-decay', '0.99', '--out', out], { encoding: 'utf8', timeout: 280000 });
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /DenseNet-BC \(L=40, k=12\)/);
+    assert.match(r.stdout, /3 epochs of batch 64, sgd lr 0\.1, cosine schedule/);
+    const [, raw, ema] = /test accuracy ([\d.]+); weight average ([\d.]+) \(saved\)/.exec(r.stdout);
+    console.log(`      3 epochs on 4,000 images in ${((Date.now() - started) / 1000).toFixed(0)} s: test accuracy ${raw}, weight average ${ema} (first 4,000 test images)`);
+    assert.ok(Number(raw) > 0.7 && Number(ema) > 0.7, `accuracy ${raw}, weight average ${ema} (chance is 0.1)`);
+    const evaluated = spawnSync(process.execPath, [path.join(ROOT, 'dist', 'cli.js'), 'evaluate', out, '--dataset', 'fashion-mnist', '--limit', '4000'], { encoding: 'utf8' });
+    assert.equal(evaluated.status, 0, evaluated.stderr);
+    assert.match(evaluated.stdout, new RegExp(`accuracy ${ema}`), 'the saved weights are the average');
+  });
 });

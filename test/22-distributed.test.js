@@ -151,8 +151,8 @@ describe('distributed (c10d, Gloo)', function () {
     assert.match(r.stdout + r.stderr, /2 worker\(s\) on node 0 of 1 \(world size 2\)/);
   });
 
-  for (const memoryEfficient of [false, true]) {
-    it(`one SGD step on 2 ranks equals the averaged shard gradients of one process (memoryEfficient: ${memoryEfficient})`, async () => {
+  for (const [memoryEfficient, accumulate] of [[false, 1], [true, 1], [false, 2]]) {
+    it(`one SGD step on 2 ranks equals the averaged shard gradients of one process (memoryEfficient: ${memoryEfficient}${accumulate > 1 ? `, each shard in ${accumulate} accumulated batches` : ''})`, async () => {
       const n = 16;
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'densetorch-exact-'));
       dirs.push(dir);
@@ -160,33 +160,36 @@ describe('distributed (c10d, Gloo)', function () {
       const model = dt.densenetCifar({ depth: 10, growthRate: 4, numClasses: 3, memoryEfficient });
       const init = path.join(dir, 'init.safetensors');
       await model.save(init);
-      const r = await launchWorkers('exact', { env: { DT_INIT: init, DT_N: String(n) } });
+      const r = await launchWorkers('exact', { env: { DT_INIT: init, DT_N: String(n), DT_ACCUMULATE: String(accumulate) } });
       dirs.push(r.out);
       assert.equal(r.status, 0, r.stderr);
 
       // The reference: each rank's shard (samples r, r+2, ... as DistributedSampler without
-      // shuffling) through one process in train mode (per-shard batch statistics), gradients averaged.
+      // shuffling), in `accumulate` consecutive batches, through one process in train mode
+      // (per-batch statistics), gradients averaged.
       const images = randomImages(n, 3, 8, 8, 5).toArray();
       const labels = new Int32Array(n).map((_, i) => i % 3);
       const per = 3 * 8 * 8;
-      const shard = (rank) => {
-        const idx = Array.from({ length: n / 2 }, (_, i) => 2 * i + rank);
+      const perBatch = n / 2 / accumulate;
+      const shard = (part) => {
+        const [rank, m] = [part % 2, Math.floor(part / 2)];
+        const idx = Array.from({ length: perBatch }, (_, i) => 2 * (m * perBatch + i) + rank);
         const x = new Float32Array(idx.length * per);
         idx.forEach((s, i) => x.set(images.subarray(s * per, (s + 1) * per), i * per));
         return { x: dt.tensor(x, [idx.length, 3, 8, 8]), y: dt.tensor(new BigInt64Array(idx.map((s) => BigInt(labels[s]))), [idx.length], { dtype: 'int64' }) };
       };
       const reference = await dt.load(init);
       reference.train();
-      const grads = [0, 1].map((rank) => reference.lossAndGrads(shard(rank).x, shard(rank).y).grads);
+      const parts = Array.from({ length: 2 * accumulate }, (_, i) => i);
+      const grads = parts.map((part) => reference.lossAndGrads(shard(part).x, shard(part).y).grads);
       const before = reference.stateDict();
       const ranks = await Promise.all([0, 1].map((rank) => dt.load(path.join(r.out, `rank${rank}.safetensors`))));
       const after = ranks.map((m) => m.stateDict());
       let worst = 0;
-      for (const [name, g0] of Object.entries(grads[0])) {
-        const g = g0.toArray();
-        const g1 = grads[1][name].toArray();
+      for (const name of Object.keys(grads[0])) {
+        const gs = grads.map((gr) => gr[name].toArray());
         const w = before[name].toArray();
-        const expected = dt.tensor(new Float32Array(w.length).map((_, i) => w[i] - 0.1 * (g[i] + g1[i]) / 2), before[name].shape);
+        const expected = dt.tensor(new Float32Array(w.length).map((_, i) => w[i] - 0.1 * gs.reduce((sum, gv) => sum + gv[i], 0) / gs.length), before[name].shape);
         worst = Math.max(worst, maxAbsDiff(after[0][name], expected));
         assert.equal(maxAbsDiff(after[0][name], after[1][name]), 0, `${name} differs between the ranks`);
       }
@@ -194,12 +197,27 @@ describe('distributed (c10d, Gloo)', function () {
       assert.ok(worst <= 1e-5, `largest difference from the reference: ${worst}`);
       console.log(`      largest parameter difference from the single-process reference: ${worst.toExponential(2)}`);
       // The ranks report the group's loss: the mean of the two shards' losses.
-      const lossRef = [0, 1].map((rank) => reference.lossAndGrads(shard(rank).x, shard(rank).y).loss);
+      const lossRef = parts.map((part) => reference.lossAndGrads(shard(part).x, shard(part).y).loss);
       const reported = readJson(r.out, 'rank0.json').loss[0];
-      assert.ok(Math.abs(reported - (lossRef[0] + lossRef[1]) / 2) < 1e-5, `loss ${reported} vs ${lossRef}`);
+      const meanLoss = lossRef.reduce((a, b) => a + b, 0) / lossRef.length;
+      assert.ok(Math.abs(reported - meanLoss) < 1e-5, `loss ${reported} vs ${lossRef}`);
       assert.deepEqual(readJson(r.out, 'rank1.json').loss, readJson(r.out, 'rank0.json').loss);
     });
   }
+
+  it('every recipe option (trivialaugment, randomErasing, mixup + cutmix, labelSmoothing, clipGradNorm, ema, accumulateSteps, warm-up) trains on 2 ranks in step, checkpoints and resumes', async () => {
+    const r = await spawnRanks('recipes');
+    dirs.push(r.out);
+    assert.deepEqual(r.codes.map((c) => c.code), [0, 0]);
+    const [r0, r1] = [0, 1].map((rank) => readJson(r.out, `rank${rank}.json`));
+    assert.deepEqual(r0.epochs.map((e) => e.epoch), [1, 2, 3]);
+    for (const key of ['loss', 'accuracy', 'valLoss', 'valAccuracy', 'emaValLoss', 'emaValAccuracy']) {
+      assert.deepEqual(r1.epochs.map((e) => e[key]), r0.epochs.map((e) => e[key]), `${key}: the ranks report the group's figures`);
+      assert.ok(r0.epochs.every((e) => Number.isFinite(e[key])), `${key} is a number every epoch`);
+    }
+    const [w0, w1] = await Promise.all([0, 1].map((rank) => dt.load(path.join(r.out, `rank${rank}.safetensors`))));
+    for (const [name, t] of Object.entries(w0.stateDict())) assert.equal(maxAbsDiff(t, w1.stateDict()[name]), 0, `${name} differs between the ranks`);
+  });
 
   it('a rank killed mid-epoch makes the other reject with DistributedError naming it; the checkpoint stays loadable', async () => {
     const r = await spawnRanks('kill', { DT_TIMEOUT_MS: '20000' });

@@ -54,7 +54,7 @@ describe('training logs (TensorBoard event files and metrics.jsonl)', () => {
     const model = dt.densenetCifar({ depth: 10, growthRate: 4, inChannels: 1, numClasses: 10 });
     history = await model.fit(dt.datasets.mnist({ limit: 200 }), {
       epochs: 2, batchSize: 50, validationData: dt.datasets.mnist({ split: 'test', limit: 100 }), logDir,
-      optimizer: { type: 'sgd', lr: 0.05 },
+      optimizer: { type: 'sgd', lr: 0.05 }, ema: { decay: 0.9 }, labelSmoothing: 0.1,
     });
   });
   after(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -78,6 +78,12 @@ describe('training logs (TensorBoard event files and metrics.jsonl)', () => {
     assert.deepEqual(epochLoss.map((s) => s.step), [1, 2]);
     epochLoss.forEach((s, i) => assert.ok(close(s.value, history.loss[i]), `epoch ${i + 1} loss ${s.value} vs ${history.loss[i]}`));
     scalars('epoch/val_accuracy').forEach((s, i) => assert.ok(close(s.value, history.valAccuracy[i])));
+    const ema = scalars('epoch/ema_val_accuracy');
+    assert.equal(ema.length, 2);
+    ema.forEach((s, i) => assert.ok(close(s.value, history.epochs[i].emaValAccuracy), `epoch ${i + 1} EMA accuracy`));
+    assert.equal(start.sessionStartInfo.hparams.emaDecay.numberValue, 0.9);
+    assert.equal(start.sessionStartInfo.hparams.labelSmoothing.numberValue, 0.1);
+    assert.equal(start.sessionStartInfo.hparams.augment.stringValue, 'none');
     const batchLoss = scalars('batch/loss');
     assert.equal(batchLoss.length, 8, '4 batches per epoch, 2 epochs');
     assert.deepEqual(batchLoss.map((s) => s.step), [1, 2, 3, 4, 5, 6, 7, 8]);

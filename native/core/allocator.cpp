@@ -11,8 +11,10 @@
 #include <map>
 #include <mutex>
 #include <new>
-#include <malloc.h>
 #include <sys/mman.h>
+#if defined(__GLIBC__)
+#include <malloc.h>  // malloc_trim: glibc only
+#endif
 
 namespace densetorch {
 
@@ -27,7 +29,12 @@ constexpr std::size_t kHugePage = 2u << 20;
 void advise_huge_pages(void* base, std::size_t size) {
   const auto begin = (reinterpret_cast<std::uintptr_t>(base) + kHugePage - 1) & ~(kHugePage - 1);
   const auto end = (reinterpret_cast<std::uintptr_t>(base) + size) & ~(kHugePage - 1);
+#if defined(MADV_HUGEPAGE)  // Linux
   if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+#else
+  (void)begin;
+  (void)end;
+#endif
 }
 
 // The heap large blocks come from while a training run is on (HeapReuseScope): address ranges
@@ -213,7 +220,9 @@ void install_cpu_allocator() {
 }
 
 void release_free_memory() {
-  malloc_trim(0);
+#if defined(__GLIBC__)
+  malloc_trim(0);  // other C libraries return free memory on their own terms
+#endif
   if (runs.load() == 0) region_heap().release();
 }
 

@@ -50,6 +50,8 @@ class WeightAverage {
   // Writes the average into the model.
   void copy_to_model();
   int64_t updates() const { return updates_; }
+  // The average's tensors (parameters, then buffers), e.g. to make every rank hold rank 0's.
+  std::vector<at::Tensor>& tensors() { return average_; }
   void save(torch::serialize::OutputArchive& archive) const;
   // Reads what save wrote; false (and nothing changed) when the archive has no average.
   bool load(torch::serialize::InputArchive& archive);

@@ -518,6 +518,8 @@ History fit_on(DenseNet& model, BatchSource& train, BatchSource* validation, con
     if (par.on) {  // every rank leaves the epoch with rank 0's statistics: one model for validation, checkpoints and the caller
       torch::NoGradGuard no_grad;
       distributed::broadcast_coalesced(buffers, 0);
+      // The average's statistics followed each rank's own batches since the last broadcast: rank 0's too.
+      if (run.ema) distributed::broadcast_coalesced(run.ema->tensors(), 0);
     }
     EpochReport report{epoch + 1, loss_sum / static_cast<double>(seen), static_cast<double>(correct) / static_cast<double>(seen),
                        std::nullopt, std::nullopt, std::nullopt, std::nullopt, lr, 0, 0};

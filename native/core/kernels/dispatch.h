@@ -23,6 +23,17 @@ struct Variant {
 #define DT_X86(fn) nullptr
 #endif
 
+// The code between DT_ISA_BEGIN("avx2,fma") and DT_ISA_END is compiled for that instruction set:
+// GCC's target pragma, or clang's attribute push (clang does not take the GCC pragma).
+#define DT_PRAGMA(x) _Pragma(#x)
+#if defined(__clang__)
+#define DT_ISA_BEGIN(isa) DT_PRAGMA(clang attribute push(__attribute__((target(isa))), apply_to = function))
+#define DT_ISA_END DT_PRAGMA(clang attribute pop)
+#else
+#define DT_ISA_BEGIN(isa) DT_PRAGMA(GCC push_options) DT_PRAGMA(GCC target(isa))
+#define DT_ISA_END DT_PRAGMA(GCC pop_options)
+#endif
+
 template <class Fn>
 class KernelTable {
  public:

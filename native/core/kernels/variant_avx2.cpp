@@ -8,8 +8,7 @@
 #ifdef DT_KERNELS_X86
 #include <immintrin.h>
 
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
+DT_ISA_BEGIN("avx2,fma")
 namespace densetorch::kernels::avx2 {
 struct Isa {
   using V = __m256;
@@ -41,5 +40,5 @@ struct Isa {
 #include "conv3x3_weight_grad.inc"
 #include "winograd_kernel.inc"
 }  // namespace densetorch::kernels::avx2
-#pragma GCC pop_options
+DT_ISA_END
 #endif

@@ -12,8 +12,7 @@
 // GCC 12 reports the _mm512_undefined_ps() inside _mm512_max_ps as maybe uninitialised.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC push_options
-#pragma GCC target("avx512f")
+DT_ISA_BEGIN("avx512f")
 namespace densetorch::kernels::avx512 {
 struct Isa {
   using V = __m512;
@@ -41,6 +40,6 @@ struct Isa {
 };
 #include "gemm_kernel.inc"
 }  // namespace densetorch::kernels::avx512
-#pragma GCC pop_options
+DT_ISA_END
 #pragma GCC diagnostic pop
 #endif
