@@ -39,7 +39,7 @@ export type { Transform, TransformName, CustomTransform, RawImage, Box } from '.
 export { AbortError } from './training';
 export { Predictor, QueueFullError, RequestAbortedError } from './serve';
 export type { ServeOptions, ServePredictOptions, ServeStats } from './serve';
-export type { AnyDataset, Precision, FitOptions, History, BatchLogs, EpochLogs, EvaluateOptions, EvaluateResult, SgdOptions, AdamOptions, Schedule, Warmup } from './training';
+export type { AnyDataset, Precision, FitOptions, History, BatchLogs, EpochLogs, EvaluateOptions, EvaluateResult, SgdOptions, AdamOptions, Schedule, Warmup, MixOptions, EmaOptions } from './training';
 export {
   DataError,
   DistributedError,

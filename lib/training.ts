@@ -139,6 +139,22 @@ export interface EpochLogs {
   dataWaitShare: number;
 }
 
+/** A `mixup` or `cutmix` option of {@link FitOptions}. */
+export interface MixOptions {
+  /** α of λ ~ Beta(α, α), > 0 (torchvision's references use 0.2 for MixUp, 1.0 for CutMix). */
+  alpha: number;
+}
+
+/** The `ema` option of {@link FitOptions}: an exponential moving average of the weights. */
+export interface EmaOptions {
+  /** avg = decay·avg + (1 − decay)·w at each update, in (0, 1) (e.g. 0.999 or 0.9998). */
+  decay: number;
+  /** Optimizer steps between updates. Default 1. */
+  everySteps?: number;
+  /** What the model holds when fit completes: the average ('ema', the default) or the trained weights ('raw'). */
+  weights?: 'ema' | 'raw';
+}
+
 /**
  * Options of `model.fit`. The image augmentation of a recipe belongs to the training data set,
  * as torchvision's transforms do: `augment: 'cifar' | 'trivialaugment' | 'randaugment'` and
@@ -217,14 +233,14 @@ export interface FitOptions {
    * cross-entropy against the mixed targets (label smoothing applies on top); the reported
    * accuracy compares predictions with each image's own label. Default: off.
    */
-  mixup?: { alpha: number };
+  mixup?: MixOptions;
   /**
    * CutMix (torchvision's RandomCutmix): a box of area about (1 − λ) of the image, centred at a
    * uniform pixel and clipped at the borders, is pasted from the batch rolled by one; λ ~ Beta(α, α),
    * then λ = 1 − box area / image area for the targets. With `mixup` too, one of the two is chosen
    * per batch. Default: off.
    */
-  cutmix?: { alpha: number };
+  cutmix?: MixOptions;
   /**
    * An exponential moving average of the parameters and buffers (torchvision's
    * ExponentialMovingAverage): every `everySteps` optimizer steps (default 1) avg = decay·avg +
@@ -234,7 +250,7 @@ export interface FitOptions {
    * both. When fit completes, the model holds the average (`weights: 'ema'`, the default; what
    * `save` writes afterwards) or the raw weights (`weights: 'raw'`). Default: off.
    */
-  ema?: { decay: number; everySteps?: number; weights?: 'ema' | 'raw' };
+  ema?: EmaOptions;
   /**
    * Gradient accumulation: the gradients of this many consecutive batches are summed and divided
    * by the count before one optimizer step, which then equals the step of one batch of all their
@@ -327,16 +343,16 @@ export interface NativeFitOptions {
 const FIT_KEYS = ['epochs', 'batchSize', 'optimizer', 'schedule', 'shuffle', 'seed', 'dropLast', 'validationData', 'onBatchEnd', 'onEpochEnd', 'signal', 'checkpoint', 'resumeFrom', 'precision', 'logDir', 'labelSmoothing', 'clipGradNorm', 'mixup', 'cutmix', 'ema', 'accumulateSteps'];
 
 /** The α of a `mixup` / `cutmix` option; 0 when absent. */
-function mixAlpha(value: { alpha: number } | undefined, what: string): number {
+function mixAlpha(value: MixOptions | undefined, what: string): number {
   if (value === undefined) return 0;
-  const o = knownOptions<{ alpha: number }>(value, ['alpha'], 'fit()', what);
+  const o = knownOptions<MixOptions>(value, ['alpha'], 'fit()', what);
   return numberIn(o.alpha, `${what}.alpha`, (x) => x > 0, '> 0', true);
 }
 
 /** A validated `ema` option. */
 function emaOption(value: FitOptions['ema']): NativeFitOptions['ema'] {
   if (value === undefined) return undefined;
-  const o = knownOptions<NonNullable<FitOptions['ema']>>(value, ['decay', 'everySteps', 'weights'], 'fit()', 'ema');
+  const o = knownOptions<EmaOptions>(value, ['decay', 'everySteps', 'weights'], 'fit()', 'ema');
   const weights = o.weights ?? 'ema';
   if (weights !== 'ema' && weights !== 'raw') throw new TypeError(`Expected ema.weights to be 'ema' or 'raw' but received ${describe(weights)}`);
   return {

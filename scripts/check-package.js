@@ -35,6 +35,7 @@ function freePort() {
 
 /** Starts verdaccio with its storage under `dir`, proxying other packages to npm's registry. */
 async function startRegistry(dir) {
+  fs.mkdirSync(dir, { recursive: true });
   const port = await freePort();
   const upstream = sh('npm', ['config', 'get', 'registry'], { cwd: root }).trim() || 'https://registry.npmjs.org/';
   const config = [
