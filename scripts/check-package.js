@@ -22,6 +22,7 @@ function sh(cmd, args, options = {}) {
   return r.stdout || '';
 }
 
+/** A TCP port on loopback that was free a moment ago. */
 function freePort() {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
@@ -162,4 +163,4 @@ if (require.main === module) {
   });
 }
 
-module.exports = { main };
+module.exports = { main, freePort };

@@ -4,27 +4,15 @@
 // the README's MNIST job on two ranks, and a PyTorch process in the same group.
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
-const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 const { spawn, spawnSync } = require('node:child_process');
 const { ROOT, maxAbsDiff, randomImages } = require('./helpers');
+const { freePort } = require('../scripts/check-package.js');
 const dt = require('..');
 
 const CLI = path.join(ROOT, 'dist', 'cli.js');
 const WORKER = path.join(__dirname, 'fixtures', 'dist-worker.js');
-
-/** A TCP port that was free a moment ago. */
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** Runs `densetorch launch` with the worker fixture in `mode`; returns the exit and the folder of results. */
 async function launchWorkers(mode, { nproc = 2, env = {}, timeout = 120_000, extra = [] } = {}) {
