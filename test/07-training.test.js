@@ -300,7 +300,7 @@ describe('training: data sets', () => {
     ['negative labels', () => dt.datasets.fromTensors(dt.tensor(new Float32Array(2 * 64), [2, 1, 8, 8]), dt.tensor([0, -1], [2], { dtype: 'int32' })), RangeError, /labels\[1\] is -1/],
     ['rank-3 images', () => dt.datasets.fromTensors(dt.tensor(new Float32Array(64), [1, 8, 8]), dt.tensor([0], [1], { dtype: 'int64' })), RangeError, /Expected images to have shape \[N, C, H, W\]/],
     ['a bad normalize', () => dt.datasets.fromTensors(dt.tensor(new Float32Array(64), [1, 1, 8, 8]), dt.tensor([0], [1], { dtype: 'int64' }), { normalize: { mean: [0, 0], std: [1, 1] } }), TypeError, /Expected options\.normalize\.mean to be 1 finite numbers \(one per channel\)/],
-    ['an unknown augmentation', () => dt.datasets.fromTensors(dt.tensor(new Float32Array(64), [1, 1, 8, 8]), dt.tensor([0], [1], { dtype: 'int64' }), { augment: 'mixup' }), TypeError, /Expected options\.augment to be 'none' or 'cifar' but received 'mixup'/],
+    ['an unknown augmentation', () => dt.datasets.fromTensors(dt.tensor(new Float32Array(64), [1, 1, 8, 8]), dt.tensor([0], [1], { dtype: 'int64' }), { augment: 'mixup' }), TypeError, /Expected options\.augment to be 'none', 'cifar', 'trivialaugment', 'randaugment' but received 'mixup'/],
   ];
   for (const [title, make, ErrorClass, message] of bad) {
     it(`fromTensors rejects ${title}`, () => {
