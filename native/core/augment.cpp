@@ -207,8 +207,8 @@ void random_erasing(at::Tensor& img, double p, at::Generator& gen) {
     const auto eh = static_cast<int64_t>(std::nearbyint(std::sqrt(erase_area * aspect)));
     const auto ew = static_cast<int64_t>(std::nearbyint(std::sqrt(erase_area / aspect)));
     if (!(eh < h && ew < w)) continue;
-    const int64_t top = at::randint(0, h - eh + 1, {1}, gen, at::TensorOptions().dtype(at::kLong)).item<int64_t>();
-    const int64_t left = at::randint(0, w - ew + 1, {1}, gen, at::TensorOptions().dtype(at::kLong)).item<int64_t>();
+    const int64_t top = draw_int(h - eh + 1, gen);  // torch.randint(0, n) draws as torch.randint(n)
+    const int64_t left = draw_int(w - ew + 1, gen);
     img.narrow(1, top, eh).narrow(2, left, ew).zero_();
     return;
   }
