@@ -5,6 +5,10 @@
 //   2. all-reduce of DenseNet-121's gradients (and BC-100's) between 2 ranks: time and bandwidth;
 //   3. the ring all-reduce estimate for 8 and 64 machines on 10 and 100 Gb/s networks.
 //   npm run bench -- --distributed [--steps 4] [--port 29650]
+// With --netem (root; scripts/netns.js): BC-100 and DenseNet-121 steps and all-reduce times for
+// 2 ranks on one host against 2 hosts (network namespaces, one rank each) over links shaped to
+// 10 and 1 Gb/s, held against the ring estimate.
+//   npm run bench -- --distributed --netem [--steps 3]
 'use strict';
 const { spawn } = require('node:child_process');
 const path = require('node:path');
@@ -14,12 +18,17 @@ const steps = Number(flag('steps', 4));
 const basePort = Number(flag('port', 29650));
 const ROOT = path.join(__dirname, '..');
 
-/** Runs this script as a worker (`--worker KIND`) in `world` processes; resolves with their JSON lines. */
-function runWorkers(kind, world, threads, port, extra = {}) {
+/**
+ * Runs this script as a worker (`--worker KIND`) in `world` processes; resolves with their JSON
+ * lines. With `hosts` (scripts/netns.js), rank r runs in host r and rank 0's address is the master.
+ */
+function runWorkers(kind, world, threads, port, extra = {}, hosts = null) {
   return Promise.all(Array.from({ length: world }, (_, rank) => new Promise((resolve, reject) => {
     const env = { ...process.env, OMP_NUM_THREADS: String(threads), ...extra };
-    if (world > 1) Object.assign(env, { RANK: String(rank), WORLD_SIZE: String(world), LOCAL_RANK: String(rank), MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port) });
-    const child = spawn(process.execPath, [__filename, '--worker', kind, '--threads', String(threads), '--steps', String(steps)], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'inherit'] });
+    if (world > 1) Object.assign(env, { RANK: String(rank), WORLD_SIZE: String(world), LOCAL_RANK: hosts ? '0' : String(rank), MASTER_ADDR: hosts ? hosts.addrs[0] : '127.0.0.1', MASTER_PORT: String(port) });
+    const args = [__filename, '--worker', kind, '--threads', String(threads), '--steps', String(steps)];
+    const options = { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'inherit'] };
+    const child = hosts ? hosts.spawn(rank, process.execPath, args, options) : spawn(process.execPath, args, options);
     let out = '';
     child.stdout.on('data', (d) => { out += d; });
     child.on('close', (code) => (code === 0 ? resolve(JSON.parse(out.trim().split('\n').pop())) : reject(new Error(`${kind} worker ${rank} exited with ${code}`))));
@@ -32,13 +41,16 @@ async function worker(kind) {
   const group = process.env.WORLD_SIZE ? await dt.distributed.init({ timeoutMs: 120_000 }) : { rank: 0, worldSize: 1 };
   let result;
   if (kind === 'train') {
-    const globalBatch = 64;
+    // BC-100 at 32x32, batch 64 in all; DenseNet-121 at 224x224, batch 16 in all.
+    const big = process.env.DT_BENCH_MODEL === 'densenet121';
+    const globalBatch = big ? 16 : 64;
+    const size = big ? 224 : 32;
     const batch = globalBatch / group.worldSize;
     const n = globalBatch * (steps + 1); // one warm-up step
-    const images = new Float32Array(n * 3 * 32 * 32).map((_, i) => Math.sin(i * 0.37));
+    const images = new Float32Array(n * 3 * size * size).map((_, i) => Math.sin(i * 0.37));
     const labels = new Int32Array(n).map((_, i) => i % 10);
-    const data = dt.datasets.fromTensors(dt.tensor(images, [n, 3, 32, 32]), dt.tensor(labels, [n], { dtype: 'int32' }));
-    const model = dt.densenetCifar({ depth: 100, growthRate: 12, numClasses: 10 });
+    const data = dt.datasets.fromTensors(dt.tensor(images, [n, 3, size, size]), dt.tensor(labels, [n], { dtype: 'int32' }));
+    const model = big ? dt.densenet121({ numClasses: 10 }) : dt.densenetCifar({ depth: 100, growthRate: 12, numClasses: 10 });
     const ends = [];
     await model.fit(data, { epochs: 1, batchSize: batch, shuffle: false, onBatchEnd: () => ends.push(performance.now()) });
     const seconds = (ends[ends.length - 1] - ends[0]) / 1000 / steps;
@@ -66,6 +78,39 @@ async function worker(kind) {
 /** Ring all-reduce time: 2(W-1)/W of the bytes through each link, plus 2(W-1) latency steps. */
 function ringSeconds(bytes, world, gbitPerSecond, latencySeconds = 50e-6) {
   return (2 * (world - 1) / world) * bytes / (gbitPerSecond * 1e9 / 8) + 2 * (world - 1) * latencySeconds;
+}
+
+/** --netem: 2 ranks on one host against 2 hosts over shaped links, BC-100 and DenseNet-121. */
+async function netemMain() {
+  const netns = require('../scripts/netns.js');
+  const why = netns.unavailable();
+  if (why) throw new Error(`--netem needs two network namespaces: ${why}`);
+  const noDelay = netns.netemMissing();
+  console.log(`emulated links: ${machine().cpu}, ${machine().cores} cores, 1 thread per rank, ${steps} timed steps${noDelay ? `\n(${noDelay})` : ''}`);
+  const links = [{ name: '1 host (loopback)', rate: null }, { name: '2 hosts, 10 Gb/s', rate: '10gbit' }, { name: '2 hosts, 1 Gb/s', rate: '1gbit' }];
+  const rows = [];
+  let port = basePort + 10;
+  for (const link of links) {
+    const hosts = link.rate ? netns.createHosts({ tag: 'b', link: { rate: link.rate } }) : null;
+    try {
+      const reduce = (await runWorkers('allreduce', 2, 1, port++, {}, hosts))[0];
+      for (const model of ['bc100', 'densenet121']) {
+        const train = (await runWorkers('train', 2, 1, port++, { DT_BENCH_MODEL: model }, hosts))[0];
+        const r = reduce[model === 'bc100' ? 'DenseNet-BC L=100 k=12' : 'DenseNet-121'];
+        const gbit = link.rate ? netns.bitsPerSecond(link.rate) / 1e9 : null;
+        const row = {
+          link: link.name, model: model === 'bc100' ? 'DenseNet-BC (L=100, k=12), 32x32, batch 2x32' : 'DenseNet-121, 224x224, batch 2x8',
+          secondsPerStep: train.secondsPerStep, imagesPerSecond: train.imagesPerSecond, gradientMB: r.bytes / 1e6,
+          allreduceMs: r.medianMs, ringEstimateMs: gbit ? ringSeconds(r.bytes, 2, gbit) * 1000 : null,
+        };
+        rows.push(row);
+        console.log(`  ${row.link.padEnd(18)} ${row.model.padEnd(46)} ${row.secondsPerStep.toFixed(2)} s/step  all-reduce ${row.allreduceMs.toFixed(1)} ms${row.ringEstimateMs ? ` (ring estimate ${row.ringEstimateMs.toFixed(1)} ms)` : ''}`);
+      }
+    } finally {
+      if (hosts) hosts.remove();
+    }
+  }
+  writeResult('distributed-netem', { ...machine(), date: new Date().toISOString(), steps, delay: noDelay || 'none asked', rows });
 }
 
 async function main() {
@@ -113,7 +158,7 @@ if (flag('worker')) {
     process.exit(1);
   });
 } else {
-  main().catch((err) => {
+  (process.argv.includes('--netem') ? netemMain() : main()).catch((err) => {
     console.error(err.stack);
     process.exit(1);
   });

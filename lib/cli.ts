@@ -94,6 +94,7 @@ interface TrainFlags extends LauncherFlags {
   seed: number;
   out: string;
   checkpoint?: string;
+  checkpointSteps?: number;
   resume?: string;
   plot?: string;
   logdir?: string;
@@ -106,9 +107,11 @@ interface LauncherFlags {
   nodeRank: number;
   masterAddr: string;
   masterPort: number;
+  maxRestarts: number;
+  jobToken?: string;
 }
 
-const LAUNCHER_FLAGS = ['--nproc-per-node', '--nnodes', '--node-rank', '--master-addr', '--master-port'];
+const LAUNCHER_FLAGS = ['--nproc-per-node', '--nnodes', '--node-rank', '--master-addr', '--master-port', '--max-restarts', '--job-token'];
 
 /** Adds the launcher options to a command. */
 function launcherOptions(command: Command, nprocRequired: boolean): Command {
@@ -119,7 +122,9 @@ function launcherOptions(command: Command, nprocRequired: boolean): Command {
     .option('--nnodes <n>', 'machines in the job', int('--nnodes'), 1)
     .option('--node-rank <r>', "this machine's index, 0-based", int('--node-rank', 0), 0)
     .option('--master-addr <host>', "address of rank 0's machine (it hosts the rendezvous)", '127.0.0.1')
-    .option('--master-port <port>', 'TCP port of the rendezvous on rank 0', int('--master-port'), 29500);
+    .option('--master-port <port>', 'TCP port of the rendezvous on rank 0', int('--master-port'), 29500)
+    .option('--max-restarts <n>', 'start every worker again this many times after one fails (resume with fit({ resumeFrom: \'auto\' }) or train --resume auto)', int('--max-restarts', 0), 0)
+    .option('--job-token <secret>', 'a secret every rank must present to join (default: DENSETORCH_JOB_TOKEN); prefer the variable, which other users cannot read in the process list');
 }
 
 /** Runs `command` as this machine's workers (see lib/launch.ts); returns the exit code. */
@@ -131,11 +136,14 @@ async function runLaunch(flags: LauncherFlags, command: string[]): Promise<numbe
     nodeRank: flags.nodeRank,
     masterAddr: flags.masterAddr,
     masterPort: flags.masterPort,
+    maxRestarts: flags.maxRestarts,
+    jobToken: flags.jobToken,
     command,
   };
   const world = options.nprocPerNode * flags.nnodes;
   console.error(`densetorch launch: ${options.nprocPerNode} worker(s) on node ${flags.nodeRank} of ${flags.nnodes} (world size ${world}), rendezvous at ${flags.masterAddr}:${flags.masterPort}`);
   const result = await launch(options);
+  if (result.restarts > 0) console.error(`densetorch launch: ${result.restarts} restart(s)`);
   if (result.failed) console.error(`densetorch launch: failed: rank ${result.failed.rank} ${result.failed.signal ? `was killed by ${result.failed.signal}` : `exited with code ${result.failed.code}`}`);
   return result.exitCode;
 }
@@ -281,7 +289,7 @@ async function trainIn(dt: Densetorch, flags: TrainFlags, lead: boolean, log: (l
     const history = await model.fit(trainData, {
       epochs: flags.epochs, batchSize: flags.batchSize, optimizer, schedule, seed: flags.seed, validationData: testData, precision: flags.precision,
       signal: controller.signal,
-      checkpoint: flags.checkpoint ? { path: flags.checkpoint } : undefined,
+      checkpoint: flags.checkpoint ? { path: flags.checkpoint, ...(flags.checkpointSteps ? { everySteps: flags.checkpointSteps } : {}) } : undefined,
       resumeFrom: flags.resume,
       ...(flags.labelSmoothing !== undefined ? { labelSmoothing: flags.labelSmoothing } : {}),
       ...(flags.clipGradNorm !== undefined ? { clipGradNorm: flags.clipGradNorm } : {}),
@@ -428,7 +436,8 @@ export function program(): Command {
     .option('--seed <n>', 'random seed', int('--seed', 0), 0)
     .option('--out <file>', 'where to save the model', 'densenet.safetensors')
     .option('--checkpoint <file>', 'write a resumable checkpoint after every epoch')
-    .option('--resume <file>', 'resume from a checkpoint')
+    .option('--checkpoint-steps <n>', 'also write it every n optimizer steps inside an epoch', int('--checkpoint-steps'))
+    .option('--resume <file>', "resume from a checkpoint ('auto': from --checkpoint when it exists, for launch --max-restarts)")
     .option('--plot <file.svg>', 'write a chart of loss and accuracy per epoch')
     .option('--logdir <dir>', 'write TensorBoard event files and metrics.jsonl into this folder');
   launcherOptions(trainCommand, false).action((flags: TrainFlags, command: Command) => train(withRecipe(flags, command)));

@@ -47,6 +47,22 @@ export interface InitOptions {
    * A rank that dies is noticed at once; one that hangs, after this. Default: 30 minutes, as PyTorch's.
    */
   timeoutMs?: number;
+  /**
+   * How long a peer may go without a heartbeat before every rank's pending and later collectives
+   * fail with a {@link DistributedError} naming it, in milliseconds. Heartbeats travel on their
+   * own connection to the store every tenth of this (at most every second), so a dead machine or
+   * a cut link, which close no socket, are noticed in this time however long `timeoutMs` is.
+   * Default: 30 seconds.
+   */
+  heartbeatTimeoutMs?: number;
+  /**
+   * A secret every rank of the job presents: rank 0's store then answers only processes that
+   * prove they know it (a challenge and an HMAC: the secret never crosses the network); any
+   * other is refused with a clear {@link DistributedError} and the job goes on undisturbed.
+   * Gloo's traffic between the ranks is neither authenticated nor encrypted (see
+   * docs/distributed.md). Default: `DENSETORCH_JOB_TOKEN`, else none.
+   */
+  jobToken?: string;
 }
 
 /** Where this process stands in its group. */
@@ -74,7 +90,10 @@ export const reason: string = native().reason;
 /** PyTorch's default collective timeout. */
 export const DEFAULT_TIMEOUT_MS = 30 * 60 * 1000;
 
-const INIT_KEYS = ['backend', 'rank', 'worldSize', 'localRank', 'masterAddr', 'masterPort', 'timeoutMs'];
+const INIT_KEYS = ['backend', 'rank', 'worldSize', 'localRank', 'masterAddr', 'masterPort', 'timeoutMs', 'heartbeatTimeoutMs', 'jobToken'];
+
+/** The default of {@link InitOptions.heartbeatTimeoutMs}. */
+export const DEFAULT_HEARTBEAT_TIMEOUT_MS = 30 * 1000;
 
 let localRank = 0;
 
@@ -92,7 +111,8 @@ function fromEnv(name: string, fallback: number): number {
  * @param options - Defaults from RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT.
  * @returns This process's rank, the group's size and its local rank.
  * @throws {DistributedError} When the build has no distributed support, a group is already
- *   initialized, or the rendezvous fails.
+ *   initialized, the rendezvous fails, or the job does not expect this process (its size differs,
+ *   or another process holds its rank).
  * @throws {TypeError | RangeError} For a bad option.
  */
 export async function init(options?: InitOptions): Promise<GroupInfo> {
@@ -106,9 +126,12 @@ export async function init(options?: InitOptions): Promise<GroupInfo> {
   if (typeof masterAddr !== 'string' || !masterAddr) throw new TypeError(`Expected masterAddr to be a host name or address but received ${String(masterAddr)}`);
   const masterPort = numberIn(o.masterPort ?? fromEnv('MASTER_PORT', 29500), 'masterPort', (x) => Number.isInteger(x) && x >= 1 && x <= 65535, 'integer in [1, 65535]', true);
   const timeoutMs = numberIn(o.timeoutMs ?? DEFAULT_TIMEOUT_MS, 'timeoutMs', (x) => x >= 1, '>= 1', true);
+  const heartbeatTimeoutMs = numberIn(o.heartbeatTimeoutMs ?? DEFAULT_HEARTBEAT_TIMEOUT_MS, 'heartbeatTimeoutMs', (x) => x >= 100, '>= 100', true);
   const local = nonNegativeInt(o.localRank ?? fromEnv('LOCAL_RANK', 0), 'localRank');
+  const jobToken = o.jobToken ?? (process.env.DENSETORCH_JOB_TOKEN || undefined);
+  if (jobToken !== undefined && (typeof jobToken !== 'string' || !jobToken)) throw new TypeError('Expected jobToken to be a non-empty string');
   if (!available) throw new DistributedError(reason);
-  await native().init({ backend, rank, worldSize, masterAddr, masterPort, timeoutMs: Math.round(timeoutMs) });
+  await native().init({ backend, rank, worldSize, masterAddr, masterPort, timeoutMs: Math.round(timeoutMs), heartbeatTimeoutMs: Math.round(heartbeatTimeoutMs), ...(jobToken ? { jobToken } : {}) });
   localRank = local;
   return info();
 }

@@ -68,7 +68,7 @@ export interface NativeFeederHandle {
 export interface NativeDistributed {
   available: boolean;
   reason: string;
-  init(options: { backend: string; rank: number; worldSize: number; masterAddr: string; masterPort: number; timeoutMs: number }): Promise<void>;
+  init(options: { backend: string; rank: number; worldSize: number; masterAddr: string; masterPort: number; timeoutMs: number; heartbeatTimeoutMs: number; jobToken?: string }): Promise<void>;
   isInitialized(): boolean;
   info(): { rank: number; worldSize: number; backend: 'gloo' | 'nccl' };
   destroy(): void;

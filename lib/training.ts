@@ -193,14 +193,29 @@ export interface FitOptions {
   onEpochEnd?: (logs: EpochLogs) => void;
   /** Stops training within one batch; fit then rejects with an AbortError holding the history so far. */
   signal?: AbortSignal;
-  /** Writes model + optimizer state + epoch + RNG state atomically every `everyEpochs` (default 1) and at the end. */
+  /**
+   * Writes model + optimizer state + epoch + every rank's generator states atomically every
+   * `everyEpochs` (default 1), at the end, and every `everySteps` optimizer steps inside an epoch
+   * when set. Data-parallel: rank 0 writes it, the other ranks wait for the file.
+   */
   checkpoint?: {
     /** File the checkpoint is written to (atomically replaced each time). */
     path: string;
     /** Epochs between checkpoints (default 1). */
     everyEpochs?: number;
+    /**
+     * Optimizer steps between checkpoints inside an epoch (default: none). Resuming from one
+     * continues at the next batch of that epoch, with the same order and generator states: the
+     * run ends with the weights an uninterrupted run gives.
+     */
+    everySteps?: number;
   };
-  /** Continues from a checkpoint written by `checkpoint`. */
+  /**
+   * Continues from a checkpoint written by `checkpoint`: its path, or 'auto' for
+   * `checkpoint.path` when that file exists and a fresh start when it does not (what a worker
+   * restarted by `densetorch launch --max-restarts` wants). Data-parallel: every rank must see
+   * the same file (a shared file system across machines).
+   */
   resumeFrom?: string;
   /** Precision of the forward pass (see {@link Precision}); weights and their updates stay float32. Default 'fp32'. */
   precision?: Precision;
@@ -332,7 +347,9 @@ export interface NativeFitOptions {
   validationData?: unknown;
   checkpointPath?: string;
   checkpointEvery: number;
+  checkpointSteps: number;
   resumeFrom?: string;
+  resumeAuto: boolean;
   precision: Precision;
 }
 
@@ -429,14 +446,19 @@ export function resolveFitOptions(options: FitOptions | undefined): {
   const validation = o.validationData === undefined ? undefined : checkDataset(o.validationData, 'validationData');
   let checkpointPath: string | undefined;
   let checkpointEvery = 1;
+  let checkpointSteps = 0;
   if (o.checkpoint !== undefined) {
     if (typeof o.checkpoint !== 'object' || o.checkpoint === null || typeof o.checkpoint.path !== 'string' || !o.checkpoint.path) {
-      throw new TypeError(`Expected checkpoint to be { path: string, everyEpochs?: number } but received ${describe(o.checkpoint)}`);
+      throw new TypeError(`Expected checkpoint to be { path: string, everyEpochs?: number, everySteps?: number } but received ${describe(o.checkpoint)}`);
     }
+    knownOptions(o.checkpoint, ['path', 'everyEpochs', 'everySteps'], 'fit()', 'checkpoint');
     checkpointPath = path.resolve(o.checkpoint.path);
     checkpointEvery = positiveInt(o.checkpoint.everyEpochs ?? 1, 'checkpoint.everyEpochs');
+    checkpointSteps = o.checkpoint.everySteps === undefined ? 0 : positiveInt(o.checkpoint.everySteps, 'checkpoint.everySteps');
   }
-  if (o.resumeFrom !== undefined && (typeof o.resumeFrom !== 'string' || !o.resumeFrom)) throw new TypeError(`Expected resumeFrom to be a checkpoint path but received ${describe(o.resumeFrom)}`);
+  if (o.resumeFrom !== undefined && (typeof o.resumeFrom !== 'string' || !o.resumeFrom)) throw new TypeError(`Expected resumeFrom to be a checkpoint path or 'auto' but received ${describe(o.resumeFrom)}`);
+  const resumeAuto = o.resumeFrom === 'auto';
+  if (resumeAuto && checkpointPath === undefined) throw new TypeError("Expected checkpoint: { path } with resumeFrom 'auto' (the file it resumes from) but received no checkpoint");
   if (o.logDir !== undefined && (typeof o.logDir !== 'string' || !o.logDir)) throw new TypeError(`Expected logDir to be a folder path but received ${describe(o.logDir)}`);
   return {
     native: {
@@ -456,7 +478,9 @@ export function resolveFitOptions(options: FitOptions | undefined): {
       validationData: undefined,
       checkpointPath,
       checkpointEvery,
-      resumeFrom: o.resumeFrom === undefined ? undefined : path.resolve(o.resumeFrom),
+      checkpointSteps,
+      resumeFrom: o.resumeFrom === undefined || resumeAuto ? undefined : path.resolve(o.resumeFrom),
+      resumeAuto,
       precision: checkPrecision(o.precision, 'precision'),
     },
     onBatchEnd: optionalFunction(o.onBatchEnd, 'onBatchEnd'),

@@ -265,6 +265,37 @@ describe('training: fit and evaluate', () => {
     assert.deepEqual(fs.readdirSync(path.dirname(file)), ['b.ckpt'], 'no temporary checkpoint left behind');
   });
 
+  it("a run resumed inside an epoch (checkpoint.everySteps, resumeFrom 'auto') ends with the weights and epoch figures of an uninterrupted one", async () => {
+    const data = quadrants(96);
+    // Shuffled order, dropout and mixup: every generator the checkpoint must restore is in play.
+    const options = { epochs: 4, batchSize: 16, seed: 3, mixup: { alpha: 0.4 }, schedule: { type: 'cosine', warmupEpochs: 1 } };
+    dt.manualSeed(11);
+    const straight = tiny({ dropRate: 0.1 });
+    const expected = await straight.fit(data, options);
+
+    dt.manualSeed(11);
+    const interrupted = tiny({ dropRate: 0.1 });
+    const file = tmp('steps.ckpt');
+    const controller = new AbortController();
+    let saved = 0;
+    await assert.rejects(interrupted.fit(data, {
+      ...options, checkpoint: { path: file, everySteps: 2 }, resumeFrom: 'auto', signal: controller.signal,
+      onBatchEnd: (b) => {
+        if (b.epoch === 3 && b.batch === 3) saved = fs.statSync(file).mtimeMs; // written after batch 2 (step 14)
+        if (b.epoch === 3 && b.batch === 5) controller.abort();
+      },
+    }), dt.AbortError);
+    assert.ok(saved > 0);
+    const batchesSeen = [];
+    const resumed = await interrupted.fit(data, {
+      ...options, checkpoint: { path: file, everySteps: 2 }, resumeFrom: 'auto', onBatchEnd: (b) => batchesSeen.push(`${b.epoch}.${b.batch}`),
+    });
+    assert.equal(batchesSeen[0], '3.5', 'continues after the last checkpoint (epoch 3, batch 4)');
+    assert.deepEqual(resumed.epochs.map((e) => e.epoch), [3, 4]);
+    assert.deepEqual(weightsOf(interrupted), weightsOf(straight));
+    for (const key of ['loss', 'accuracy']) assert.equal(resumed.epochs[0][key], expected.epochs[2][key], `epoch 3's ${key} counts the batches before the checkpoint`);
+  });
+
   it('rejects a missing checkpoint with a TrainingError', async () => {
     await assert.rejects(tiny().fit(quadrants(16), { resumeFrom: '/nonexistent/x.ckpt' }), { name: 'TrainingError', message: /checkpoint \/nonexistent\/x\.ckpt does not exist/ });
   });

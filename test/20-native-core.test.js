@@ -106,6 +106,11 @@ describe('native core (C++ tests)', () => {
     console.log(`      ${r.stdout.trim().split('\n')[0]}`);
   });
 
+  it('the job token: HMAC-SHA1 equals RFC 2202\'s vectors; the gate relays a process with the right token to the store both ways and refuses a wrong one without echoing either', function () {
+    this.timeout(300000);
+    runPassing('test/native/store_net.cpp');
+  });
+
   it('without gloo\'s headers the distributed part still compiles: available() explains what to install, init throws DistributedError', function () {
     this.timeout(300000);
     const r = runPassing('test/native/distributed_unavailable.cpp');

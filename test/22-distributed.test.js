@@ -250,6 +250,95 @@ describe('distributed (c10d, Gloo)', function () {
     for (const name of Object.keys(a)) assert.equal(maxAbsDiff(a[name], b[name]), 0, name);
   });
 
+  it('launch --max-restarts 1: a rank killed (SIGKILL) inside epoch 2 of 3 is started again with the others, resumes from the last step checkpoint and ends with the weights of an uninterrupted run', async () => {
+    const env = { OMP_NUM_THREADS: '1' };
+    const straight = await launchWorkers('steps', { env, timeout: 180_000 });
+    dirs.push(straight.out);
+    assert.equal(straight.status, 0, straight.stderr);
+    const r = await launchWorkers('steps', { env: { ...env, DT_KILL_AT: '2,3' }, timeout: 180_000, extra: ['--max-restarts', '1'] });
+    dirs.push(r.out);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, /rank 1 \(pid \d+\) was killed by SIGKILL; stopping the other workers/);
+    assert.match(r.stderr, /restarting every worker of this machine \(restart 1 of 1\)/);
+    const rounds = [0, 1].map((rank) => readJson(r.out, `rank${rank}-round1.json`));
+    for (const round of rounds) {
+      assert.equal(round.restart, 1, 'TORCHELASTIC_RESTART_COUNT');
+      // 6 batches per epoch, a checkpoint every 2 steps: killed after batch 3 of epoch 2, resumed after batch 2.
+      assert.deepEqual(round.first, { ...round.first, epoch: 2, batch: 3 });
+      assert.deepEqual(round.epochs, [2, 3]);
+    }
+    const killedAt = Number(fs.readFileSync(path.join(r.out, 'killed-at'), 'utf8'));
+    console.log(`      killed -> first batch after the restart: ${((rounds[0].first.at - killedAt) / 1000).toFixed(1)} s (stop, restart, rendezvous, checkpoint load)`);
+    const [a, b] = await Promise.all([straight.out, r.out].map((d) => dt.load(path.join(d, 'steps.safetensors'))));
+    const [sa, sb] = [a.stateDict(), b.stateDict()];
+    for (const name of Object.keys(sa)) assert.equal(maxAbsDiff(sa[name], sb[name]), 0, `${name} differs from the uninterrupted run`);
+  });
+
+  /**
+   * Starts 2 ranks of the 'hold' job (with `token` when given), runs `intrude(env)` once both have
+   * joined, then lets them train: both must finish as if nobody had knocked.
+   */
+  async function holdJob(token, intrude) {
+    const out = fs.mkdtempSync(path.join(os.tmpdir(), 'densetorch-dist-hold-'));
+    dirs.push(out);
+    const port = await freePort();
+    const base = { ...process.env, MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port), DT_MODE: 'hold', DT_OUT: out, DT_TIMEOUT_MS: '20000' };
+    delete base.DENSETORCH_JOB_TOKEN;
+    const env = (rank, world = 2, jobToken = token) => ({ ...base, RANK: String(rank), WORLD_SIZE: String(world), LOCAL_RANK: '0', ...(jobToken ? { DENSETORCH_JOB_TOKEN: jobToken } : {}) });
+    const run = (e) => new Promise((resolve) => {
+      const child = spawn(process.execPath, [WORKER], { cwd: ROOT, env: e });
+      let text = '';
+      child.stderr.on('data', (d) => { text += d; });
+      child.on('close', (code) => resolve({ code, text }));
+    });
+    const ranks = [run(env(0)), run(env(1))];
+    while (![0, 1].every((r) => fs.existsSync(path.join(out, `joined${r}.json`)))) await new Promise((resolve) => setTimeout(resolve, 50));
+    await intrude({ env, run, port });
+    fs.writeFileSync(path.join(out, 'go'), '');
+    const done = await Promise.all(ranks);
+    done.forEach((d) => assert.equal(d.code, 0, d.text));
+    const [r0, r1] = [0, 1].map((rank) => readJson(out, `rank${rank}.json`));
+    assert.deepEqual(r0.loss, r1.loss);
+  }
+
+  it('the store listens on masterAddr only, and refuses processes the job does not expect without disturbing it', async () => {
+    await holdJob(undefined, async ({ env, run, port }) => {
+      // A second rank 1, and a process that thinks the job has 3 ranks.
+      const twin = await run(env(1));
+      assert.equal(twin.code, 1);
+      assert.match(twin.text, /rank 1 of the job at 127\.0\.0\.1:\d+ is taken by another process: this one was not expected/);
+      const third = await run(env(2, 3));
+      assert.equal(third.code, 1);
+      assert.match(third.text, /the job at 127\.0\.0\.1:\d+ has 2 processes; this one was started as rank 2 of 3/);
+      // Not reachable through this machine's other addresses.
+      const other = Object.values(os.networkInterfaces()).flat().find((a) => a && a.family === 'IPv4' && !a.internal);
+      if (other) {
+        const refused = await new Promise((resolve) => {
+          const socket = require('node:net').connect(port, other.address);
+          socket.on('connect', () => { socket.destroy(); resolve(false); });
+          socket.on('error', (e) => resolve(e.code));
+        });
+        assert.equal(refused, 'ECONNREFUSED', `the store answered on ${other.address}`);
+      }
+    });
+  });
+
+  it('a job token (DENSETORCH_JOB_TOKEN) keeps out processes without it or with another, and the job goes on', async () => {
+    await holdJob('s3cret-token', async ({ env, run }) => {
+      const none = await run(env(1, 2, ''));
+      assert.equal(none.code, 1);
+      assert.match(none.text, /the job at 127\.0\.0\.1:\d+ requires a job token: set DENSETORCH_JOB_TOKEN/);
+      const wrong = await run(env(1, 2, 'guess'));
+      assert.equal(wrong.code, 1);
+      assert.match(wrong.text, /the job at 127\.0\.0\.1:\d+ refused this process: the job requires its job token \(DENSETORCH_JOB_TOKEN\), and this process's does not match/);
+      assert.doesNotMatch(wrong.text, /s3cret/);
+      // With the token, the rank claims still apply.
+      const twin = await run(env(1));
+      assert.equal(twin.code, 1);
+      assert.match(twin.text, /rank 1 of the job at .* is taken by another process/);
+    });
+  });
+
   it('launch stops the other workers and exits non-zero naming the rank that failed', async () => {
     const r = await launchWorkers('fail', { timeout: 60_000 });
     dirs.push(r.out);

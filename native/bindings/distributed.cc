@@ -16,7 +16,7 @@ struct Empty {};
 
 Napi::Value Undefined(Napi::Env env, Empty&) { return env.Undefined(); }
 
-// init({ backend, rank, worldSize, masterAddr, masterPort, timeoutMs }) -> Promise<void>;
+// init({ backend, rank, worldSize, masterAddr, masterPort, timeoutMs, heartbeatTimeoutMs, jobToken? }) -> Promise<void>;
 // the JS side has checked and defaulted every field. The rendezvous blocks, so it runs off the
 // main thread.
 Napi::Value Init(const Napi::CallbackInfo& info) {
@@ -30,6 +30,8 @@ Napi::Value Init(const Napi::CallbackInfo& info) {
     options.master_addr = o.Get("masterAddr").As<Napi::String>().Utf8Value();
     options.master_port = o.Get("masterPort").As<Napi::Number>().Int64Value();
     options.timeout = std::chrono::milliseconds(o.Get("timeoutMs").As<Napi::Number>().Int64Value());
+    options.heartbeat_timeout = std::chrono::milliseconds(o.Get("heartbeatTimeoutMs").As<Napi::Number>().Int64Value());
+    if (o.Get("jobToken").IsString()) options.token = o.Get("jobToken").As<Napi::String>().Utf8Value();
     return PromiseWorker<Empty>::Start(env, [options] { dist::init(options); return Empty{}; }, Undefined);
   });
 }

@@ -71,8 +71,10 @@ FitOptions options_from(const Napi::Object& o) {
   if (o.Get("checkpointPath").IsString()) {
     f.checkpoint_path = o.Get("checkpointPath").As<Napi::String>().Utf8Value();
     f.checkpoint_every = static_cast<int64_t>(number(o, "checkpointEvery"));
+    f.checkpoint_steps = static_cast<int64_t>(number(o, "checkpointSteps"));
   }
   if (o.Get("resumeFrom").IsString()) f.resume_from = o.Get("resumeFrom").As<Napi::String>().Utf8Value();
+  f.resume_auto = o.Get("resumeAuto").ToBoolean().Value();
   if (o.Get("precision").IsString()) f.precision = parse_precision(o.Get("precision").As<Napi::String>().Utf8Value());
   return f;
 }

@@ -129,6 +129,10 @@ std::optional<Batch> TensorSource::next(at::Generator& gen, const std::atomic<bo
   return batch;
 }
 
+void TensorSource::skip(int64_t batches, at::Generator&, const std::atomic<bool>*) {
+  position_ = std::min(order_.size(0), position_ + batches * batch_size_);
+}
+
 void TensorSource::check(const DenseNetImpl& model) { validate(data_, model); }
 
 QueueSource::QueueSource(int64_t size, int64_t batches, int64_t capacity)

@@ -64,6 +64,12 @@ class BatchSource {
   virtual void start_epoch(int64_t epoch, bool train, at::Generator& gen) = 0;
   // The next batch of the epoch, or nullopt after its last one (or when `stop` is set).
   virtual std::optional<Batch> next(at::Generator& gen, const std::atomic<bool>* stop) = 0;
+  // Passes over the first `batches` batches of the epoch just started (resuming inside an epoch):
+  // by default they are taken and dropped, so that the source's own position follows.
+  virtual void skip(int64_t batches, at::Generator& gen, const std::atomic<bool>* stop) {
+    for (int64_t i = 0; i < batches; ++i)
+      if (!next(gen, stop)) break;
+  }
   // Seconds next() spent waiting for data since the last call (then reset).
   virtual double take_wait_seconds() { return 0; }
   // Checks the labels and image channels it delivers against a model: up front for data in
@@ -84,6 +90,7 @@ class TensorSource : public BatchSource {
   int64_t batches() const override { return (size() + batch_size_ - 1) / batch_size_; }
   void start_epoch(int64_t epoch, bool train, at::Generator& gen) override;
   std::optional<Batch> next(at::Generator& gen, const std::atomic<bool>* stop) override;
+  void skip(int64_t batches, at::Generator& gen, const std::atomic<bool>* stop) override;
   void check(const DenseNetImpl& model) override;
   void shard(int64_t rank, int64_t world, bool drop_last, uint64_t seed) override;
   const Dataset& data() const { return data_; }

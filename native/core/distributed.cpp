@@ -3,16 +3,23 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstring>
 #include <limits>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <thread>
+
 
 #ifdef DENSETORCH_DISTRIBUTED
 #include <c10/util/Logging.h>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+#include "store_net.h"
 #endif
 
 namespace densetorch::distributed {
@@ -112,21 +119,177 @@ bool is_loopback(const std::string& addr) {
   return addr == "localhost" || addr.rfind("127.", 0) == 0 || addr == "::1";
 }
 
+using Clock = std::chrono::steady_clock;
+
+std::string to_string(const std::vector<uint8_t>& bytes) { return std::string(bytes.begin(), bytes.end()); }
+std::vector<uint8_t> to_bytes(const std::string& s) { return std::vector<uint8_t>(s.begin(), s.end()); }
+
+std::string where(const InitOptions& o) { return o.master_addr + ":" + std::to_string(o.master_port); }
+
+// The watchdog's findings, shared with the collective waiting for its work: a lost peer wakes it.
+// A store call over a dead link blocks far longer than the store's timeout, so the watchdog's own
+// progress is watched too: no round completed for the heartbeat timeout is a lost store.
+struct Watch {
+  std::mutex mutex;
+  std::condition_variable changed;  // a collective completed, a peer was lost, stop, or the thread ended
+  std::string lost;                 // why the group is lost; empty while every peer answers
+  Clock::time_point last_round = Clock::now();  // the last round of heartbeats that completed
+  std::chrono::milliseconds limit{30000}, interval{1000};
+  std::string store_where;  // "rank 0 at host:port", for the message
+  int64_t rank = 0;
+  bool stop = false, finished = false;
+  std::thread thread;
+
+  // Why the group is lost, or "" (call with `mutex` held).
+  std::string verdict() const {
+    if (!lost.empty()) return lost;
+    if (Clock::now() - last_round > limit + interval) {
+      return rank == 0 ? "the group's store stopped answering for " + std::to_string(limit.count()) + " ms"
+                       : "lost the group's store on " + store_where + ": no answer within " +
+                             std::to_string(limit.count()) +
+                             " ms (rank 0's machine is down, the link to it is cut, or its process is stopped)";
+    }
+    return "";
+  }
+};
+
+// Runs `fn` on a thread of its own and waits up to `limit` for it; false when it did not finish
+// in time (a store call over a dead link). The thread is then left to end on its own, so `fn`
+// must own everything it uses.
+bool finishes_within(std::chrono::milliseconds limit, std::function<void()> fn) {
+  struct State {
+    std::mutex mutex;
+    std::condition_variable cv;
+    bool done = false;
+  };
+  auto state = std::make_shared<State>();
+  std::thread([state, fn = std::move(fn)] {
+    try {
+      fn();
+    } catch (...) {
+      // fn reports through what it captured
+    }
+    std::lock_guard<std::mutex> lock(state->mutex);
+    state->done = true;
+    state->cv.notify_all();
+  }).detach();
+  std::unique_lock<std::mutex> lock(state->mutex);
+  return state->cv.wait_for(lock, limit, [&] { return state->done; });
+}
+
+// Every rank bumps its heartbeat counter in the store through a connection of its own, and
+// watches the others': a counter that stands still for heartbeat_timeout, or a store that does
+// not answer within it, is a lost peer (a dead machine or link does not close any socket, so
+// without this a collective would wait for the full collective timeout).
+void watch_peers(const std::shared_ptr<Watch>& w, const InitOptions& o, const c10::intrusive_ptr<c10d::Store>& store) {
+  const auto limit = w->limit;
+  const auto key = [](int64_t r) { return "densetorch/beat/" + std::to_string(r); };
+  std::vector<int64_t> last(o.world_size, -1);
+  std::vector<Clock::time_point> heard(o.world_size, Clock::now());
+  // Only densetorch ranks beat (they claimed their rank at init); a PyTorch process in the group does not.
+  std::vector<bool> watched(o.world_size, false);
+  try {
+    for (int64_t r = 0; r < o.world_size; ++r)
+      watched[r] = r != o.rank && store->check({"densetorch/rank/" + std::to_string(r)});
+  } catch (const std::exception&) {
+    // the loop below finds the store gone
+  }
+  std::unique_lock<std::mutex> lock(w->mutex);
+  while (!w->stop) {
+    lock.unlock();
+    std::string lost;
+    try {
+      store->add(key(o.rank), 1);
+      const auto now = Clock::now();
+      for (int64_t r = 0; r < o.world_size && lost.empty(); ++r) {
+        if (!watched[r]) continue;
+        const int64_t beats = store->add(key(r), 0);
+        if (beats != last[r]) {
+          last[r] = beats;
+          heard[r] = now;
+        } else if (now - heard[r] > limit) {
+          lost = "rank " + std::to_string(r) + " sent no heartbeat for " + std::to_string(limit.count()) +
+                 " ms (its machine is down, the link to it is cut, or its process is stopped)";
+        }
+      }
+    } catch (const std::exception& e) {
+      lost = o.rank == 0 ? "the group's store stopped answering: " + first_line(e.what())
+                         : "lost the group's store on rank 0 at " + where(o) + ": no answer within " +
+                               std::to_string(limit.count()) +
+                               " ms (rank 0's machine is down, the link to it is cut, or its process is stopped; " +
+                               first_line(e.what()) + ")";
+    }
+    lock.lock();
+    if (!lost.empty() && !w->stop) {
+      w->lost = lost;
+      break;
+    }
+    w->last_round = Clock::now();
+    w->changed.wait_for(lock, w->interval, [&] { return w->stop; });
+  }
+  w->finished = true;
+  w->changed.notify_all();
+}
+
 struct Group {
   InitOptions options;
+#ifndef _WIN32
+  // Declared first, destroyed last: the store's connections go through them.
+  std::unique_ptr<net::Gate> gate;
+  std::unique_ptr<net::Relay> relay;
+#endif
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
+  std::shared_ptr<Watch> watch;
   int64_t sequence = 0;          // collectives issued, for failure reports
   std::string broken;            // set after a failure: later collectives fail at once
+
+  ~Group() { stop_watch(); }
+  // Stops the watchdog: joined when it ends within a round, else (stuck in a store call over a
+  // dead link) left to end on its own; it owns everything it uses.
+  void stop_watch() {
+    if (!watch || !watch->thread.joinable()) return;
+    std::unique_lock<std::mutex> lock(watch->mutex);
+    watch->stop = true;
+    watch->changed.notify_all();
+    const bool ended = watch->changed.wait_for(lock, 2 * watch->interval + std::chrono::milliseconds(200),
+                                               [&] { return watch->finished; });
+    lock.unlock();
+    if (ended) {
+      watch->thread.join();
+    } else {
+      watch->thread.detach();
+    }
+  }
 };
+
+// A process group whose collective never returned (a peer was lost mid-collective): its worker
+// thread is blocked in gloo until gloo's own timeout, and destroying the group would wait for
+// it. It is kept, unused, for the rest of the process, which is about to fail or restart.
+void abandon(c10::intrusive_ptr<c10d::ProcessGroupGloo> group) {
+  static auto* kept = new std::vector<c10::intrusive_ptr<c10d::ProcessGroupGloo>>();
+  kept->push_back(std::move(group));
+}
 
 std::mutex g_mutex;  // guards g_group and serialises collectives (every rank must issue them in one order)
 std::unique_ptr<Group> g_group;
 
-Group& current() {
+std::string failed_on(const Group& g, const std::string& what) {
+  return "distributed " + what + " failed on rank " + std::to_string(g.options.rank) + " of " +
+         std::to_string(g.options.world_size) + ": ";
+}
+
+// The group for a collective `what`: fails at once when it is broken or a peer is lost.
+Group& current(const std::string& what = "call") {
   if (!g_group) throw DistributedError("the distributed group is not initialized: call distributed.init() first");
-  if (!g_group->broken.empty()) throw DistributedError(g_group->broken);
-  return *g_group;
+  Group& g = *g_group;
+  if (g.broken.empty() && g.watch) {
+    std::lock_guard<std::mutex> lock(g.watch->mutex);
+    const std::string lost = g.watch->verdict();
+    if (!lost.empty()) g.broken = failed_on(g, what) + lost;
+  }
+  if (!g.broken.empty()) throw DistributedError(g.broken);
+  return g;
 }
 
 // Finds which ranks are gone after a failed collective: every survivor reports itself in the
@@ -134,45 +297,61 @@ Group& current() {
 // store itself is unreachable, rank 0 (its host) is the one that is gone.
 std::string diagnose(Group& g, const std::string& what, const std::string& cause) {
   const auto& o = g.options;
-  std::vector<int64_t> missing;
-  bool store_gone = false;
   QuietLog quiet;
-  try {
-    for (int64_t r = 0; r < o.world_size; ++r) {
-      const std::string key = kFailureKey + std::to_string(r);
-      if (r != o.rank && g.store->check({key})) {
-        const auto why = g.store->get(key);
-        return "distributed " + what + " failed on rank " + std::to_string(o.rank) + " of " +
-               std::to_string(o.world_size) + ": rank " + std::to_string(r) + " gave up: " +
-               std::string(why.begin(), why.end());
+  struct Findings {
+    std::mutex mutex;
+    std::string gave_up;  // "rank r gave up: why"
+    std::vector<int64_t> missing;
+    bool store_gone = false;
+  };
+  auto found = std::make_shared<Findings>();
+  const auto store = g.store;
+  const int64_t sequence = g.sequence;
+  // Bounded: over a dead link the store's calls block far longer than its timeout.
+  const bool answered = finishes_within(o.heartbeat_timeout + std::chrono::milliseconds(2000), [found, store, o, sequence] {
+    std::vector<int64_t> missing;
+    try {
+      for (int64_t r = 0; r < o.world_size; ++r) {
+        const std::string key = kFailureKey + std::to_string(r);
+        if (r != o.rank && store->check({key})) {
+          const auto why = store->get(key);
+          std::lock_guard<std::mutex> lock(found->mutex);
+          found->gave_up = "rank " + std::to_string(r) + " gave up: " + std::string(why.begin(), why.end());
+          return;
+        }
       }
+      const std::string prefix = "densetorch/failed/" + std::to_string(sequence) + "/";
+      store->set(prefix + std::to_string(o.rank), std::vector<uint8_t>{1});
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(1500);
+      for (;;) {
+        missing.clear();
+        for (int64_t r = 0; r < o.world_size; ++r)
+          if (r != o.rank && !store->check({prefix + std::to_string(r)})) missing.push_back(r);
+        if (missing.empty() || std::chrono::steady_clock::now() > deadline) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+      std::lock_guard<std::mutex> lock(found->mutex);
+      found->missing = missing;
+    } catch (const std::exception&) {
+      std::lock_guard<std::mutex> lock(found->mutex);
+      found->store_gone = true;
     }
-    const std::string prefix = "densetorch/failed/" + std::to_string(g.sequence) + "/";
-    g.store->set(prefix + std::to_string(o.rank), std::vector<uint8_t>{1});
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(1500);
-    for (;;) {
-      missing.clear();
-      for (int64_t r = 0; r < o.world_size; ++r)
-        if (r != o.rank && !g.store->check({prefix + std::to_string(r)})) missing.push_back(r);
-      if (missing.empty() || std::chrono::steady_clock::now() > deadline) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-  } catch (const std::exception&) {
-    store_gone = true;
-  }
+  });
+  std::lock_guard<std::mutex> lock(found->mutex);
+  const std::string head = failed_on(g, what);
+  if (!found->gave_up.empty()) return head + found->gave_up;
   std::string who;
-  if (store_gone && o.rank != 0) {
+  if ((!answered || found->store_gone) && o.rank != 0) {
     who = "rank 0 (which hosts the group's store) is gone";
-  } else if (!missing.empty()) {
-    who = missing.size() == 1 ? "rank " : "ranks ";
-    for (std::size_t i = 0; i < missing.size(); ++i) who += (i ? ", " : "") + std::to_string(missing[i]);
-    who += missing.size() == 1 ? " is gone" : " are gone";
+  } else if (!found->missing.empty()) {
+    who = found->missing.size() == 1 ? "rank " : "ranks ";
+    for (std::size_t i = 0; i < found->missing.size(); ++i) who += (i ? ", " : "") + std::to_string(found->missing[i]);
+    who += found->missing.size() == 1 ? " is gone" : " are gone";
   } else {
     who = "every rank is still there";
   }
-  return "distributed " + what + " failed on rank " + std::to_string(o.rank) + " of " + std::to_string(o.world_size) +
-         ": " + who + " (it died, was killed or stopped answering within " +
-         std::to_string(o.timeout.count()) + " ms); cause: " + first_line(cause);
+  return head + who + " (it died, was killed or stopped answering within " + std::to_string(o.timeout.count()) +
+         " ms); cause: " + first_line(cause);
 }
 
 // Runs one collective; turns any failure into a DistributedError naming the lost rank and marks
@@ -180,11 +359,31 @@ std::string diagnose(Group& g, const std::string& what, const std::string& cause
 template <typename Issue>
 void collective(const std::string& what, Issue&& issue) {
   std::lock_guard<std::mutex> lock(g_mutex);
-  Group& g = current();
+  Group& g = current(what);
   ++g.sequence;
   try {
     c10::intrusive_ptr<c10d::Work> work = issue(*g.group);
+    // Waits for the work or for the watchdog to lose a peer, whichever comes first.
+    const auto future = work->getFuture();
+    const std::shared_ptr<Watch> watch = g.watch;
+    future->addCallback([watch](c10::ivalue::Future&) {
+      std::lock_guard<std::mutex> l(watch->mutex);
+      watch->changed.notify_all();
+    });
+    std::string lost;
+    {
+      std::unique_lock<std::mutex> l(watch->mutex);
+      while (!future->completed() && (lost = watch->verdict()).empty()) watch->changed.wait_for(l, watch->interval);
+      if (future->completed()) lost.clear();
+    }
+    if (!lost.empty()) {
+      g.broken = failed_on(g, what) + lost;
+      abandon(std::move(g.group));
+      throw DistributedError(g.broken);
+    }
     work->wait();
+  } catch (const DistributedError&) {
+    throw;
   } catch (const std::exception& e) {
     g.broken = diagnose(g, what, e.what());
     throw DistributedError(g.broken);
@@ -197,6 +396,29 @@ void check_tensor(const at::Tensor& t, const char* what) {
     throw std::invalid_argument(std::string(what) + ": the gloo backend works on CPU tensors, got a tensor on " +
                                 t.device().str());
   if (!t.is_contiguous()) throw std::invalid_argument(std::string(what) + ": the tensor must be contiguous");
+}
+
+// One process per rank, and only the ranks the job expects: rank 0 records the job's size, every
+// rank claims its number once. A process that was not expected is refused before it touches the
+// process group's keys, so the others are not disturbed.
+void claim_rank(c10d::Store& store, const InitOptions& o) {
+  const std::string world_key = "densetorch/world";
+  if (o.rank == 0) {
+    store.set(world_key, to_bytes(std::to_string(o.world_size)));
+  } else {
+    store.wait({world_key}, o.timeout);
+  }
+  const std::string world = to_string(store.get(world_key));
+  if (world != std::to_string(o.world_size))
+    throw DistributedError("the job at " + where(o) + " has " + world + " processes; this one was started as rank " +
+                           std::to_string(o.rank) + " of " + std::to_string(o.world_size) +
+                           " (check WORLD_SIZE, --nnodes and --nproc-per-node)");
+  std::random_device entropy;
+  const std::string me = std::to_string(entropy()) + "-" + std::to_string(entropy());
+  const std::string holder = to_string(store.compareSet("densetorch/rank/" + std::to_string(o.rank), {}, to_bytes(me)));
+  if (holder != me)
+    throw DistributedError("rank " + std::to_string(o.rank) + " of the job at " + where(o) +
+                           " is taken by another process: this one was not expected (check RANK and --node-rank)");
 }
 
 }  // namespace
@@ -230,8 +452,36 @@ void init(const InitOptions& o) {
     so.numWorkers = static_cast<std::size_t>(o.world_size);
     so.waitWorkers = true;
     so.timeout = o.timeout;
-    auto tcp = c10::make_intrusive<c10d::TCPStore>(o.master_addr, so);
-    g->store = c10::make_intrusive<c10d::PrefixStore>("densetorch", tcp);  // failure reports
+    // Where this process's store connections go: rank 0's store itself, or with a token the
+    // store behind its gate (on rank 0: loopback; elsewhere: the local relay through the gate).
+    std::string store_host = o.master_addr;
+#ifndef _WIN32
+    if (so.isServer) {
+      const char* bind_to = std::getenv("DENSETORCH_STORE_BIND");
+      auto public_socket = std::make_unique<net::Listener>(bind_to && *bind_to ? bind_to : o.master_addr,
+                                                           static_cast<int>(o.master_port));
+      if (o.token.empty()) {
+        so.masterListenFd = public_socket->release();
+      } else {
+        net::Listener inner("127.0.0.1", 0);
+        store_host = "127.0.0.1";
+        so.port = static_cast<std::uint16_t>(inner.port);
+        so.masterListenFd = inner.release();
+        g->gate = std::make_unique<net::Gate>(std::move(public_socket), inner.port, o.token);
+      }
+    } else if (!o.token.empty()) {
+      g->relay = std::make_unique<net::Relay>(o.master_addr, static_cast<int>(o.master_port), o.token, o.timeout);
+      store_host = "127.0.0.1";
+      so.port = static_cast<std::uint16_t>(g->relay->port());
+    } else if (net::is_gate(o.master_addr, static_cast<int>(o.master_port), std::chrono::milliseconds(200))) {
+      throw DistributedError("the job at " + where(o) + " requires a job token: set DENSETORCH_JOB_TOKEN (or launch "
+                             "--job-token) to the job's");
+    }
+#else
+    if (!o.token.empty()) throw DistributedError("job tokens are not supported on Windows yet");
+#endif
+    auto tcp = c10::make_intrusive<c10d::TCPStore>(store_host, so);
+    claim_rank(*tcp, o);
     // The process group's keys nest as torch.distributed.init_process_group's default group does
     // ("default_pg", then group "0/", then device "cpu/"), so that a PyTorch process can join.
     auto pg_store = c10::make_intrusive<c10d::PrefixStore>(
@@ -243,11 +493,36 @@ void init(const InitOptions& o) {
     } else if (is_loopback(o.master_addr)) {
       options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
     } else {
+#ifndef _WIN32
+      // The interface that reaches rank 0 (the hostname may resolve to another, or to none).
+      options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(net::local_address_towards(o.master_addr)));
+#else
       options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+#endif
     }
     options->threads = 2;
     g->group = c10::make_intrusive<c10d::ProcessGroupGloo>(pg_store, static_cast<int>(o.rank),
         static_cast<int>(o.world_size), options);
+    // The watchdog's own connection to the store, answering within the heartbeat timeout.
+    c10d::TCPStoreOptions beat;
+    beat.port = so.port;
+    beat.isServer = false;
+    beat.waitWorkers = false;
+    beat.timeout = o.heartbeat_timeout;
+    c10::intrusive_ptr<c10d::Store> beat_store = c10::make_intrusive<c10d::TCPStore>(store_host, beat);
+    // Failure reports and diagnoses go through it too: over a dead link they give up within the
+    // heartbeat timeout instead of the collective one.
+    g->store = c10::make_intrusive<c10d::PrefixStore>("densetorch", beat_store);
+    g->watch = std::make_shared<Watch>();
+    g->watch->limit = o.heartbeat_timeout;
+    g->watch->interval = std::clamp<std::chrono::milliseconds>(o.heartbeat_timeout / 10, std::chrono::milliseconds(50),
+                                                               std::chrono::milliseconds(1000));
+    g->watch->store_where = "rank 0 at " + where(o);
+    g->watch->rank = o.rank;
+    g->watch->thread = std::thread([w = g->watch, o, beat_store] { watch_peers(w, o, beat_store); });
+  } catch (const DistributedError& e) {
+    throw DistributedError("could not join the group as rank " + std::to_string(o.rank) + " of " +
+                           std::to_string(o.world_size) + " at " + where(o) + ": " + e.what());
   } catch (const std::exception& e) {
     throw DistributedError("could not join the group as rank " + std::to_string(o.rank) + " of " +
                            std::to_string(o.world_size) + " at " + o.master_addr + ":" +
@@ -276,7 +551,9 @@ void destroy() {
     std::lock_guard<std::mutex> lock(g_mutex);
     g = std::move(g_group);
   }
-  if (g && g->group) g->group->shutdown();
+  if (!g) return;
+  g->stop_watch();
+  if (g->group) g->group->shutdown();
 }
 
 void report_failure(const std::string& why) {
@@ -284,11 +561,10 @@ void report_failure(const std::string& why) {
   if (!g_group || !g_group->broken.empty()) return;
   Group& g = *g_group;
   g.broken = "this rank gave up on the group (" + why + "): destroy() it and init() again";
-  try {
-    g.store->set(kFailureKey + std::to_string(g.options.rank), std::vector<uint8_t>(why.begin(), why.end()));
-  } catch (const std::exception&) {
-    // the store is gone too: the others find out from the closed connections alone
-  }
+  // When the store is gone too (or unreachable), the others find out from the closed connections alone.
+  finishes_within(std::chrono::milliseconds(2000), [store = g.store, key = kFailureKey + std::to_string(g.options.rank), why] {
+    store->set(key, std::vector<uint8_t>(why.begin(), why.end()));
+  });
   g.group->shutdown();
   g.group.reset();  // closes this rank's connections: the others' collectives fail now
 }

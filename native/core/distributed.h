@@ -30,6 +30,11 @@ struct InitOptions {
   std::string master_addr = "127.0.0.1";
   int64_t master_port = 29500;
   std::chrono::milliseconds timeout{30 * 60 * 1000};  // rendezvous and every collective
+  // A peer that sends no heartbeat for this long (a dead machine, a cut link, a stopped process)
+  // fails every rank's pending and later collectives, however long `timeout` is.
+  std::chrono::milliseconds heartbeat_timeout{30 * 1000};
+  // Non-empty: only processes that know it reach the group's store (store_net.h).
+  std::string token;
 };
 
 struct GroupInfo {

@@ -13,6 +13,7 @@
 #include <cmath>
 #include <filesystem>
 #include <numbers>
+#include <utility>
 
 namespace densetorch {
 
@@ -116,17 +117,40 @@ struct ModeGuard {
   ~ModeGuard() { model->train(was_training); }
 };
 
-// What a checkpoint holds besides the model and the optimizer: the epoch, the optimizer steps so
-// far, the data and mixing generators and the weight average.
+// What a checkpoint holds besides the model and the optimizer: the epochs completed, the position
+// inside the next one, the optimizer steps so far, every rank's generators and the weight average.
 struct RunState {
-  int64_t epoch = 0;
+  RunState(at::Generator data_generator, at::Generator mix_generator)
+      : data(std::move(data_generator)), mix(std::move(mix_generator)) {}
+  int64_t epoch = 0;  // epochs completed
   int64_t steps = 0;
   at::Generator data, mix;
   std::optional<WeightAverage> ema;
   bool ema_restored = false;  // the average came from the checkpoint
+  // Inside epoch `epoch` (a checkpoint every N steps): its batches done and its figures so far.
+  struct Progress {
+    int64_t batch = 0, correct = 0, seen = 0;
+    double loss_sum = 0, wait_seconds = 0;
+  } progress;
+  at::Tensor data_at_epoch_start;  // the data generator's state when the epoch began (its order is drawn from it)
+  int64_t rank = 0, world = 1;     // whose generators this process restores
 };
 
-void save_checkpoint(const std::string& path, DenseNet& model, torch::optim::Optimizer& optimizer, const RunState& run) {
+// This rank's generator states: data, mixing, dropout, data at the epoch's start.
+at::Tensor own_generator_states(const RunState& run) {
+  return at::stack({run.data.get_state(), run.mix.get_state(), global_generator().get_state(), run.data_at_epoch_start});
+}
+
+void restore_generator_states(RunState& run, const at::Tensor& states) {
+  const auto row = [&](int64_t i) { return states[i].clone(); };  // a generator takes a tensor of its own
+  run.data.set_state(row(0));
+  run.mix.set_state(row(1));
+  global_generator().set_state(row(2));
+  run.data_at_epoch_start = row(3);
+}
+
+void save_checkpoint(const std::string& path, DenseNet& model, torch::optim::Optimizer& optimizer, const RunState& run,
+                     const at::Tensor& rank_states) {
   torch::serialize::OutputArchive archive;
   model->save(archive);
   torch::serialize::OutputArchive optimizer_archive;
@@ -137,6 +161,10 @@ void save_checkpoint(const std::string& path, DenseNet& model, torch::optim::Opt
   archive.write("densetorch.rng.data", run.data.get_state());
   archive.write("densetorch.rng.mix", run.mix.get_state());
   archive.write("densetorch.rng.global", global_generator().get_state());
+  archive.write("densetorch.rng.ranks", rank_states);  // [world, 4, state]: every rank's, in rank order
+  const auto& p = run.progress;
+  archive.write("densetorch.progress", torch::tensor({p.batch, p.correct, p.seen}, at::kLong));
+  archive.write("densetorch.progress.sums", torch::tensor({p.loss_sum, p.wait_seconds}, at::kDouble));
   if (run.ema) run.ema->save(archive);
   try {
     write_atomically(path, [&](const WriteBytes& write) {
@@ -170,6 +198,23 @@ void load_checkpoint(const std::string& path, DenseNet& model, torch::optim::Opt
     if (archive.try_read("densetorch.rng.mix", mix_rng)) run.mix.set_state(mix_rng);
     run.data.set_state(data_rng);
     global_generator().set_state(global_rng);
+    run.data_at_epoch_start = data_rng;
+    at::Tensor progress, sums, rank_states;
+    if (archive.try_read("densetorch.progress", progress)) {
+      archive.read("densetorch.progress.sums", sums);
+      run.progress = {progress[0].item<int64_t>(), progress[1].item<int64_t>(), progress[2].item<int64_t>(),
+                      sums[0].item<double>(), sums[1].item<double>()};
+    }
+    if (archive.try_read("densetorch.rng.ranks", rank_states)) {
+      if (rank_states.size(0) == run.world) {
+        restore_generator_states(run, rank_states[run.rank]);
+      } else if (run.progress.batch > 0) {
+        throw TrainingError("cannot resume from " + path + ": it was written inside epoch " +
+                            std::to_string(run.epoch + 1) + " by a group of " + std::to_string(rank_states.size(0)) +
+                            " processes, and this one has " + std::to_string(run.world) +
+                            " (resume it with as many, or from a checkpoint written at the end of an epoch)");
+      }
+    }
     if (run.ema) run.ema_restored = run.ema->load(archive);
   } catch (const c10::Error& e) {
     throw TrainingError("cannot resume from " + path + ": " + e.msg().substr(0, e.msg().find('\n')));
@@ -345,6 +390,24 @@ struct Group {
   Clock::time_point start;
 };
 
+// The checkpoint to resume from: resume_from, or with resume_auto the checkpoint file when it
+// exists (on every rank of a group: a file only some ranks see is an error, not a silent restart).
+std::string resume_path(const FitOptions& o, const Parallel& par) {
+  if (!o.resume_auto) return o.resume_from;
+  if (o.checkpoint_path.empty()) throw std::invalid_argument("resumeFrom 'auto' needs a checkpoint path");
+  const bool exists = std::filesystem::is_regular_file(o.checkpoint_path);
+  if (par.on) {
+    at::Tensor seen = at::tensor({exists ? 1.0f : 0.0f, exists ? 1.0f : 0.0f}, at::kFloat);
+    seen[1].neg_();
+    distributed::all_reduce(seen, distributed::ReduceOp::kMin);  // min(exists), -max(exists)
+    if (seen[0].item<float>() != -seen[1].item<float>())
+      throw TrainingError("checkpoint " + o.checkpoint_path + " exists on some ranks and not on others (rank " +
+                          std::to_string(par.rank) + (exists ? " sees it" : " does not") +
+                          "): put it on a file system every machine shares");
+  }
+  return exists ? o.checkpoint_path : std::string();
+}
+
 History fit_on(DenseNet& model, BatchSource& train, BatchSource* validation, const FitOptions& o, const Callbacks& cb,
                const Parallel& par) {
   if (par.on) {
@@ -359,11 +422,15 @@ History fit_on(DenseNet& model, BatchSource& train, BatchSource* validation, con
   auto optimizer = make_optimizer(model, o.optimizer);
   // Each rank draws its own augmentation, mixing and dropout (the shards already differ).
   const uint64_t seed = o.seed + static_cast<uint64_t>(par.rank) * 0x9E3779B97F4A7C15ULL;
-  RunState run{0, 0, at::detail::createCPUGenerator(seed), at::detail::createCPUGenerator(seed ^ 0x5DEECE66DULL), std::nullopt};
+  RunState run(at::detail::createCPUGenerator(seed), at::detail::createCPUGenerator(seed ^ 0x5DEECE66DULL));
+  run.rank = par.rank;
+  run.world = par.world;
   global_generator().set_current_seed(seed);  // dropout
+  run.data_at_epoch_start = run.data.get_state();
   if (o.ema.decay > 0) run.ema.emplace(model, o.ema.decay);
 
-  if (!o.resume_from.empty()) load_checkpoint(o.resume_from, model, *optimizer, run);
+  const std::string resume = resume_path(o, par);
+  if (!resume.empty()) load_checkpoint(resume, model, *optimizer, run);
   std::vector<at::Tensor> params = model->parameters();
   std::vector<at::Tensor> buffers;
   for (const auto& b : model->buffers())
@@ -380,6 +447,21 @@ History fit_on(DenseNet& model, BatchSource& train, BatchSource* validation, con
   std::optional<LossScaler> scaler;
   if (o.precision == Precision::kFp16) scaler.emplace(device);
 
+  // Rank 0 writes the group's checkpoint (with every rank's generators); the others wait for it,
+  // so that a rank that resumes right after fit returns finds the file complete.
+  const auto write_checkpoint = [&] {
+    at::Tensor states = own_generator_states(run).unsqueeze(0);
+    if (par.on) {
+      at::Tensor all = at::zeros({par.world, states.size(1), states.size(2)}, at::kLong);
+      all[par.rank].copy_(states[0]);
+      distributed::all_reduce(all, distributed::ReduceOp::kSum);
+      states = all.to(at::kByte);
+    }
+    if (!par.on || par.rank == 0) save_checkpoint(o.checkpoint_path, model, *optimizer, run, states);
+    if (par.on) distributed::barrier();
+  };
+  int64_t saved_at_step = -1;
+
   History history;
   const int64_t batches = train.batches();
   for (int64_t epoch = run.epoch; epoch < o.epochs; ++epoch) {
@@ -388,10 +470,22 @@ History fit_on(DenseNet& model, BatchSource& train, BatchSource* validation, con
     set_lr(*optimizer, lr);
     model->train();
     const auto epoch_start = Clock::now();
-    train.start_epoch(epoch, /*train=*/true, run.data);
+    // Resuming inside this epoch: the same order (drawn from the generator's state at the epoch's
+    // start), the batches already done passed over, then the generator as it was at the checkpoint.
+    const RunState::Progress resumed = std::exchange(run.progress, RunState::Progress{});
+    if (resumed.batch > 0) {
+      const at::Tensor now = run.data.get_state();
+      run.data.set_state(run.data_at_epoch_start);
+      train.start_epoch(epoch, /*train=*/true, run.data);
+      train.skip(resumed.batch, run.data, cb.stop);
+      run.data.set_state(now);
+    } else {
+      run.data_at_epoch_start = run.data.get_state();
+      train.start_epoch(epoch, /*train=*/true, run.data);
+    }
     train.take_wait_seconds();
-    double loss_sum = 0, wait_seconds = 0;
-    int64_t correct = 0, seen = 0;
+    double loss_sum = resumed.loss_sum, wait_seconds = resumed.wait_seconds;
+    int64_t correct = resumed.correct, seen = resumed.seen;
     Group group;
     const auto check_loss = [&](double loss_value, int64_t b) {
       if (!std::isfinite(loss_value))
@@ -448,8 +542,17 @@ History fit_on(DenseNet& model, BatchSource& train, BatchSource* validation, con
                      count / seconds_since(group.start)});
       }
       group = Group{};
+      // A checkpoint inside the epoch (the one at its end follows the epoch's last batch).
+      if (o.checkpoint_steps > 0 && !o.checkpoint_path.empty() && run.steps % o.checkpoint_steps == 0 &&
+          run.steps != saved_at_step && (batches == 0 || b + 1 < batches)) {
+        run.progress = {b + 1, correct, seen, loss_sum, wait_seconds + train.take_wait_seconds()};
+        wait_seconds = run.progress.wait_seconds;
+        write_checkpoint();
+        run.progress = {};
+        saved_at_step = run.steps;
+      }
     };
-    int64_t b = 0;
+    int64_t b = resumed.batch;
     for (;; ++b) {
       if (!par.on && cb.stop && cb.stop->load()) {
         history.stopped = true;
@@ -543,10 +646,7 @@ History fit_on(DenseNet& model, BatchSource& train, BatchSource* validation, con
     }
     run.epoch = epoch + 1;
     const bool checkpoint = !o.checkpoint_path.empty() && ((epoch + 1) % o.checkpoint_every == 0 || epoch + 1 == o.epochs);
-    if (checkpoint && (!par.on || par.rank == 0)) save_checkpoint(o.checkpoint_path, model, *optimizer, run);
-    // One checkpoint file for the group, written by rank 0; the others wait for it, so that a
-    // rank that resumes right after fit returns finds the file complete.
-    if (checkpoint && par.on) distributed::barrier();
+    if (checkpoint) write_checkpoint();
     history.epochs.push_back(report);
     if (cb.on_epoch) cb.on_epoch(report);
   }

@@ -46,7 +46,13 @@ struct FitOptions {
   std::optional<Dataset> validation;
   std::string checkpoint_path;  // empty: no checkpoints
   int64_t checkpoint_every = 1;
+  // > 0: also a checkpoint every this many optimizer steps inside an epoch; resuming from it
+  // continues at the next batch of that epoch (same order, same generator states).
+  int64_t checkpoint_steps = 0;
   std::string resume_from;  // empty: start from scratch
+  // Resume from checkpoint_path when the file exists, else start from scratch (torchrun's
+  // restarts: every restarted worker runs the same script). Data-parallel: every rank must see it.
+  bool resume_auto = false;
   Precision precision = Precision::kFp32;  // of the forward pass (autocast); the update stays float32
   double label_smoothing = 0;  // cross-entropy against (1 - e) * onehot + e / K
   double clip_grad_norm = 0;   // > 0: total-norm clipping of the gradients before each update
