@@ -57,6 +57,8 @@ describe('distributed (c10d, Gloo)', function () {
     await assert.rejects(dt.distributed.init({ backend: 'mpi' }), TypeError);
     await assert.rejects(dt.distributed.init({ masterPort: 70000 }), RangeError);
     await assert.rejects(dt.distributed.init({ timeoutMs: 0 }), RangeError);
+    await assert.rejects(dt.distributed.init({ heartbeatTimeoutMs: 50 }), /Expected heartbeatTimeoutMs to be a number >= 100 but received 50/);
+    await assert.rejects(dt.distributed.init({ jobToken: '' }), /Expected jobToken to be a non-empty string/);
     await assert.rejects(dt.distributed.init({ rank: 0, wolrdSize: 2 }), /Unknown option 'wolrdSize'/);
     await assert.rejects(dt.distributed.init({ backend: 'nccl', timeoutMs: 1000 }), (e) => e instanceof dt.DistributedError && /nccl/.test(e.message));
   });

@@ -185,7 +185,10 @@ fitCase('an unknown schedule', 'TypeError', /Expected schedule to be 'constant',
 fitCase('a signal that is not an AbortSignal', 'TypeError', /Expected signal to be an AbortSignal but received an object of type AbortController/, { signal: new AbortController() });
 fitCase('an unknown option', 'TypeError', /Unknown fit option 'lr'; expected one of epochs, /, { lr: 0.1 });
 fitCase('onBatchEnd not a function', 'TypeError', /Expected onBatchEnd to be a function but received 'log' of type string/, { onBatchEnd: 'log' });
-fitCase('a checkpoint without a path', 'TypeError', /Expected checkpoint to be \{ path: string, everyEpochs\?: number \} but received an object of type Object/, { checkpoint: { everyEpochs: 1 } });
+fitCase('a checkpoint without a path', 'TypeError', /Expected checkpoint to be \{ path: string, everyEpochs\?: number, everySteps\?: number \} but received an object of type Object/, { checkpoint: { everyEpochs: 1 } });
+fitCase('checkpoint every 0 steps', 'RangeError', /Expected checkpoint\.everySteps to be a positive integer but received 0/, { checkpoint: { path: 'c.ckpt', everySteps: 0 } });
+fitCase('an unknown checkpoint option', 'TypeError', /Unknown option 'everyStep' of fit\(\): expected one of path, everyEpochs, everySteps/, { checkpoint: { path: 'c.ckpt', everyStep: 5 } });
+fitCase("resumeFrom 'auto' without a checkpoint", 'TypeError', /Expected checkpoint: \{ path \} with resumeFrom 'auto'/, { resumeFrom: 'auto' });
 fitCase('checkpoint every 0 epochs', 'RangeError', /Expected checkpoint\.everyEpochs to be a positive integer but received 0/, { checkpoint: { path: 'c.ckpt', everyEpochs: 0 } });
 fitCase('a negative seed', 'RangeError', /Expected seed to be a non-negative safe integer but received -1$/, { seed: -1 });
 fitCase('shuffle as a number', 'TypeError', /Expected shuffle to be a boolean but received 1 of type number/, { shuffle: 1 });
