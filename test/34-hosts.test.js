@@ -1,8 +1,10 @@
 'use strict';
 // Two hosts on one machine (network namespaces joined by a veth pair, scripts/netns.js), one
 // rank each through `densetorch launch --nnodes 2`: the weights equal a 2-process run on one
-// host, and a link cut mid-epoch fails both ranks with a DistributedError within the heartbeat
-// timeout instead of hanging. Root only (CI runs as root); skips with its reason elsewhere.
+// host; with --max-restarts a killed rank is restarted on both machines and the job ends with the
+// same weights; a third host claiming a taken rank is refused; a link cut mid-epoch fails both
+// ranks with a DistributedError within the heartbeat timeout instead of hanging. Root only (CI
+// runs as root); skips with its reason elsewhere.
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const os = require('node:os');
@@ -71,12 +73,17 @@ describe('two hosts over a veth pair (network namespaces)', function () {
   });
   if (why) it(`skipped: ${why}`, function () { this.skip(); });
 
-  it('launch --nnodes 2 (one rank per host) ends with the weights of a 2-process run on one host, bitwise', async () => {
-    const twoHosts = mkdir('hosts');
-    const port = 29000 + (process.pid % 1000);
+  /** `densetorch launch --nnodes 2` of the 'steps' job, one rank per host; resolves with both launchers' exits. */
+  function launchOnHosts(out, port, { extra = [], env = {} } = {}) {
     const node = (i) => hosts.spawn(i, process.execPath, [CLI, 'launch', '--nproc-per-node', '1', '--nnodes', '2', '--node-rank', String(i),
-      '--master-addr', hosts.addrs[0], '--master-port', String(port), WORKER], { cwd: ROOT, env: { ...process.env, ...ONE_THREAD, DT_MODE: 'steps', DT_OUT: twoHosts } });
-    const runs = await Promise.all([0, 1].map((i) => exited(node(i), 120_000, `host ${i}`)));
+      '--master-addr', hosts.addrs[0], '--master-port', String(port), ...extra, WORKER], { cwd: ROOT, env: { ...process.env, ...ONE_THREAD, DT_MODE: 'steps', DT_OUT: out, ...env } });
+    return Promise.all([0, 1].map((i) => exited(node(i), 180_000, `host ${i}`)));
+  }
+  let twoHosts;
+
+  it('launch --nnodes 2 (one rank per host) ends with the weights of a 2-process run on one host, bitwise', async () => {
+    twoHosts = mkdir('hosts');
+    const runs = await launchOnHosts(twoHosts, 29000 + (process.pid % 1000));
     runs.forEach((r) => assert.equal(r.code, 0, r.text));
 
     const oneHost = mkdir('host');
@@ -87,6 +94,20 @@ describe('two hosts over a veth pair (network namespaces)', function () {
     assert.equal(r.code, 0, r.text);
     const diff = maxDiff(await stateDict(path.join(twoHosts, 'steps.safetensors')), await stateDict(path.join(oneHost, 'steps.safetensors')));
     console.log(`      2 hosts vs 2 processes on one host: max |difference| of the weights ${diff}`);
+    assert.equal(diff, 0);
+  });
+
+  it('launch --max-restarts 1 on both hosts: rank 1 killed inside epoch 2, both machines restart once (the job\'s count) and finish with the uninterrupted weights', async function () {
+    if (!twoHosts) this.skip();
+    const out = mkdir('hosts-elastic');
+    const runs = await launchOnHosts(out, 29000 + ((process.pid + 250) % 1000), { extra: ['--max-restarts', '1'], env: { DT_KILL_AT: '2,3' } });
+    runs.forEach((r) => assert.equal(r.code, 0, r.text));
+    runs.forEach((r) => assert.match(r.text, /restarting every worker of this machine \(restart 1 of 1\)/));
+    const rounds = [0, 1].map((rank) => JSON.parse(fs.readFileSync(path.join(out, `rank${rank}-round1.json`), 'utf8')));
+    rounds.forEach((round) => assert.equal(round.restart, 1));
+    const killedAt = Number(fs.readFileSync(path.join(out, 'killed-at'), 'utf8'));
+    console.log(`      2 hosts: killed -> first batch after the restart ${((rounds[0].first.at - killedAt) / 1000).toFixed(1)} s, resumed at epoch ${rounds[0].first.epoch} batch ${rounds[0].first.batch}`);
+    const diff = maxDiff(await stateDict(path.join(twoHosts, 'steps.safetensors')), await stateDict(path.join(out, 'steps.safetensors')));
     assert.equal(diff, 0);
   });
 
@@ -101,21 +122,24 @@ describe('two hosts over a veth pair (network namespaces)', function () {
         DT_MODE: 'linkcut', DT_OUT: out, DT_HEARTBEAT_MS: String(heartbeatMs), DT_TIMEOUT_MS: '600000',
       },
     }));
-    // Cut host 1's end once both ranks are training.
-    let cutAt = 0;
+    // Once both ranks are training: a third process on host 1 claiming rank 1 is refused, then
+    // host 1's end of the link is cut.
     const batches = [0, 0];
-    const cut = new Promise((resolve) => {
+    const training = new Promise((resolve) => {
       children.forEach((child, i) => child.stdout.on('data', (d) => {
         batches[i] += (String(d).match(/^batch /gm) || []).length;
-        if (!cutAt && batches[0] >= 3 && batches[1] >= 3) {
-          hosts.cut(1);
-          cutAt = Date.now();
-          resolve();
-        }
+        if (batches[0] >= 3 && batches[1] >= 3) resolve();
       }));
     });
     const ends = children.map((child, i) => exited(child, 90_000, `rank ${i}`));
-    await cut;
+    await training;
+    const intruder = await exited(hosts.spawn(1, process.execPath, [WORKER], {
+      cwd: ROOT, env: { ...process.env, RANK: '1', WORLD_SIZE: '2', LOCAL_RANK: '0', MASTER_ADDR: hosts.addrs[0], MASTER_PORT: String(port), DT_MODE: 'linkcut', DT_OUT: out },
+    }), 60_000, 'the third host');
+    assert.equal(intruder.code, 1, intruder.text);
+    assert.match(intruder.text, /rank 1 of the job at .* is taken by another process: this one was not expected/);
+    hosts.cut(1);
+    const cutAt = Date.now();
     const results = await Promise.all(ends);
     results.forEach((r) => assert.ok(!r.hung, r.text));
     const reports = [0, 1].map((rank) => JSON.parse(fs.readFileSync(path.join(out, `rank${rank}.json`), 'utf8')));

@@ -126,6 +126,16 @@ std::vector<uint8_t> to_bytes(const std::string& s) { return std::vector<uint8_t
 
 std::string where(const InitOptions& o) { return o.master_addr + ":" + std::to_string(o.master_port); }
 
+std::string claim_key(int64_t round, int64_t rank) {
+  return "densetorch/round" + std::to_string(round) + "/rank/" + std::to_string(rank);
+}
+
+// This worker's restart round: torchrun's (and densetorch launch's) TORCHELASTIC_RESTART_COUNT, else 0.
+int64_t restart_round() {
+  const char* v = std::getenv("TORCHELASTIC_RESTART_COUNT");
+  return v && *v ? std::atoll(v) : 0;
+}
+
 // The watchdog's findings, shared with the collective waiting for its work: a lost peer wakes it.
 // A store call over a dead link blocks far longer than the store's timeout, so the watchdog's own
 // progress is watched too: no round completed for the heartbeat timeout is a lost store.
@@ -190,7 +200,7 @@ void watch_peers(const std::shared_ptr<Watch>& w, const InitOptions& o, const c1
   std::vector<bool> watched(o.world_size, false);
   try {
     for (int64_t r = 0; r < o.world_size; ++r)
-      watched[r] = r != o.rank && store->check({"densetorch/rank/" + std::to_string(r)});
+      watched[r] = r != o.rank && store->check({claim_key(restart_round(), r)});
   } catch (const std::exception&) {
     // the loop below finds the store gone
   }
@@ -401,12 +411,23 @@ void check_tensor(const at::Tensor& t, const char* what) {
 // One process per rank, and only the ranks the job expects: rank 0 records the job's size, every
 // rank claims its number once. A process that was not expected is refused before it touches the
 // process group's keys, so the others are not disturbed.
-void claim_rank(c10d::Store& store, const InitOptions& o) {
-  const std::string world_key = "densetorch/world";
+// Keys are per restart round (torchrun's TORCHELASTIC_RESTART_COUNT): after a restart, a worker
+// of another machine may reach the previous round's store before its rank 0 is gone; it then
+// waits for the new one (claim_rank returns false) instead of finding its rank taken.
+bool claim_rank(c10d::Store& store, const InitOptions& o, int64_t round) {
+  const std::string round_key = "densetorch/round";
+  const std::string world_key = "densetorch/round" + std::to_string(round) + "/world";
   if (o.rank == 0) {
     store.set(world_key, to_bytes(std::to_string(o.world_size)));
+    store.set(round_key, to_bytes(std::to_string(round)));
   } else {
-    store.wait({world_key}, o.timeout);
+    store.wait({round_key}, o.timeout);
+    const int64_t theirs = std::stoll(to_string(store.get(round_key)));
+    if (theirs < round) return false;
+    if (theirs > round)
+      throw DistributedError("the job at " + where(o) + " is in restart round " + std::to_string(theirs) +
+                             " and this process in round " + std::to_string(round) +
+                             " (TORCHELASTIC_RESTART_COUNT): it belongs to an earlier attempt of the job");
   }
   const std::string world = to_string(store.get(world_key));
   if (world != std::to_string(o.world_size))
@@ -415,10 +436,11 @@ void claim_rank(c10d::Store& store, const InitOptions& o) {
                            " (check WORLD_SIZE, --nnodes and --nproc-per-node)");
   std::random_device entropy;
   const std::string me = std::to_string(entropy()) + "-" + std::to_string(entropy());
-  const std::string holder = to_string(store.compareSet("densetorch/rank/" + std::to_string(o.rank), {}, to_bytes(me)));
+  const std::string holder = to_string(store.compareSet(claim_key(round, o.rank), {}, to_bytes(me)));
   if (holder != me)
     throw DistributedError("rank " + std::to_string(o.rank) + " of the job at " + where(o) +
                            " is taken by another process: this one was not expected (check RANK and --node-rank)");
+  return true;
 }
 
 }  // namespace
@@ -480,8 +502,22 @@ void init(const InitOptions& o) {
 #else
     if (!o.token.empty()) throw DistributedError("job tokens are not supported on Windows yet");
 #endif
-    auto tcp = c10::make_intrusive<c10d::TCPStore>(store_host, so);
-    claim_rank(*tcp, o);
+    const int64_t round = restart_round();
+    c10::intrusive_ptr<c10d::TCPStore> tcp;
+    const auto deadline = Clock::now() + o.timeout;
+    for (;;) {
+      tcp = c10::make_intrusive<c10d::TCPStore>(store_host, so);
+      try {
+        if (claim_rank(*tcp, o, round)) break;
+      } catch (const DistributedError&) {
+        throw;
+      } catch (const std::exception&) {
+        if (o.rank == 0 || Clock::now() > deadline) throw;  // else: an earlier round's store went away mid-claim
+      }
+      tcp.reset();
+      if (Clock::now() > deadline) throw DistributedError("rank 0 of restart round " + std::to_string(round) + " did not come");
+      std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    }
     // The process group's keys nest as torch.distributed.init_process_group's default group does
     // ("default_pg", then group "0/", then device "cpu/"), so that a PyTorch process can join.
     auto pg_store = c10::make_intrusive<c10d::PrefixStore>(
