@@ -4,7 +4,7 @@
 // fresh process (one engine's thread pool at a time), engines alternating, `--rounds` rounds.
 // Prints img/s and ms per batch (median over rounds) and the ratio; writes
 // bench/results/onnx-<date>.json.
-//   npm run bench -- --onnx [--rounds 3]
+//   npm run bench -- --onnx [--rounds 3] [--only 'batch 1']   (--only: cases whose name contains it)
 'use strict';
 const fs = require('node:fs');
 const os = require('node:os');
@@ -60,7 +60,7 @@ async function main() {
     }
     const rounds = Number(flag('rounds', 3));
     const result = { date: new Date().toISOString(), ...machine(), threads, rounds, onnxruntimeNode: require('onnxruntime-node/package.json').version, cases: {} };
-    for (const c of CASES) {
+    for (const c of CASES.filter((k) => !flag('only') || k.name.includes(flag('only')))) {
       const ms = { densetorch: [], onnxruntime: [] };
       for (let r = 0; r < rounds; r++) {
         for (const engine of r % 2 === 0 ? ['densetorch', 'onnxruntime'] : ['onnxruntime', 'densetorch']) {
@@ -72,7 +72,7 @@ async function main() {
       result.cases[c.name] = { ms, densetorchMs: dtMs, onnxruntimeMs: ortMs, densetorchImgPerS: (1000 * c.batch) / dtMs, onnxruntimeImgPerS: (1000 * c.batch) / ortMs, speedup: ortMs / dtMs };
       console.log(`${c.name}: densetorch ${dtMs.toFixed(2)} ms (${((1000 * c.batch) / dtMs).toFixed(1)} img/s), onnxruntime-node ${ortMs.toFixed(2)} ms (${((1000 * c.batch) / ortMs).toFixed(1)} img/s): densetorch ${(ortMs / dtMs).toFixed(2)}x`);
     }
-    writeResult('onnx', result);
+    writeResult(flag('only') ? `onnx-${flag('only').replace(/[^a-z0-9]+/gi, '-')}` : 'onnx', result);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

@@ -75,6 +75,26 @@ at::Tensor norm_relu_conv1x1(at::ScalarType compute, const at::Tensor& x, const 
   const norm_gemm::Args args{p.data, p.ld, p.channels, scale.data_ptr<float>(), shift.data_ptr<float>(),
                             packed.data(), n, b.defined() ? b.data_ptr<float>() : nullptr, relu,
                             out.data_ptr<float>(), n};
+  // Few rows (late blocks at small batches: 7x7 = 49 pixels at batch 1) leave threads idle when
+  // split by rows alone: the output channels are split too, in whole panels of the same width.
+  const int64_t threads = at::get_num_threads();
+  const int64_t width = norm_gemm::panel_width(n);
+  if (threads > 1 && !at::in_parallel_region() && p.rows < 2 * threads * norm_passes::kRowGrain && n % (2 * width) == 0 &&
+      norm_gemm::panel_width(n / 2) == width) {
+    const int64_t row_chunks = std::max<int64_t>(1, std::min<int64_t>(threads, p.rows / 16));
+    at::parallel_for(0, 2 * row_chunks, 1, [&](int64_t first, int64_t last) {
+      for (int64_t task = first; task < last; ++task) {
+        const int64_t half = task % 2, chunk = task / 2, j0 = half * (n / 2);
+        norm_gemm::Args part = args;
+        part.packed = args.packed + j0 * p.channels;
+        part.n = n / 2;
+        part.bias = args.bias ? args.bias + j0 : nullptr;
+        part.out = args.out + j0;
+        norm_gemm::rows(part, p.rows * chunk / row_chunks, p.rows * (chunk + 1) / row_chunks);
+      }
+    });
+    return out;
+  }
   parallel_chunks(0, p.rows, norm_passes::kRowGrain, [&](int64_t begin, int64_t end) { norm_gemm::rows(args, begin, end); });
   return out;
 }

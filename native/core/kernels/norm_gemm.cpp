@@ -32,6 +32,11 @@ void pack_weight(const float* w, int64_t n, int64_t k, float* packed) {
   kernels::pack_panels(w, n, k, packed, kernels::vector_width(kRows.selected().isa));
 }
 
+int64_t panel_width(int64_t n) {
+  const int64_t vector = kernels::vector_width(kRows.selected().isa);
+  return kernels::panel_vectors(n, vector) * vector;
+}
+
 void rows(const Args& a, int64_t begin, int64_t end) { kRows.selected().fn(a, begin, end); }
 
 void pack_backward_weight(const float* w, int64_t n, int64_t k, float* packed) {

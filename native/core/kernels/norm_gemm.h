@@ -22,8 +22,12 @@ bool accelerated();
 // a lower one: tests, measurements).
 const char* kernel_name();
 
-// w (row-major [n][k]) rearranged into the panels the micro-kernels read: n * k floats.
+// w (row-major [n][k]) rearranged into the panels the micro-kernels read: n * k floats, one
+// panel of panel_width(n) output channels after another (panel j0 at packed + j0 * k).
 void pack_weight(const float* w, int64_t n, int64_t k, float* packed);
+// The output channels per panel for n (a range of whole panels with the same width can be
+// computed on its own: Args with packed + j0 * k, bias + j0, out + j0).
+int64_t panel_width(int64_t n);
 
 struct Args {
   const float* x;       // rows of k values, row r at x + r * ldx
