@@ -120,6 +120,27 @@ describe('DenseNet: forward and predict', () => {
     for (let i = 0; i < f.length; i++) assert.ok(Math.abs(f[i] - pa[i]) <= 1e-5 * (1 + Math.abs(f[i])));
   });
 
+  it('predictions follow the weights: what evaluation keeps between calls (folded and packed weights, batch-norm affines) is redone after training and after loadStateDict', async () => {
+    // k = 32: the bottleneck's 128 outputs run densetorch's own 1x1 kernel, whose packed weights are kept.
+    const config = { depth: 16, growthRate: 32, numClasses: 4 };
+    dt.manualSeed(5);
+    const m = dt.densenetCifar(config);
+    const x = randomImages(2, 3, 16, 16);
+    const before = (await m.predict(x)).toArray();
+    assert.deepEqual((await m.predict(x)).toArray(), before, 'the same weights give the same prediction');
+    const labels = dt.tensor(new Int32Array(8).map((_, i) => i % 4), [8], { dtype: 'int32' });
+    await m.fit(dt.datasets.fromTensors(randomImages(8, 3, 16, 16, 2), labels), { epochs: 1, batchSize: 4 });
+    const after = (await m.predict(x)).toArray();
+    const fresh = dt.densenetCifar(config);
+    fresh.loadStateDict(m.stateDict());
+    assert.deepEqual(after, (await fresh.predict(x)).toArray(), 'after fit: the prediction of a fresh model with the same weights');
+    assert.notDeepEqual(after, before);
+    dt.manualSeed(6);
+    const other = dt.densenetCifar(config);
+    m.loadStateDict(other.stateDict());
+    assert.deepEqual((await m.predict(x)).toArray(), (await other.predict(x)).toArray(), 'after loadStateDict: the loaded weights');
+  });
+
   it('inference folds norm2 into conv1 exactly: equal to the unfolded eval forward with autograd, with trained statistics', () => {
     const m = dt.densenetCifar({ depth: 10, growthRate: 6, numClasses: 4 });
     // Statistics and affine parameters far from their initial values.

@@ -1,5 +1,7 @@
 #include "model.h"
 
+#include "../core/derived_cache.h"
+
 #include "../core/compute_thread.h"
 #include "../core/atomic_file.h"
 #include "../core/errors.h"
@@ -66,6 +68,11 @@ Napi::Function NativeModel::Init(Napi::Env env) {
                          InstanceMethod<&NativeModel::StopFit>("stopFit"),
                          InstanceMethod<&NativeModel::Evaluate>("evaluate"),
                      });
+}
+
+NativeModel::~NativeModel() {
+  model_ = nullptr;
+  prune_derived_caches();
 }
 
 NativeModel::NativeModel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeModel>(info) {

@@ -18,6 +18,8 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
  public:
   static Napi::Function Init(Napi::Env env);
   explicit NativeModel(const Napi::CallbackInfo& info);
+  // Releases the module, then the evaluation caches' entries of its tensors (derived_cache.h).
+  ~NativeModel() override;
 
  private:
   Napi::Value Forward(const Napi::CallbackInfo& info);

@@ -2,6 +2,8 @@
 // them (convolutions.h).
 #include "convolutions.h"
 
+#include "derived_cache.h"
+
 #include "env_switches.h"
 #include "kernels/conv3x3_weight_grad.h"
 #include "kernels/cpu_capability.h"
@@ -10,10 +12,12 @@
 #include "kernels/winograd.h"
 
 #include <ATen/Parallel.h>
+#include <ATen/core/grad_mode.h>
 #include <ATen/autocast_mode.h>
 
 #include <algorithm>
 #include <atomic>
+#include <memory>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -45,11 +49,29 @@ bool own_conv3x3() {
   return on;
 }
 
-NormAffine affine(const at::Tensor& weight, const at::Tensor& bias, const at::Tensor& mean, const at::Tensor& var,
-                  double eps) {
+namespace {
+
+NormAffine compute_affine(const at::Tensor& weight, const at::Tensor& bias, const at::Tensor& mean, const at::Tensor& var,
+                          double eps) {
   at::Tensor invstd = (var + eps).rsqrt();
   at::Tensor scale = (weight * invstd).contiguous();
   return {scale, (bias - mean * scale).contiguous(), invstd};
+}
+
+}  // namespace
+
+NormAffine affine(const at::Tensor& weight, const at::Tensor& bias, const at::Tensor& mean, const at::Tensor& var,
+                  double eps) {
+  return compute_affine(weight, bias, mean, var, eps);
+}
+
+NormAffine running_affine(const at::Tensor& weight, const at::Tensor& bias, const at::Tensor& running_mean,
+                          const at::Tensor& running_var, double eps) {
+  // With gradients autograd must see the operations (a parameter's gradient through them).
+  if (at::GradMode::is_enabled()) return compute_affine(weight, bias, running_mean, running_var, eps);
+  static auto* cache = new DerivedCache<NormAffine, 4>();  // never destroyed: used until the process ends
+  return cache->get({&running_var, &running_mean, &weight, &bias}, eps,
+                    [&] { return compute_affine(weight, bias, running_mean, running_var, eps); });
 }
 
 // conv1x1(relu(x * scale + shift), weight) (+ bias, then ReLU when `relu`) in one pass over the
@@ -67,13 +89,20 @@ at::Tensor norm_relu_conv1x1(at::ScalarType compute, const at::Tensor& x, const 
   const int64_t n = weight.size(0);
   if (!norm_gemm_runs(compute, weight)) return {};
   const Panel p = panel_of(x);
-  const at::Tensor w = weight.reshape({n, p.channels}).contiguous();
-  std::vector<float> packed(static_cast<std::size_t>(n * p.channels));
-  norm_gemm::pack_weight(w.data_ptr<float>(), n, p.channels, packed.data());
+  const auto pack = [&] {
+    const at::Tensor w = weight.reshape({n, p.channels}).contiguous();
+    auto out = std::make_shared<std::vector<float>>(static_cast<std::size_t>(n * p.channels));
+    norm_gemm::pack_weight(w.data_ptr<float>(), n, p.channels, out->data());
+    return std::shared_ptr<const std::vector<float>>(std::move(out));
+  };
+  // Packed once per weight version in evaluation; per call while training (every step changes it).
+  static auto* packs = new DerivedCache<std::shared_ptr<const std::vector<float>>, 1>();  // never destroyed
+  const std::shared_ptr<const std::vector<float>> packed =
+      at::GradMode::is_enabled() ? pack() : packs->get({&weight}, static_cast<double>(p.channels), pack);
   const at::Tensor b = bias.defined() ? bias.contiguous() : at::Tensor();
   at::Tensor out = at::empty({x.size(0), n, x.size(2), x.size(3)}, x.options().memory_format(kChannelsLast));
   const norm_gemm::Args args{p.data, p.ld, p.channels, scale.data_ptr<float>(), shift.data_ptr<float>(),
-                            packed.data(), n, b.defined() ? b.data_ptr<float>() : nullptr, relu,
+                            packed->data(), n, b.defined() ? b.data_ptr<float>() : nullptr, relu,
                             out.data_ptr<float>(), n};
   // Few rows (late blocks at small batches: 7x7 = 49 pixels at batch 1) leave threads idle when
   // split by rows alone: the output channels are split too, in whole panels of the same width.

@@ -42,6 +42,10 @@ struct NormAffine {
 };
 NormAffine affine(const at::Tensor& weight, const at::Tensor& bias, const at::Tensor& mean, const at::Tensor& var,
                   double eps);
+// affine() of a batch norm's running statistics, for evaluation: without gradients the result is
+// kept while the four tensors live unchanged (their versions), so a prediction skips recomputing it.
+NormAffine running_affine(const at::Tensor& weight, const at::Tensor& bias, const at::Tensor& running_mean,
+                          const at::Tensor& running_var, double eps);
 
 // Whether densetorch's own 3x3 kernels (Winograd, the nine-tap weight gradient) may run in this
 // process instead of LibTorch's: the measured rule per instruction set, or DENSETORCH_WINOGRAD.

@@ -3,6 +3,8 @@
 // convolutions (convolutions.h).
 #include "fused_block.h"
 
+#include "derived_cache.h"
+
 #include "convolutions.h"
 #include "env_switches.h"
 #include "kernels/norm_passes.h"
@@ -197,8 +199,8 @@ at::Tensor block_forward(const at::Tensor& x_in, const std::vector<FusedLayerArg
       update_running(layer.norm1, m, v, count);
       a1 = convolutions::affine(layer.norm1.weight, layer.norm1.bias, m, v, layer.norm1.eps);
     } else {
-      a1 = convolutions::affine(layer.norm1.weight, layer.norm1.bias, layer.norm1.running_mean, layer.norm1.running_var,
-                  layer.norm1.eps);
+      a1 = convolutions::running_affine(layer.norm1.weight, layer.norm1.bias, layer.norm1.running_mean,
+                                        layer.norm1.running_var, layer.norm1.eps);
     }
     // The layer's k new channels: the 3x3 convolution writes them into the buffer itself when it
     // runs through the Winograd kernel (then `out` stays undefined).
@@ -526,7 +528,7 @@ at::Tensor fused_norm_relu_maxpool(const at::Tensor& x, const NormArgs& norm, bo
   if (training)
     return FusedStemFunction::apply(x, norm.weight, norm.bias, norm.running_mean, norm.running_var, norm.momentum,
                                     norm.eps);
-  const NormAffine a = convolutions::affine(norm.weight, norm.bias, norm.running_mean, norm.running_var, norm.eps);
+  const NormAffine a = convolutions::running_affine(norm.weight, norm.bias, norm.running_mean, norm.running_var, norm.eps);
   return norm_passes::norm_relu_maxpool(x, a.scale, a.shift);
 }
 
@@ -537,13 +539,20 @@ at::Tensor fused_transition(const at::Tensor& x, const NormArgs& norm, const at:
 }
 
 at::Tensor norm_relu_pool2(const at::Tensor& x, const NormArgs& norm) {
-  const NormAffine a = convolutions::affine(norm.weight, norm.bias, norm.running_mean, norm.running_var, norm.eps);
+  const NormAffine a = convolutions::running_affine(norm.weight, norm.bias, norm.running_mean, norm.running_var, norm.eps);
   return norm_passes::norm_relu_pool2(x, a.scale, a.shift);
 }
 
 FoldedConv fold_norm_into_conv(const at::Tensor& conv_weight, const NormArgs& norm) {
-  const at::Tensor scale = norm.weight * (norm.running_var + norm.eps).rsqrt();
-  return {conv_weight * scale.view({-1, 1, 1, 1}), norm.bias - norm.running_mean * scale};
+  const auto fold = [&]() -> FoldedConv {
+    const at::Tensor scale = norm.weight * (norm.running_var + norm.eps).rsqrt();
+    return {conv_weight * scale.view({-1, 1, 1, 1}), norm.bias - norm.running_mean * scale};
+  };
+  if (at::GradMode::is_enabled()) return fold();
+  // Evaluation: folded once per version of the weights and statistics (the same folded tensor
+  // then also keeps its packed form, convolutions.cpp), not on every forward pass.
+  static auto* cache = new DerivedCache<FoldedConv, 5>();  // never destroyed: used until the process ends
+  return cache->get({&conv_weight, &norm.weight, &norm.bias, &norm.running_mean, &norm.running_var}, norm.eps, fold);
 }
 
 bool keeps_bottleneck_when_efficient(int64_t in_channels, int64_t growth_rate) {
