@@ -97,9 +97,10 @@ function prefixLines(from: Readable, to: Writable, prefix: string): void {
 
 /** How one round of workers ended. */
 interface Round {
+  /** The first worker that failed (the one that stopped the others), when one did. */
   failed?: LaunchResult['failed'];
+  /** Whether any worker ended other than with exit code 0 (one stopped by a signal too). */
   anyFailed: boolean;
-  interrupted: boolean;
 }
 
 /**
@@ -123,8 +124,8 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
   try {
     for (let restart = 0; ; restart += 1) {
       const round = await runRound(o, restart, control);
-      if (!round.failed && !round.anyFailed) return { exitCode: 0, restarts: restart };
-      if (round.interrupted || restart >= maxRestarts) return { exitCode: 1, failed: round.failed, restarts: restart };
+      if (!round.anyFailed) return { exitCode: 0, restarts: restart };
+      if (control.interrupted || restart >= maxRestarts) return { exitCode: 1, failed: round.failed, restarts: restart };
       stderr.write(`densetorch launch: restarting every worker of this machine (restart ${restart + 1} of ${maxRestarts})\n`);
     }
   } finally {
@@ -168,7 +169,7 @@ function runRound(o: LaunchOptions, restart: number, control: { interrupted: boo
         }
         running -= 1;
         if (running === 0) {
-          resolve({ failed, anyFailed: workers.some((w) => w.child.exitCode !== 0), interrupted: control.interrupted });
+          resolve({ failed, anyFailed: workers.some((w) => w.child.exitCode !== 0) });
         }
       });
     }

@@ -49,29 +49,20 @@ bool own_conv3x3() {
   return on;
 }
 
-namespace {
-
-NormAffine compute_affine(const at::Tensor& weight, const at::Tensor& bias, const at::Tensor& mean, const at::Tensor& var,
-                          double eps) {
+NormAffine affine(const at::Tensor& weight, const at::Tensor& bias, const at::Tensor& mean, const at::Tensor& var,
+                  double eps) {
   at::Tensor invstd = (var + eps).rsqrt();
   at::Tensor scale = (weight * invstd).contiguous();
   return {scale, (bias - mean * scale).contiguous(), invstd};
 }
 
-}  // namespace
-
-NormAffine affine(const at::Tensor& weight, const at::Tensor& bias, const at::Tensor& mean, const at::Tensor& var,
-                  double eps) {
-  return compute_affine(weight, bias, mean, var, eps);
-}
-
 NormAffine running_affine(const at::Tensor& weight, const at::Tensor& bias, const at::Tensor& running_mean,
                           const at::Tensor& running_var, double eps) {
   // With gradients autograd must see the operations (a parameter's gradient through them).
-  if (at::GradMode::is_enabled()) return compute_affine(weight, bias, running_mean, running_var, eps);
+  if (at::GradMode::is_enabled()) return affine(weight, bias, running_mean, running_var, eps);
   static auto* cache = new DerivedCache<NormAffine, 4>();  // never destroyed: used until the process ends
   return cache->get({&running_var, &running_mean, &weight, &bias}, eps,
-                    [&] { return compute_affine(weight, bias, running_mean, running_var, eps); });
+                    [&] { return affine(weight, bias, running_mean, running_var, eps); });
 }
 
 // conv1x1(relu(x * scale + shift), weight) (+ bias, then ReLU when `relu`) in one pass over the

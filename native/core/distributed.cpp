@@ -3,15 +3,13 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <algorithm>
-#include <atomic>
 #include <condition_variable>
-#include <cstring>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <mutex>
 #include <random>
 #include <thread>
-
 
 #ifdef DENSETORCH_DISTRIBUTED
 #include <c10/util/Logging.h>
@@ -130,6 +128,13 @@ std::string claim_key(int64_t round, int64_t rank) {
   return "densetorch/round" + std::to_string(round) + "/rank/" + std::to_string(rank);
 }
 
+// Why a rank other than 0 lost the group's store (`detail`: what the store call said, if anything).
+std::string store_lost(const std::string& where, std::chrono::milliseconds limit, const std::string& detail = "") {
+  return "lost the group's store on rank 0 at " + where + ": no answer within " + std::to_string(limit.count()) +
+         " ms (rank 0's machine is down, the link to it is cut, or its process is stopped" +
+         (detail.empty() ? "" : "; " + detail) + ")";
+}
+
 // This worker's restart round: torchrun's (and densetorch launch's) TORCHELASTIC_RESTART_COUNT, else 0.
 int64_t restart_round() {
   const char* v = std::getenv("TORCHELASTIC_RESTART_COUNT");
@@ -145,8 +150,8 @@ struct Watch {
   std::string lost;                 // why the group is lost; empty while every peer answers
   Clock::time_point last_round = Clock::now();  // the last round of heartbeats that completed
   std::chrono::milliseconds limit{30000}, interval{1000};
-  std::string store_where;  // "rank 0 at host:port", for the message
-  int64_t rank = 0;
+  std::string store_where;  // rank 0's host:port, for the message
+  int64_t rank = 0, round = 0;  // this rank, and the restart round whose claims mark the ranks to watch
   bool stop = false, finished = false;
   std::thread thread;
 
@@ -155,9 +160,7 @@ struct Watch {
     if (!lost.empty()) return lost;
     if (Clock::now() - last_round > limit + interval) {
       return rank == 0 ? "the group's store stopped answering for " + std::to_string(limit.count()) + " ms"
-                       : "lost the group's store on " + store_where + ": no answer within " +
-                             std::to_string(limit.count()) +
-                             " ms (rank 0's machine is down, the link to it is cut, or its process is stopped)";
+                       : store_lost(store_where, limit);
     }
     return "";
   }
@@ -200,7 +203,7 @@ void watch_peers(const std::shared_ptr<Watch>& w, const InitOptions& o, const c1
   std::vector<bool> watched(o.world_size, false);
   try {
     for (int64_t r = 0; r < o.world_size; ++r)
-      watched[r] = r != o.rank && store->check({claim_key(restart_round(), r)});
+      watched[r] = r != o.rank && store->check({claim_key(w->round, r)});
   } catch (const std::exception&) {
     // the loop below finds the store gone
   }
@@ -224,10 +227,7 @@ void watch_peers(const std::shared_ptr<Watch>& w, const InitOptions& o, const c1
       }
     } catch (const std::exception& e) {
       lost = o.rank == 0 ? "the group's store stopped answering: " + first_line(e.what())
-                         : "lost the group's store on rank 0 at " + where(o) + ": no answer within " +
-                               std::to_string(limit.count()) +
-                               " ms (rank 0's machine is down, the link to it is cut, or its process is stopped; " +
-                               first_line(e.what()) + ")";
+                         : store_lost(where(o), limit, first_line(e.what()));
     }
     lock.lock();
     if (!lost.empty() && !w->stop) {
@@ -553,16 +553,16 @@ void init(const InitOptions& o) {
     g->watch->limit = o.heartbeat_timeout;
     g->watch->interval = std::clamp<std::chrono::milliseconds>(o.heartbeat_timeout / 10, std::chrono::milliseconds(50),
                                                                std::chrono::milliseconds(1000));
-    g->watch->store_where = "rank 0 at " + where(o);
+    g->watch->store_where = where(o);
     g->watch->rank = o.rank;
+    g->watch->round = round;
     g->watch->thread = std::thread([w = g->watch, o, beat_store] { watch_peers(w, o, beat_store); });
   } catch (const DistributedError& e) {
     throw DistributedError("could not join the group as rank " + std::to_string(o.rank) + " of " +
                            std::to_string(o.world_size) + " at " + where(o) + ": " + e.what());
   } catch (const std::exception& e) {
     throw DistributedError("could not join the group as rank " + std::to_string(o.rank) + " of " +
-                           std::to_string(o.world_size) + " at " + o.master_addr + ":" +
-                           std::to_string(o.master_port) + " within " + std::to_string(o.timeout.count()) +
+                           std::to_string(o.world_size) + " at " + where(o) + " within " + std::to_string(o.timeout.count()) +
                            " ms: " + first_line(e.what()));
   }
   std::lock_guard<std::mutex> lock(g_mutex);

@@ -30,9 +30,11 @@ namespace densetorch::distributed::net {
 
 namespace detail {
 
-// Threads that each serve one connection; joined (after `stop`) on destruction.
+// The accepting thread and the threads that each serve one connection; stop_all() sets `stop`
+// and joins them all (the gate's and the relay's destructors).
 struct Workers {
   std::atomic<bool> stop{false};
+  std::thread acceptor;
   std::mutex mutex;
   std::list<std::thread> threads;
   template <typename F>
@@ -40,8 +42,9 @@ struct Workers {
     std::lock_guard<std::mutex> lock(mutex);
     threads.emplace_back(std::forward<F>(f));
   }
-  void join_all() {
+  void stop_all() {
     stop = true;
+    if (acceptor.joinable()) acceptor.join();
     std::list<std::thread> all;
     {
       std::lock_guard<std::mutex> lock(mutex);
@@ -220,13 +223,20 @@ void accept_loop(int listen_fd, detail::Workers& workers, Serve serve) {
   }
 }
 
+// The nonce of a gate's greeting on a fresh connection, or nullopt when none comes within `wait`
+// (a plain store never greets).
+std::optional<std::string> gate_nonce(int fd, std::chrono::milliseconds wait) {
+  const auto greeting = read_line(fd, wait);
+  if (!greeting || greeting->rfind(kGreeting, 0) != 0) return std::nullopt;
+  return greeting->substr(std::strlen(kGreeting));
+}
+
 // The client half of the handshake on a fresh connection to the gate: "" when admitted, else
 // the gate's refusal (or what went wrong).
 std::string answer_challenge(int fd, const std::string& token) {
-  const auto greeting = read_line(fd, kGreetingWait);
-  if (!greeting || greeting->rfind(kGreeting, 0) != 0) return "no-gate";
-  const std::string nonce = greeting->substr(std::strlen(kGreeting));
-  if (!write_line(fd, hmac_sha1_hex(token, nonce) + "\n")) return "the connection closed during the handshake";
+  const auto nonce = gate_nonce(fd, kGreetingWait);
+  if (!nonce) return "no-gate";
+  if (!write_line(fd, hmac_sha1_hex(token, *nonce) + "\n")) return "the connection closed during the handshake";
   const auto verdict = read_line(fd, kHandshake);
   if (!verdict) return "the connection closed during the handshake";
   return *verdict == "ok" ? "" : *verdict;
@@ -303,12 +313,11 @@ std::string hmac_sha1_hex(const std::string& key, const std::string& message) {
 struct Gate::Impl {
   std::unique_ptr<Listener> listener;
   detail::Workers workers;
-  std::thread acceptor;
 };
 
 Gate::Gate(std::unique_ptr<Listener> listener, int store_port, std::string token) : impl_(std::make_unique<Impl>()) {
   impl_->listener = std::move(listener);
-  impl_->acceptor = std::thread([impl = impl_.get(), store_port, token = std::move(token)] {
+  impl_->workers.acceptor = std::thread([impl = impl_.get(), store_port, token = std::move(token)] {
     accept_loop(impl->listener->fd, impl->workers, [impl, store_port, token](Fd conn) {
       const std::string nonce = random_hex(16);
       if (!write_line(conn.fd, kGreeting + nonce + "\n")) return;
@@ -324,18 +333,13 @@ Gate::Gate(std::unique_ptr<Listener> listener, int store_port, std::string token
   });
 }
 
-Gate::~Gate() {
-  impl_->workers.stop = true;
-  if (impl_->acceptor.joinable()) impl_->acceptor.join();
-  impl_->workers.join_all();
-}
+Gate::~Gate() { impl_->workers.stop_all(); }
 
 struct Relay::Impl {
   std::string host, token;
   int remote_port = 0;
   std::unique_ptr<Listener> listener;
   detail::Workers workers;
-  std::thread acceptor;
 };
 
 Relay::Relay(std::string host, int port, std::string token, std::chrono::milliseconds timeout)
@@ -361,7 +365,7 @@ Relay::Relay(std::string host, int port, std::string token, std::chrono::millise
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   impl_->listener = std::make_unique<Listener>("127.0.0.1", 0);
-  impl_->acceptor = std::thread([this] {
+  impl_->workers.acceptor = std::thread([this] {
     accept_loop(impl_->listener->fd, impl_->workers, [impl = impl_.get()](Fd local) {
       Fd remote = connect_to(impl->host, impl->remote_port);
       if (remote.fd < 0 || !answer_challenge(remote.fd, impl->token).empty()) return;
@@ -370,19 +374,14 @@ Relay::Relay(std::string host, int port, std::string token, std::chrono::millise
   });
 }
 
-Relay::~Relay() {
-  impl_->workers.stop = true;
-  if (impl_->acceptor.joinable()) impl_->acceptor.join();
-  impl_->workers.join_all();
-}
+Relay::~Relay() { impl_->workers.stop_all(); }
 
 int Relay::port() const { return impl_->listener->port; }
 
 bool is_gate(const std::string& host, int port, std::chrono::milliseconds wait) {
   Fd probe = connect_to(host, port);
   if (probe.fd < 0) return false;
-  const auto greeting = read_line(probe.fd, wait);
-  return greeting && greeting->rfind(kGreeting, 0) == 0;
+  return gate_nonce(probe.fd, wait).has_value();
 }
 
 }  // namespace densetorch::distributed::net

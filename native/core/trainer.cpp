@@ -397,10 +397,10 @@ std::string resume_path(const FitOptions& o, const Parallel& par) {
   if (o.checkpoint_path.empty()) throw std::invalid_argument("resumeFrom 'auto' needs a checkpoint path");
   const bool exists = std::filesystem::is_regular_file(o.checkpoint_path);
   if (par.on) {
-    at::Tensor seen = at::tensor({exists ? 1.0f : 0.0f, exists ? 1.0f : 0.0f}, at::kFloat);
-    seen[1].neg_();
-    distributed::all_reduce(seen, distributed::ReduceOp::kMin);  // min(exists), -max(exists)
-    if (seen[0].item<float>() != -seen[1].item<float>())
+    at::Tensor seen = at::full({1}, exists ? 1.0f : 0.0f, at::kFloat);
+    distributed::all_reduce(seen, distributed::ReduceOp::kSum);  // the ranks that see it
+    const auto ranks = static_cast<int64_t>(seen.item<float>());
+    if (ranks != 0 && ranks != par.world)
       throw TrainingError("checkpoint " + o.checkpoint_path + " exists on some ranks and not on others (rank " +
                           std::to_string(par.rank) + (exists ? " sees it" : " does not") +
                           "): put it on a file system every machine shares");
