@@ -56,7 +56,9 @@ function machine() {
 
 /** Writes `result` to bench/results/<name>-<date>.json and says where. */
 function writeResult(name, result) {
-  const out = path.join(__dirname, 'results', `${name}-${new Date().toISOString().slice(0, 10)}.json`);
+  // --tag NAME keeps a second result of the same benchmark and day apart (else it replaces the first).
+  const tag = flag('tag', '');
+  const out = path.join(__dirname, 'results', `${name}${tag ? `-${tag}` : ''}-${new Date().toISOString().slice(0, 10)}.json`);
   fs.writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
   console.log(`CPU: ${result.cpu ?? machine().cpu}; wrote ${path.relative(process.cwd(), out)}`);
 }

@@ -3,7 +3,6 @@
 // Usage: node bench/densetorch_case.js '<json case>'  ->  prints one JSON line.
 'use strict';
 const fs = require('node:fs');
-const { execFileSync } = require('node:child_process');
 const dt = require('..');
 const { median } = require('./common');
 
@@ -26,18 +25,17 @@ function build(c) {
 }
 
 // The limits of one case, measured through the same LibTorch and threads (bench/native/roofline,
-// a program of its own): the sgemm ceiling (4096² at::mm) and the conv-only floor (each of the
-// model's convolutions alone, channels-last; for training with both backward convolutions), and
-// the model's forward FLOPs per image.
+// a program of its own): the FMA peak (register-only FMAs on the same threads), the sgemm ceiling
+// (4096² at::mm) and the conv-only floor (each of the model's convolutions alone, channels-last;
+// for training with both backward convolutions), and the model's forward FLOPs per image.
 function limits(c, model) {
-  const exe = require('./native/tools.js').benchTool('roofline');
-  const run = (args) => JSON.parse(execFileSync(exe, args.map(String), { encoding: 'utf8' }).trim().split('\n').pop());
+  const tools = require('./native/tools.js');
   const n = 4096;
-  const { seconds } = run(['sgemm', c.threads, n, 5]);
-  const k = model.config;
-  const m = run(['model', c.threads, c.size, c.size, c.batch, c.mode === 'train' ? 1 : 0, c.mode === 'train' ? 3 : 5,
-    k.growthRate, k.blockConfig.join(','), k.numInitFeatures, k.bnSize, k.compression, k.numClasses, k.inChannels, k.stem]);
-  return { sgemmGflops: (2 * n ** 3) / seconds / 1e9, floorSeconds: m.floorSeconds, forwardFlopsPerImage: m.forwardFlopsPerImage, convolutions: m.convolutions };
+  const peak = tools.fmaPeak(c.threads);
+  const { seconds } = tools.roofline(['sgemm', c.threads, n, 5]);
+  const train = c.mode === 'train';
+  const m = tools.roofline(tools.modelArgs('model', c.threads, model.config, c.size, c.batch, train, train ? 3 : 5));
+  return { peakGflops: peak.gflops, peakIsa: peak.isa, sgemmGflops: (2 * n ** 3) / seconds / 1e9, floorSeconds: m.floorSeconds, forwardFlopsPerImage: m.forwardFlopsPerImage, convolutions: m.convolutions };
 }
 
 async function main() {

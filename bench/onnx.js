@@ -2,7 +2,8 @@
 // densetorch `predict` against onnxruntime-node running densetorch's own ONNX export of the same
 // model (all graph optimisations), batch 1 and a large batch, same threads. Each measurement is a
 // fresh process (one engine's thread pool at a time), engines alternating, `--rounds` rounds.
-// Prints img/s and ms per batch (median over rounds) and the ratio; writes
+// Prints img/s and ms per batch (median over rounds, [min-max]), each engine's share of the FMA
+// peak (register-only FMAs on the same threads, measured in the run), and the ratio; writes
 // bench/results/onnx-<date>.json.
 //   npm run bench -- --onnx [--rounds 3] [--only 'batch 1']   (--only: cases whose name contains it)
 'use strict';
@@ -11,12 +12,13 @@ const os = require('node:os');
 const path = require('node:path');
 const { execFileSync } = require('node:child_process');
 const { flag, machine, median, writeResult } = require('./common.js');
+const { fmaPeak, forwardFlops } = require('./native/tools.js');
 
 const threads = Number(process.env.THREADS || 2);
 const CASES = [
   { name: 'DenseNet-BC-100, batch 1', model: 'bc100', size: 32, batch: 1, reps: 40 },
   { name: 'DenseNet-BC-100, batch 256', model: 'bc100', size: 32, batch: 256, reps: 4 },
-  { name: 'DenseNet-121, batch 1', model: 'densenet121', size: 224, batch: 1, reps: 15 },
+  { name: 'DenseNet-121, batch 1', model: 'densenet121', size: 224, batch: 1, reps: 40 },
   { name: 'DenseNet-121, batch 32', model: 'densenet121', size: 224, batch: 32, reps: 3 },
 ];
 
@@ -54,12 +56,20 @@ async function main() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'densetorch-onnx-bench-'));
   try {
     dt.manualSeed(0);
-    for (const [name, model] of [['bc100', dt.densenetCifar({ depth: 100, growthRate: 12, numClasses: 10 })], ['densenet121', dt.densenet121()]]) {
+    const flops = {};
+    for (const [name, model, size] of [['bc100', dt.densenetCifar({ depth: 100, growthRate: 12, numClasses: 10 }), 32], ['densenet121', dt.densenet121(), 224]]) {
       await model.save(path.join(dir, `${name}.safetensors`));
       await model.exportOnnx(path.join(dir, `${name}.onnx`));
+      flops[name] = forwardFlops(model.config, size);
     }
+    // The roofline's top line: register-only FMAs on the same number of threads, this run.
+    const peak = fmaPeak(threads);
+    console.log(`FMA peak of ${threads} threads: ${peak.gflops.toFixed(0)} GFLOP/s (${peak.isa})`);
     const rounds = Number(flag('rounds', 3));
-    const result = { date: new Date().toISOString(), ...machine(), threads, rounds, onnxruntimeNode: require('onnxruntime-node/package.json').version, cases: {} };
+    const result = {
+      date: new Date().toISOString(), ...machine(), threads, rounds, onnxruntimeNode: require('onnxruntime-node/package.json').version,
+      peakGflops: peak.gflops, peakIsa: peak.isa, forwardFlopsPerImage: flops, cases: {},
+    };
     for (const c of CASES.filter((k) => !flag('only') || k.name.includes(flag('only')))) {
       const ms = { densetorch: [], onnxruntime: [] };
       for (let r = 0; r < rounds; r++) {
@@ -69,8 +79,17 @@ async function main() {
         }
       }
       const dtMs = median(ms.densetorch), ortMs = median(ms.onnxruntime);
-      result.cases[c.name] = { ms, densetorchMs: dtMs, onnxruntimeMs: ortMs, densetorchImgPerS: (1000 * c.batch) / dtMs, onnxruntimeImgPerS: (1000 * c.batch) / ortMs, speedup: ortMs / dtMs };
-      console.log(`${c.name}: densetorch ${dtMs.toFixed(2)} ms (${((1000 * c.batch) / dtMs).toFixed(1)} img/s), onnxruntime-node ${ortMs.toFixed(2)} ms (${((1000 * c.batch) / ortMs).toFixed(1)} img/s): densetorch ${(ortMs / dtMs).toFixed(2)}x`);
+      // GFLOP/s of the model's direct-convolution FLOPs, and their share of the FMA peak.
+      const gflops = (msPerBatch) => (flops[c.model] * c.batch) / (msPerBatch / 1000) / 1e9;
+      const range = (xs) => `${Math.min(...xs).toFixed(2)}-${Math.max(...xs).toFixed(2)}`;
+      result.cases[c.name] = {
+        ms, densetorchMs: dtMs, onnxruntimeMs: ortMs, densetorchImgPerS: (1000 * c.batch) / dtMs, onnxruntimeImgPerS: (1000 * c.batch) / ortMs,
+        densetorchGflops: gflops(dtMs), onnxruntimeGflops: gflops(ortMs), densetorchPeakFraction: gflops(dtMs) / peak.gflops,
+        onnxruntimePeakFraction: gflops(ortMs) / peak.gflops, speedup: ortMs / dtMs,
+      };
+      const pct = (m) => `${(100 * gflops(m) / peak.gflops).toFixed(0)}% peak`;
+      console.log(`${c.name}: densetorch ${dtMs.toFixed(2)} ms [${range(ms.densetorch)}] (${((1000 * c.batch) / dtMs).toFixed(1)} img/s, ${pct(dtMs)}), ` +
+        `onnxruntime-node ${ortMs.toFixed(2)} ms [${range(ms.onnxruntime)}] (${((1000 * c.batch) / ortMs).toFixed(1)} img/s, ${pct(ortMs)}): densetorch ${(ortMs / dtMs).toFixed(2)}x`);
     }
     writeResult(flag('only') ? `onnx-${flag('only').replace(/[^a-z0-9]+/gi, '-')}` : 'onnx', result);
   } finally {

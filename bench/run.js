@@ -14,9 +14,10 @@
 //   npm run bench -- --bf16        # the bf16 rows also on a CPU without AVX-512 BF16 or AMX
 //   npm run bench -- --device cuda # the GPU cases: larger batches, fp32 and fp16 (autocast, loss
 //                                  # scaling), device memory from the caching allocator's peak
-// Every row shows achieved GFLOP/s (from the model's convolution shapes), its fraction of the
-// sgemm ceiling (4096² at::mm) and the step time over the conv-only floor, measured in the run
-// (with --repeat N, in min(N, 3) fresh processes: the median reading).
+// Every row shows achieved GFLOP/s (from the model's convolution shapes), its fraction of the FMA
+// peak (register-only FMAs on the same threads: the roofline's top line) and of the sgemm ceiling
+// (4096² at::mm), and the step time over the conv-only floor, measured in the run (with --repeat
+// N, in min(N, 3) fresh processes: the median reading).
 //   npm run bench -- --serve [--soak]   # the HTTP server under load (bench/serve.js)
 //   npm run bench -- --data        # streamed image folders: memory and data wait (bench/data-loader.js)
 //   npm run bench -- --distributed # data-parallel training and all-reduce (bench/distributed.js)
@@ -148,24 +149,33 @@ function limitsRepeated(c, times) {
     run(process.execPath, [path.join(__dirname, 'densetorch_case.js'), JSON.stringify({ ...c, threads, limits: true })]));
   const ok = readings.filter((r) => !r.error);
   if (ok.length === 0) return readings[0];
-  const floors = ok.map((r) => r.floorSeconds), sgemms = ok.map((r) => r.sgemmGflops);
-  return { ...ok[0], floorSeconds: lowerMedian(floors), sgemmGflops: lowerMedian(sgemms), floorReadings: floors, sgemmReadings: sgemms };
+  const floors = ok.map((r) => r.floorSeconds), sgemms = ok.map((r) => r.sgemmGflops), peaks = ok.map((r) => r.peakGflops);
+  return {
+    ...ok[0], floorSeconds: lowerMedian(floors), sgemmGflops: lowerMedian(sgemms), peakGflops: lowerMedian(peaks),
+    floorReadings: floors, sgemmReadings: sgemms, peakReadings: peaks,
+  };
 }
 
-/** Achieved GFLOP/s, fraction of the sgemm ceiling, and step time over the conv-only floor. */
+/**
+ * Achieved GFLOP/s (the model's direct-convolution FLOPs over the step time, whatever algorithm
+ * ran), fraction of the FMA peak and of the sgemm ceiling, and step time over the conv-only floor.
+ */
 function roofline(r, c, limits) {
   if (!r || r.error || !limits || limits.error) return {};
   // Training does the forward convolutions and both backward ones: about 3x the forward FLOPs.
   const flops = limits.forwardFlopsPerImage * c.batch * (c.mode === 'train' ? 3 : 1);
   const gflops = flops / r.stepSeconds / 1e9;
-  return { gflops, sgemmFraction: gflops / limits.sgemmGflops, floorRatio: r.stepSeconds / limits.floorSeconds };
+  return {
+    gflops, peakFraction: gflops / limits.peakGflops, sgemmFraction: gflops / limits.sgemmGflops,
+    floorRatio: r.stepSeconds / limits.floorSeconds,
+  };
 }
 
 const fmtRun = (r) => {
   if (!r) return '-';
   if (r.error) return `error: ${r.error}`;
   const spread = r.runs > 1 ? ` [${r.imagesPerSecondMin.toFixed(1)}-${r.imagesPerSecondMax.toFixed(1)}]` : '';
-  const roof = r.gflops ? ` ${r.gflops.toFixed(0)} GFLOP/s ${(100 * r.sgemmFraction).toFixed(0)}% sgemm ${r.floorRatio.toFixed(2)}x floor` : '';
+  const roof = r.gflops ? ` ${r.gflops.toFixed(0)} GFLOP/s ${(100 * r.peakFraction).toFixed(0)}% peak ${(100 * r.sgemmFraction).toFixed(0)}% sgemm ${r.floorRatio.toFixed(2)}x floor` : '';
   const peak = r.peakCudaMiB !== undefined ? `device peak ${r.peakCudaMiB.toFixed(0).padStart(5)} MiB (reserved ${r.peakCudaReservedMiB.toFixed(0)})` : `peak ${r.peakRssMiB.toFixed(0).padStart(5)} MiB`;
   return `${r.stepSeconds.toFixed(3)} s/step ${r.imagesPerSecond.toFixed(1).padStart(6)} img/s${spread}${roof} ${peak}`;
 };
@@ -194,7 +204,7 @@ for (const c of cases(scaling).filter((x) => !only || x.mode === only)) {
   }
   rows.push(row);
   console.log(`${c.mode.padEnd(5)} ${c.name.padEnd(22)} b${String(c.batch).padEnd(3)} ${c.memoryEfficient ? 'efficient' : 'naive    '} ${c.precision ?? 'fp32'}` +
-    (limits && !limits.error ? ` | sgemm ${limits.sgemmGflops.toFixed(0)} GFLOP/s, floor ${limits.floorSeconds.toFixed(3)} s` +
+    (limits && !limits.error ? ` | FMA peak ${limits.peakGflops.toFixed(0)} GFLOP/s (${limits.peakIsa}), sgemm ${limits.sgemmGflops.toFixed(0)} GFLOP/s, floor ${limits.floorSeconds.toFixed(3)} s` +
       (limits.floorReadings?.length > 1 ? ` (median of ${limits.floorReadings.map((f) => f.toFixed(3)).join(', ')})` : '') : ''));
   console.log(`      densetorch            ${fmtRun(ours)}`);
   for (const [name, r] of Object.entries(pytorch)) console.log(`      pytorch ${name.padEnd(13)} ${fmtRun(r)}`);

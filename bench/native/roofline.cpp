@@ -1,8 +1,15 @@
 #include "roofline.h"
 
+#include <ATen/Parallel.h>
+
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 namespace densetorch {
 
@@ -71,6 +78,94 @@ double median_seconds(int reps, Fn&& fn) {
 }
 
 }  // namespace
+
+namespace {
+
+constexpr int kChains = 24;  // independent accumulators per thread
+
+// `iterations` rounds of kChains FMAs on registers: acc = acc * a + b, which stays finite and
+// normal (it converges to b / (1 - a)). Returns a sum of the accumulators so nothing is dropped.
+#if defined(__x86_64__)
+__attribute__((target("avx512f"))) float fma_chains_avx512(int64_t iterations) {
+  __m512 acc[kChains];
+#pragma GCC unroll 32
+  for (int i = 0; i < kChains; ++i) acc[i] = _mm512_set1_ps(static_cast<float>(i));
+  const __m512 a = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(1e-6f);
+  for (int64_t n = 0; n < iterations; ++n) {
+#pragma GCC unroll 32
+    for (int i = 0; i < kChains; ++i) acc[i] = _mm512_fmadd_ps(acc[i], a, b);
+  }
+  __m512 sum = acc[0];
+#pragma GCC unroll 32
+  for (int i = 1; i < kChains; ++i) sum = _mm512_add_ps(sum, acc[i]);
+  return _mm512_reduce_add_ps(sum);
+}
+
+__attribute__((target("avx2,fma"))) float fma_chains_avx2(int64_t iterations) {
+  __m256 acc[kChains];
+#pragma GCC unroll 32
+  for (int i = 0; i < kChains; ++i) acc[i] = _mm256_set1_ps(static_cast<float>(i));
+  const __m256 a = _mm256_set1_ps(0.999999f), b = _mm256_set1_ps(1e-6f);
+  for (int64_t n = 0; n < iterations; ++n) {
+#pragma GCC unroll 32
+    for (int i = 0; i < kChains; ++i) acc[i] = _mm256_fmadd_ps(acc[i], a, b);
+  }
+  alignas(32) float lanes[8];
+  __m256 sum = acc[0];
+#pragma GCC unroll 32
+  for (int i = 1; i < kChains; ++i) sum = _mm256_add_ps(sum, acc[i]);
+  _mm256_store_ps(lanes, sum);
+  float total = 0;
+  for (float v : lanes) total += v;
+  return total;
+}
+#endif
+
+float fma_chains_scalar(int64_t iterations) {
+  float acc[kChains];
+  for (int i = 0; i < kChains; ++i) acc[i] = static_cast<float>(i);
+  for (int64_t n = 0; n < iterations; ++n)
+#pragma GCC unroll 32
+    for (int i = 0; i < kChains; ++i) acc[i] = std::fma(acc[i], 0.999999f, 1e-6f);
+  float total = 0;
+  for (float v : acc) total += v;
+  return total;
+}
+
+}  // namespace
+
+FmaPeak fma_peak(double seconds, int reps) {
+  float (*chains)(int64_t) = fma_chains_scalar;
+  int64_t lanes = 1;
+  const char* isa = "scalar";
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) {
+    chains = fma_chains_avx512, lanes = 16, isa = "avx512";
+  } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    chains = fma_chains_avx2, lanes = 8, isa = "avx2";
+  }
+#endif
+  const int threads = at::get_num_threads();
+  std::atomic<float> sink{0};
+  const auto run = [&](int64_t iterations) {
+    const auto start = std::chrono::steady_clock::now();
+    at::parallel_for(0, threads, 1, [&](int64_t first, int64_t last) {
+      for (int64_t t = first; t < last; ++t) sink.store(sink.load() + chains(iterations));
+    });
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  };
+  // Calibrate to about `seconds` per run (also warming the cores up), then take the fastest run.
+  int64_t iterations = 1 << 16;
+  while (run(iterations) < seconds / 4) iterations *= 2;
+  iterations = static_cast<int64_t>(static_cast<double>(iterations) * seconds / run(iterations));
+  double best = 0;
+  for (int r = 0; r < reps; ++r) {
+    const double flops = 2.0 * static_cast<double>(threads * iterations * kChains * lanes);
+    best = std::max(best, flops / run(iterations) / 1e9);
+  }
+  return {best, isa};
+}
 
 double time_matmul(int64_t n, int reps) {
   at::NoGradGuard no_grad;

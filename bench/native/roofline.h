@@ -1,6 +1,6 @@
 // The hardware limits a DenseNet step is measured against (benchmarks only, not part of the addon;
 // bench/native/roofline_main.cpp is the program bench/densetorch_case.js runs): the model's
-// convolution shapes and FLOPs, the sgemm ceiling, and the conv-only floor (every convolution of
+// convolution shapes and FLOPs, the FMA peak, the sgemm ceiling, and the conv-only floor (every convolution of
 // the model timed alone on its own input shape, channels-last, summed).
 #pragma once
 
@@ -29,6 +29,16 @@ std::vector<ConvShape> conv_shapes(const DenseNetConfig& config, int64_t height,
 
 // Forward FLOPs of one image (convolutions and classifier).
 double forward_flops(const std::vector<ConvShape>& shapes);
+
+// The arithmetic ceiling of these threads: float32 fused multiply-adds on registers only (no
+// memory operands, 24 independent accumulators per thread, enough to cover the FMA latency on
+// two ports), in the widest vectors the CPU has, every thread of LibTorch's pool running its own
+// chains. GFLOP/s (an FMA counts 2) of the fastest of `reps` runs of about `seconds` each.
+struct FmaPeak {
+  double gflops;
+  const char* isa;  // "avx512", "avx2" or "scalar"
+};
+FmaPeak fma_peak(double seconds, int reps);
 
 // Median seconds of at::mm on two n x n float32 matrices over `reps` runs (after one warm-up).
 double time_matmul(int64_t n, int reps);

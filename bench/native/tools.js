@@ -27,4 +27,27 @@ function benchTool(name) {
   return exe;
 }
 
-module.exports = { benchTool };
+/** Runs bench/native/roofline with `args`; the JSON line it prints. */
+function roofline(args) {
+  const out = execFileSync(benchTool('roofline'), args.map(String), { encoding: 'utf8' });
+  return JSON.parse(out.trim().split('\n').pop());
+}
+
+/** The roofline program's arguments for a model (its `config`) on size x size images after `command threads`. */
+function modelArgs(command, threads, config, size, batch, backward, reps) {
+  const k = config;
+  return [command, threads, size, size, batch, backward ? 1 : 0, reps, k.growthRate, k.blockConfig.join(','),
+    k.numInitFeatures, k.bnSize, k.compression, k.numClasses, k.inChannels, k.stem];
+}
+
+/** The FMA peak of `threads` threads (register-only FMAs, fastest of 5 runs): { gflops, isa }. */
+function fmaPeak(threads) {
+  return roofline(['peak', threads, 0.2, 5]);
+}
+
+/** Forward FLOPs per image (2 per multiply-add of every convolution and the classifier) of a model's `config`. */
+function forwardFlops(config, size) {
+  return roofline(modelArgs('flops', 1, config, size, 1, false, 1)).forwardFlopsPerImage;
+}
+
+module.exports = { benchTool, roofline, modelArgs, fmaPeak, forwardFlops };

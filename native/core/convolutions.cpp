@@ -75,42 +75,65 @@ bool norm_gemm_runs(at::ScalarType compute, const at::Tensor& weight) {
   return compute == at::kFloat && norm_gemm::accelerated() && norm_gemm::available(weight.size(0)) && weight.size(2) == 1 &&
          weight.size(3) == 1;
 }
+namespace {
+
+using PackedWeight = std::shared_ptr<const std::vector<float>>;
+using PackCache = DerivedCache<PackedWeight, 1>;
+
+// `weight` as rows() gives it ([n][k]) packed for norm_gemm: once per weight version in
+// evaluation (kept in `cache`), per call while training (every step changes it).
+template <class Rows>
+PackedWeight packed_weight(PackCache& cache, const at::Tensor& weight, int64_t k, const Rows& rows) {
+  const auto pack = [&] {
+    const at::Tensor w = rows().contiguous();
+    const int64_t n = weight.size(0);
+    auto out = std::make_shared<std::vector<float>>(static_cast<std::size_t>(n * k));
+    norm_gemm::pack_weight(w.data_ptr<float>(), n, k, out->data());
+    return PackedWeight(std::move(out));
+  };
+  return at::GradMode::is_enabled() ? pack() : cache.get({&weight}, static_cast<double>(k), pack);
+}
+
+}  // namespace
+
 at::Tensor norm_relu_conv1x1(at::ScalarType compute, const at::Tensor& x, const at::Tensor& scale,
                              const at::Tensor& shift, const at::Tensor& weight, const at::Tensor& bias, bool relu) {
   const int64_t n = weight.size(0);
   if (!norm_gemm_runs(compute, weight)) return {};
   const Panel p = panel_of(x);
-  const auto pack = [&] {
-    const at::Tensor w = weight.reshape({n, p.channels}).contiguous();
-    auto out = std::make_shared<std::vector<float>>(static_cast<std::size_t>(n * p.channels));
-    norm_gemm::pack_weight(w.data_ptr<float>(), n, p.channels, out->data());
-    return std::shared_ptr<const std::vector<float>>(std::move(out));
-  };
-  // Packed once per weight version in evaluation; per call while training (every step changes it).
-  static auto* packs = new DerivedCache<std::shared_ptr<const std::vector<float>>, 1>();  // never destroyed
-  const std::shared_ptr<const std::vector<float>> packed =
-      at::GradMode::is_enabled() ? pack() : packs->get({&weight}, static_cast<double>(p.channels), pack);
+  static auto* packs = new PackCache();  // never destroyed: used until the process ends
+  const PackedWeight packed = packed_weight(*packs, weight, p.channels, [&] { return weight.reshape({n, p.channels}); });
   const at::Tensor b = bias.defined() ? bias.contiguous() : at::Tensor();
   at::Tensor out = at::empty({x.size(0), n, x.size(2), x.size(3)}, x.options().memory_format(kChannelsLast));
-  const norm_gemm::Args args{p.data, p.ld, p.channels, scale.data_ptr<float>(), shift.data_ptr<float>(),
-                            packed->data(), n, b.defined() ? b.data_ptr<float>() : nullptr, relu,
-                            out.data_ptr<float>(), n};
-  // Few rows (late blocks at small batches: 7x7 = 49 pixels at batch 1) leave threads idle when
-  // split by rows alone: the output channels are split too, in whole panels of the same width.
+  const norm_gemm::Args args{p.data, p.ld, p.channels, scale.defined() ? scale.data_ptr<float>() : nullptr,
+                            shift.defined() ? shift.data_ptr<float>() : nullptr, packed->data(), n,
+                            b.defined() ? b.data_ptr<float>() : nullptr, relu, out.data_ptr<float>(), n};
+  // Few rows (late blocks and transitions at small batches: 7x7 = 49 pixels at batch 1): each
+  // thread takes whole panels of output channels, and so reads only their weights, which then
+  // outweigh the input (DenseNet-121's last transition, 49 x 1024 -> 512, 2 threads: 145 us against
+  // 209 with the rows split); the rows are split too where the panels are fewer than the threads.
   const int64_t threads = at::get_num_threads();
-  const int64_t width = norm_gemm::panel_width(n);
-  if (threads > 1 && !at::in_parallel_region() && p.rows < 2 * threads * norm_passes::kRowGrain && n % (2 * width) == 0 &&
-      norm_gemm::panel_width(n / 2) == width) {
-    const int64_t row_chunks = std::max<int64_t>(1, std::min<int64_t>(threads, p.rows / 16));
-    at::parallel_for(0, 2 * row_chunks, 1, [&](int64_t first, int64_t last) {
-      for (int64_t task = first; task < last; ++task) {
-        const int64_t half = task % 2, chunk = task / 2, j0 = half * (n / 2);
+  const int64_t width = norm_gemm::panel_width(n), panels = n / width;
+  if (threads > 1 && !at::in_parallel_region() && p.rows < 2 * threads * norm_passes::kRowGrain && panels >= 2) {
+    const int64_t row_chunks = std::max<int64_t>(1, std::min<int64_t>((threads + panels - 1) / panels, p.rows / 16));
+    // Output channels [j0, j0 + count) of rows [r0, r1): one call where those panels are packed
+    // as a product of `count` outputs reads them, else one per panel.
+    const auto columns = [&](int64_t j0, int64_t count, int64_t r0, int64_t r1) {
+      const int64_t step = norm_gemm::panel_width(count) == width ? count : width;
+      for (int64_t j = j0; j < j0 + count; j += step) {
         norm_gemm::Args part = args;
-        part.packed = args.packed + j0 * p.channels;
-        part.n = n / 2;
-        part.bias = args.bias ? args.bias + j0 : nullptr;
-        part.out = args.out + j0;
-        norm_gemm::rows(part, p.rows * chunk / row_chunks, p.rows * (chunk + 1) / row_chunks);
+        part.packed = args.packed + j * p.channels;
+        part.n = step;
+        part.bias = args.bias ? args.bias + j : nullptr;
+        part.out = args.out + j;
+        norm_gemm::rows(part, r0, r1);
+      }
+    };
+    at::parallel_for(0, panels * row_chunks, 1, [&](int64_t first, int64_t last) {
+      if (row_chunks == 1) return columns(first * width, (last - first) * width, 0, p.rows);
+      for (int64_t task = first; task < last; ++task) {
+        const int64_t chunk = task % row_chunks;
+        columns(task / row_chunks * width, width, p.rows * chunk / row_chunks, p.rows * (chunk + 1) / row_chunks);
       }
     });
     return out;
@@ -206,6 +229,31 @@ static at::Tensor conv3x3_weight_grad(const at::Tensor& grad, const at::Tensor& 
 // A float32 3x3 convolution with padding 1 (stride 1): the kind densetorch's own 3x3 kernels compute.
 static bool float_conv3x3(at::ScalarType compute, const at::Tensor& weight, int64_t padding) {
   return compute == at::kFloat && padding == 1 && weight.size(2) == 3 && weight.size(3) == 3;
+}
+
+// Output pixels of a batch at which a 3x3 convolution runs through norm_gemm's product in
+// evaluation: DenseNet-121 at batch 1, 2 threads of an AVX-512 Xeon (Ice Lake), 128 -> 32
+// channels: 14x14 (196 pixels) and 7x7 (49) faster than oneDNN's direct convolution, 28x28
+// (784) not.
+constexpr int64_t kGemm3x3MaxPixels = 256;
+
+bool gemm3x3_runs(at::ScalarType compute, const at::Tensor& x, const at::Tensor& weight, int64_t padding) {
+  return !at::GradMode::is_enabled() && float_conv3x3(compute, weight, padding) && norm_gemm::accelerated() &&
+         norm_gemm::available(weight.size(0)) && x.size(2) * x.size(3) >= 2 &&
+         x.size(0) * x.size(2) * x.size(3) <= kGemm3x3MaxPixels;
+}
+
+void conv3x3_gemm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& dst) {
+  const Panel in = panel_of(x), out = panel_of(dst);
+  const int64_t n = weight.size(0), c = weight.size(1);
+  TORCH_CHECK(in.channels == c && out.channels == n && dst.size(0) == x.size(0) && dst.size(2) == x.size(2) &&
+                  dst.size(3) == x.size(3),
+              "conv3x3_gemm: shapes do not match");
+  static auto* packs = new PackCache();  // never destroyed: used until the process ends
+  const PackedWeight packed =
+      packed_weight(*packs, weight, 9 * c, [&] { return weight.permute({0, 2, 3, 1}).reshape({n, 9 * c}); });
+  const norm_gemm::Conv3x3Args args{in.data, in.ld, c, x.size(2), x.size(3), packed->data(), n, out.data, out.ld};
+  parallel_chunks(0, in.rows, 12, [&](int64_t begin, int64_t end) { norm_gemm::conv3x3_rows(args, begin, end); });
 }
 
 // Whether a convolution with `weight` ([k, c, kh, kw]) and `padding` over H x W images runs

@@ -62,7 +62,7 @@ at::Tensor conv(at::ScalarType compute, const at::Tensor& x, const at::Tensor& w
 bool norm_gemm_runs(at::ScalarType compute, const at::Tensor& weight);
 
 // conv1x1(relu(x * scale + shift), weight) (+ bias, then ReLU when `relu`) in one pass over the
-// panel x: a new channels-last tensor; undefined when norm_gemm_runs says no (the caller then
+// panel x (conv1x1(x, weight) when scale and shift are undefined): a new channels-last tensor; undefined when norm_gemm_runs says no (the caller then
 // normalises into storage and convolves).
 at::Tensor norm_relu_conv1x1(at::ScalarType compute, const at::Tensor& x, const at::Tensor& scale,
                              const at::Tensor& shift, const at::Tensor& weight, const at::Tensor& bias, bool relu);
@@ -73,6 +73,16 @@ at::Tensor norm_relu_conv1x1(at::ScalarType compute, const at::Tensor& x, const 
 std::pair<at::Tensor, std::pair<std::vector<double>, std::vector<double>>> norm_relu_conv1x1_backward(
     const at::Tensor& grad, const Panel& x, const Panel& gx, const NormAffine& a, const at::Tensor& mean,
     const at::Tensor& weight);
+
+// Whether a 3x3 convolution of x with `weight` and `padding` runs through conv3x3_gemm: in
+// evaluation (no gradients), float32, padding 1, a multiple of 16 output channels, and few output
+// pixels in the batch (late blocks at small batches).
+bool gemm3x3_runs(at::ScalarType compute, const at::Tensor& x, const at::Tensor& weight, int64_t padding);
+
+// dst = conv3x3(x, weight) (stride 1, padding 1) through norm_gemm's product, each pixel's 3x3
+// window gathered in the cache: x and dst channels-last float32 panels (dst may be a channel range
+// of a block buffer), weight [n, c, 3, 3] (packed once per weight version).
+void conv3x3_gemm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& dst);
 
 // Whether a convolution with `weight` and `padding` over H x W images runs through the Winograd
 // kernel in `compute`: its forward (c -> k channels) or its input gradient (k -> c).

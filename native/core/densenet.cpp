@@ -172,9 +172,9 @@ at::Tensor TransitionImpl::forward(const at::Tensor& x) {
     return fused_transition(x, norm_args(norm), conv->weight, /*keep_pooled=*/!memory_efficient_);
   if (memory_efficient_ && records_graph(*this))
     return efficient_concat_norm_relu_conv({x}, norm_args(norm), conv->weight, /*padding=*/0, /*pool=*/2);
-  // Inference on the CPU: batch norm, ReLU and pooling as one pass (fused_block.h).
+  // Inference on the CPU: batch norm, ReLU and pooling as one pass, then the convolution (fused_block.h).
   if (!is_training() && !at::GradMode::is_enabled() && fused_block_supported(x, /*training=*/false, norm->weight))
-    return conv->forward(norm_relu_pool2(x, eval_norm_args(norm)));
+    return eval_transition(x, eval_norm_args(norm), conv->weight);
   return conv->forward(torch::avg_pool2d(norm->forward(x).relu_(), 2, 2));
 }
 

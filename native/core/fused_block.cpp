@@ -28,11 +28,13 @@ namespace {
 
 using convolutions::compute_dtype;
 using convolutions::conv;
+using convolutions::conv3x3_gemm;
 using convolutions::conv3x3_winograd;
 using convolutions::conv_backward;
 using convolutions::norm_gemm_runs;
 using convolutions::norm_relu_conv1x1;
 using convolutions::norm_relu_conv1x1_backward;
+using convolutions::gemm3x3_runs;
 using convolutions::NormAffine;
 using convolutions::winograd_runs;
 using kernels::Panel;
@@ -219,6 +221,8 @@ at::Tensor block_forward(const at::Tensor& x_in, const std::vector<FusedLayerArg
         y1 = conv(compute, storage1.normalized(features, a1), folded.weight, folded.bias, 0).relu_();
       if (winograd_runs(compute, layer.conv2_weight, 1, H, W, /*forward=*/true))
         conv3x3_winograd(y1.contiguous(kChannelsLast), {}, {}, layer.conv2_weight, added);
+      else if (gemm3x3_runs(compute, y1, layer.conv2_weight, 1))
+        conv3x3_gemm(y1.contiguous(kChannelsLast), layer.conv2_weight, added);
       else
         out = conv(compute, y1, layer.conv2_weight, {}, 1);
     } else {
@@ -538,9 +542,12 @@ at::Tensor fused_transition(const at::Tensor& x, const NormArgs& norm, const at:
                                         norm.momentum, norm.eps, keep_pooled);
 }
 
-at::Tensor norm_relu_pool2(const at::Tensor& x, const NormArgs& norm) {
+at::Tensor eval_transition(const at::Tensor& x, const NormArgs& norm, const at::Tensor& conv_weight) {
   const NormAffine a = convolutions::running_affine(norm.weight, norm.bias, norm.running_mean, norm.running_var, norm.eps);
-  return norm_passes::norm_relu_pool2(x, a.scale, a.shift);
+  const at::Tensor pooled = norm_passes::norm_relu_pool2(x, a.scale, a.shift);
+  // No normalisation in the product: the pooled map is normalised already.
+  const at::Tensor y = norm_relu_conv1x1(compute_dtype(), pooled, {}, {}, conv_weight, {}, /*relu=*/false);
+  return y.defined() ? y : at::conv2d(pooled, conv_weight);
 }
 
 FoldedConv fold_norm_into_conv(const at::Tensor& conv_weight, const NormArgs& norm) {

@@ -40,10 +40,10 @@ struct FoldedConv {
 };
 FoldedConv fold_norm_into_conv(const at::Tensor& conv_weight, const NormArgs& norm);
 
-// A transition's evaluation-mode front, avg_pool2d(relu(batch_norm(x)), 2, 2) with running
-// statistics, as one pass over a CPU float32 x (the normalised map is never written): a new
-// channels-last tensor.
-at::Tensor norm_relu_pool2(const at::Tensor& x, const NormArgs& norm);
+// A transition in evaluation mode, conv1x1(avg_pool2d(relu(batch_norm(x)), 2, 2)) with running
+// statistics, for a CPU float32 x: batch norm, ReLU and pooling as one pass (the normalised map is
+// never written), then the convolution through norm_gemm where it runs. A new channels-last tensor.
+at::Tensor eval_transition(const at::Tensor& x, const NormArgs& norm, const at::Tensor& conv_weight);
 
 // A transition in training mode, conv1x1(avg_pool2d(relu(batch_norm(x)), 2, 2)) with batch
 // statistics (running statistics updated as BatchNorm2d does) on a CPU float32 x: BN + ReLU +

@@ -329,6 +329,23 @@ int main() {
                                (efficient ? "memory-efficient" : "naive"), 7);
     }
   }
+  // 7x7 and 3x3 images at batch 3 (147 and 27 pixels), 16 new channels: in evaluation the 3x3
+  // convolutions run through norm_gemm's product (few pixels: conv3x3_gemm), and the transition
+  // (64 -> 32 channels) its 1x1 convolution through norm_gemm without normalisation.
+  DenseNetConfig late = bc;
+  late.growth_rate = 16;
+  late.bn_size = 4;
+  late.num_init_features = 32;
+  late.block_config = {2, 2};
+  {
+    torch::NoGradGuard no_grad;
+    if (norm_gemm::accelerated() &&
+        !convolutions::gemm3x3_runs(at::kFloat, at::empty({3, 64, 7, 7}), at::empty({16, 64, 3, 3}), 1)) {
+      std::printf("FAIL: evaluation does not run the 3x3 convolution through the product at 7x7, batch 3\n");
+      failed = true;
+    }
+  }
+  compare_models(late, "16 new channels, 7x7 images at batch 3", 7);
   // 9x9 images, 12 new channels (not a whole number of AVX2 vectors) from 48 (bottleneck) or
   // 24..60 (plain): with the AVX2 kernel the first block's 3x3 convolutions run through the
   // Winograd kernel (forward, input and weight gradients), the second block's 4x4 images for the

@@ -1,7 +1,8 @@
 // norm_gemm (the 1x1 convolution with batch norm + ReLU as its prologue) against LibTorch:
 // relu(x * scale + shift) times the weight in double precision, with and without bias and output ReLU, for every
 // panel width (1-4 vectors), row counts no micro-kernel height divides, k below and above a
-// vector, rows strided wider than k (a channel range of a block buffer), NaN propagation.
+// vector, rows strided wider than k (a channel range of a block buffer), NaN propagation; without
+// normalisation (a plain product); the 3x3 convolution through the product (conv3x3_rows).
 // Prints the variant it ran ("avx512", "avx2", "default": DENSETORCH_CPU_CAPABILITY picks) and "ok".
 #include "kernel_sources.h"
 
@@ -22,11 +23,12 @@ namespace {
 
 at::Tensor run(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& shift, const at::Tensor& w,
                const at::Tensor& bias, bool relu) {
-  const int64_t rows = x.size(0), k = scale.size(0), n = w.size(0);
+  const int64_t rows = x.size(0), k = x.size(1), n = w.size(0);
   std::vector<float> packed(static_cast<std::size_t>(n * k));
   norm_gemm::pack_weight(w.data_ptr<float>(), n, k, packed.data());
   at::Tensor out = at::full({rows, n}, -7.f);
-  const norm_gemm::Args a{x.data_ptr<float>(), x.stride(0), k, scale.data_ptr<float>(), shift.data_ptr<float>(),
+  const norm_gemm::Args a{x.data_ptr<float>(), x.stride(0), k, scale.defined() ? scale.data_ptr<float>() : nullptr,
+                          shift.defined() ? shift.data_ptr<float>() : nullptr,
                           packed.data(), n, bias.defined() ? bias.data_ptr<float>() : nullptr, relu,
                           out.data_ptr<float>(), n};
   at::parallel_for(0, rows, 8, [&](int64_t b, int64_t e) { norm_gemm::rows(a, b, e); });
@@ -35,10 +37,50 @@ at::Tensor run(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& s
 
 at::Tensor reference(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& shift, const at::Tensor& w,
                      const at::Tensor& bias, bool relu) {
-  const at::Tensor normed = (x * scale + shift).relu();
+  const at::Tensor normed = scale.defined() ? (x * scale + shift).relu() : x;  // undefined: no normalisation
   at::Tensor y = at::mm(normed.to(at::kDouble), w.t().to(at::kDouble)).to(at::kFloat);  // the 1x1 convolution
   if (bias.defined()) y = y + bias;
   return relu ? y.relu() : y;
+}
+
+// The 3x3 convolution through the product (conv3x3_rows) against at::conv2d in double
+// precision: images of one row or column (every window reaches the zero border), DenseNet-121's
+// late-block shapes at batch 1 (128 -> 32 at 7x7 and 14x14), channel counts below a vector and not
+// whole vectors, several images, input and output rows strided wider than their channels (channel
+// ranges of block buffers), the pixels split between two callers at a point inside a tile.
+void check_conv3x3_gemm() {
+  struct Shape {
+    int64_t N, c, n, H, W;
+  };
+  double worst = 0;
+  for (const Shape s : {Shape{1, 128, 32, 7, 7}, Shape{1, 128, 32, 14, 14}, Shape{2, 24, 16, 5, 7},
+                        Shape{3, 5, 48, 1, 3}, Shape{1, 1, 16, 2, 1}, Shape{2, 37, 64, 9, 4}}) {
+    const at::Tensor x = torch::randn({s.N, s.c + 5, s.H, s.W}).contiguous(at::MemoryFormat::ChannelsLast).narrow(1, 0, s.c);
+    const at::Tensor w = torch::randn({s.n, s.c, 3, 3}) / std::sqrt(9.0 * static_cast<double>(s.c));
+    const at::Tensor rows = w.permute({0, 2, 3, 1}).reshape({s.n, 9 * s.c}).contiguous();
+    std::vector<float> packed(static_cast<std::size_t>(s.n * 9 * s.c));
+    norm_gemm::pack_weight(rows.data_ptr<float>(), s.n, 9 * s.c, packed.data());
+    at::Tensor out_buffer = torch::full({s.N, s.n + 3, s.H, s.W}, -7.f).contiguous(at::MemoryFormat::ChannelsLast);
+    const norm_gemm::Conv3x3Args a{x.data_ptr<float>(), s.c + 5, s.c, s.H, s.W, packed.data(), s.n,
+                                   out_buffer.data_ptr<float>(), s.n + 3};
+    const int64_t pixels = s.N * s.H * s.W, split = pixels * 3 / 5;
+    at::parallel_for(0, 2, 1, [&](int64_t first, int64_t last) {
+      for (int64_t part = first; part < last; ++part)
+        norm_gemm::conv3x3_rows(a, part == 0 ? 0 : split, part == 0 ? split : pixels);
+    });
+    const at::Tensor want = at::conv2d(x.to(at::kDouble), w.to(at::kDouble), {}, 1, 1);
+    const double diff =
+        (out_buffer.narrow(1, 0, s.n).to(at::kDouble) - want).abs().max().item<double>() / want.abs().max().item<double>();
+    worst = std::max(worst, diff);
+    if (!(diff < 1e-5)) {
+      std::printf("conv3x3_rows N=%ld c=%ld n=%ld %ldx%ld: relative difference %g\n", static_cast<long>(s.N),
+                  static_cast<long>(s.c), static_cast<long>(s.n), static_cast<long>(s.H), static_cast<long>(s.W), diff);
+      check(false, "the 3x3 convolution through the product equals conv2d");
+    }
+    check((out_buffer.narrow(1, s.n, 3) == -7.f).all().item<bool>(), "channels past n of the output rows are left alone");
+  }
+  std::printf("conv3x3_rows (%s): largest relative difference from conv2d in double precision: %.2e\n",
+              norm_gemm::kernel_name(), worst);
 }
 
 // The Winograd 3x3 convolution against at::conv2d in double precision: images of one pixel
@@ -197,6 +239,19 @@ int main() {
   check(!out.narrow(0, 4, 16).isnan().any().item<bool>() && !out.narrow(0, 0, 3).isnan().any().item<bool>(),
         "other rows stay finite");
   std::printf("largest difference from the double-precision product: %.2e\n", worst);
+  // Without scale and shift: the plain product x @ w^T (negative inputs pass unchanged).
+  double worst_plain = 0;
+  for (int64_t n : {16, 48, 128})
+    for (int64_t k : {7, 130})
+      for (int64_t rows : {5, 133}) {
+        const at::Tensor x = torch::randn({rows, k + 9}).narrow(1, 0, k);
+        const at::Tensor w = torch::randn({n, k}) / std::sqrt(static_cast<double>(k));
+        const double diff = (run(x, {}, {}, w, {}, false) - reference(x, {}, {}, w, {}, false)).abs().max().item<double>();
+        worst_plain = std::max(worst_plain, diff);
+        check(diff < 1e-4, "without scale and shift, norm_gemm equals x @ w^T");
+      }
+  std::printf("without normalisation: largest difference from the double-precision product: %.2e\n", worst_plain);
+  check_conv3x3_gemm();
   check_winograd();
   if (densetorch_test::failures == 0) std::printf("ok\n");
   return densetorch_test::failures == 0 ? 0 : 1;

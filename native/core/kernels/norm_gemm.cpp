@@ -11,9 +11,12 @@ using kernels::KernelTable;
 
 namespace {
 
-// Both tables register the same instruction sets, so both pick the same.
+// The tables register the same instruction sets, so all pick the same.
 const KernelTable<kernels::RowsFn> kRows{kernels::portable::rows, DT_X86(kernels::avx2::rows),
                                          DT_X86(kernels::avx512::rows)};
+const KernelTable<kernels::Conv3x3RowsFn> kConv3x3Rows{kernels::portable::conv3x3_rows,
+                                                       DT_X86(kernels::avx2::conv3x3_rows),
+                                                       DT_X86(kernels::avx512::conv3x3_rows)};
 const KernelTable<kernels::BackwardRowsFn> kBackwardRows{kernels::portable::backward_rows,
                                                          DT_X86(kernels::avx2::backward_rows),
                                                          DT_X86(kernels::avx512::backward_rows)};
@@ -38,6 +41,8 @@ int64_t panel_width(int64_t n) {
 }
 
 void rows(const Args& a, int64_t begin, int64_t end) { kRows.selected().fn(a, begin, end); }
+
+void conv3x3_rows(const Conv3x3Args& a, int64_t begin, int64_t end) { kConv3x3Rows.selected().fn(a, begin, end); }
 
 void pack_backward_weight(const float* w, int64_t n, int64_t k, float* packed) {
   const int64_t width = kernels::vector_width(kBackwardRows.selected().isa), kp = padded_k(k);

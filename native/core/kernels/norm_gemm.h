@@ -33,7 +33,7 @@ struct Args {
   const float* x;       // rows of k values, row r at x + r * ldx
   int64_t ldx;
   int64_t k;
-  const float* scale;   // [k]: x * scale + shift, then ReLU
+  const float* scale;   // [k]: x * scale + shift, then ReLU; null: x as it is (a plain 1x1 convolution)
   const float* shift;   // [k]
   const float* packed;  // pack_weight of [n][k]
   int64_t n;
@@ -45,6 +45,24 @@ struct Args {
 
 // Rows [begin, end) of the product on the calling thread (callers split rows between threads).
 void rows(const Args& a, int64_t begin, int64_t end);
+
+// A 3x3 convolution (stride 1, padding 1, no bias) as the same product, without the batch norm:
+// an output pixel's row of the left operand is its 3 x 3 window of input pixels (zeros outside the
+// image), gathered tile by tile in the cache and never written to memory. For small images
+// (late blocks at small batches), where a direct convolution splits poorly between threads.
+struct Conv3x3Args {
+  const float* x;       // input pixels: image i, row h, column w at x + ((i * H + h) * W + w) * ldx
+  int64_t ldx;
+  int64_t k;            // input channels
+  int64_t H, W;
+  const float* packed;  // pack_weight of [n][9 * k]: the weight [n][k][3][3] as [n][3][3][k]
+  int64_t n;            // output channels (available(n))
+  float* out;           // output pixels, ldo apart, in the input's order
+  int64_t ldo;
+};
+
+// Output pixels [begin, end) (of N * H * W) on the calling thread.
+void conv3x3_rows(const Conv3x3Args& a, int64_t begin, int64_t end);
 
 // The backward of the product without bias and output ReLU, with batch statistics: from
 // grad = d out, the weight's gradient and the part of x's gradient that passes through the ReLU

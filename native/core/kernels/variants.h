@@ -18,6 +18,7 @@ namespace densetorch::kernels {
 // The names the micro-kernel sources use.
 using norm_gemm::Args;
 using norm_gemm::BackwardArgs;
+using norm_gemm::Conv3x3Args;
 using norm_gemm::padded_k;
 using WinogradInput = winograd::Input;
 using WinogradArgs = winograd::Args;
@@ -58,6 +59,7 @@ inline int64_t vector_width(Capability isa) { return isa == Capability::kAvx512 
 void pack_panels(const float* w, int64_t n, int64_t k, float* packed, int64_t width);
 
 using RowsFn = void (*)(const Args&, int64_t, int64_t);
+using Conv3x3RowsFn = void (*)(const Conv3x3Args&, int64_t, int64_t);
 using BackwardRowsFn = void (*)(const BackwardArgs&, int64_t, int64_t);
 using WeightGradRowsFn = void (*)(const float*, int64_t, const float*, int64_t, int64_t, int64_t, int64_t, float*);
 using WinogradTilesFn = void (*)(const WinogradArgs&, int64_t, int64_t);
@@ -65,6 +67,7 @@ using WinogradGradTilesFn = void (*)(const WinogradGradArgs&, int64_t, int64_t, 
 
 #define DT_GEMM_VARIANT_DECLARATIONS                                                                          \
   void rows(const Args& a, int64_t begin, int64_t end);                                                       \
+  void conv3x3_rows(const Conv3x3Args& a, int64_t begin, int64_t end);                                        \
   void backward_rows(const BackwardArgs& a, int64_t begin, int64_t end);
 
 #define DT_3X3_VARIANT_DECLARATIONS                                                                       \
