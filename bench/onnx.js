@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // densetorch `predict` against onnxruntime-node running densetorch's own ONNX export of the same
-// model (all graph optimisations), batch 1 and a large batch, same threads. Each measurement is a
+// model (all graph optimisations), batch 1 (also through model.serve() at one client) and a large
+// batch, same threads. Each measurement is a
 // fresh process (one engine's thread pool at a time), engines alternating, `--rounds` rounds.
 // Prints img/s and ms per batch (median over rounds, [min-max]), each engine's share of the FMA
 // peak (register-only FMAs on the same threads, measured in the run), and the ratio; writes
@@ -20,6 +21,10 @@ const CASES = [
   { name: 'DenseNet-BC-100, batch 256', model: 'bc100', size: 32, batch: 256, reps: 4 },
   { name: 'DenseNet-121, batch 1', model: 'densenet121', size: 224, batch: 1, reps: 40 },
   { name: 'DenseNet-121, batch 32', model: 'densenet121', size: 224, batch: 32, reps: 3 },
+  // One client awaiting each answer before its next request, through the dynamic batcher
+  // (model.serve() with its defaults); onnxruntime-node's side is the same session.run.
+  { name: 'DenseNet-BC-100, batch 1 through serve()', model: 'bc100', size: 32, batch: 1, reps: 40, serve: true },
+  { name: 'DenseNet-121, batch 1 through serve()', model: 'densenet121', size: 224, batch: 1, reps: 40, serve: true },
 ];
 
 /** In a child: times one engine on one case; prints { msPerBatch }. */
@@ -33,7 +38,8 @@ async function child(spec) {
     dt.setNumThreads(threads);
     const model = (await dt.load(path.join(dir, `${c.model}.safetensors`))).eval();
     const input = dt.tensor(x, [c.batch, 3, c.size, c.size]);
-    run = async () => (await model.predict(input, { batchSize: c.batch })).dispose();
+    const server = c.serve ? model.serve() : null;
+    run = async () => (await (server ? server.predict(input) : model.predict(input, { batchSize: c.batch }))).dispose();
   } else {
     const ort = require('onnxruntime-node');
     const session = await ort.InferenceSession.create(path.join(dir, `${c.model}.onnx`), {

@@ -81,7 +81,7 @@ function send(res, status, body) {
  * batcher. `close()` on the returned object stops accepting connections and resolves once every
  * queued request was answered.
  */
-function createServer(model, { maxBatch = 32, maxDelayMs = 5, maxQueue = 1024, topK = 5, imageSize } = {}) {
+function createServer(model, { maxBatch = 32, maxDelayMs = 0, maxQueue = 1024, topK = 5, imageSize } = {}) {
   model.eval();
   const predictor = model.serve({ maxBatch, maxDelayMs, maxQueue });
   const server = http.createServer(async (req, res) => {
@@ -141,12 +141,12 @@ async function main(argv = process.argv.slice(2)) {
     return i >= 0 ? argv[i + 1] : fallback;
   };
   if (!file) {
-    console.error('usage: node examples/serve.js MODEL.safetensors [--port 8080] [--host 127.0.0.1] [--max-batch 32] [--max-delay-ms 5] [--image-size S]');
+    console.error('usage: node examples/serve.js MODEL.safetensors [--port 8080] [--host 127.0.0.1] [--max-batch 32] [--max-delay-ms 0] [--image-size S]');
     return 2;
   }
   const running = await start(file, {
     port: Number(flag('port', 8080)), host: flag('host', '127.0.0.1'),
-    maxBatch: Number(flag('max-batch', 32)), maxDelayMs: Number(flag('max-delay-ms', 5)),
+    maxBatch: Number(flag('max-batch', 32)), maxDelayMs: Number(flag('max-delay-ms', 0)),
     imageSize: flag('image-size') === undefined ? undefined : Number(flag('image-size')),
   });
   console.log(`densetorch: serving ${file} on http://${running.host}:${running.port} (POST /predict, GET /healthz)`);

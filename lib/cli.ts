@@ -502,7 +502,7 @@ export function program(): Command {
     .addOption(new Option('--port <n>', 'TCP port (0: any free port)').default(8080).argParser(int('--port', 0)))
     .option('--host <address>', 'address to listen on', '127.0.0.1')
     .addOption(new Option('--max-batch <n>', 'most images in one merged forward pass').default(32).argParser(int('--max-batch')))
-    .addOption(new Option('--max-delay-ms <ms>', 'longest wait for a batch to fill').default(5).argParser(int('--max-delay-ms', 0)))
+    .addOption(new Option('--max-delay-ms <ms>', 'longest wait for a batch to fill while the model is free').default(0).argParser(int('--max-delay-ms', 0)))
     .action(async (file: string, flags: { port: number; host: string; maxBatch: number; maxDelayMs: number }) => {
       // The server is the example program (examples/serve.js), shipped with the package.
       // eslint-disable-next-line @typescript-eslint/no-require-imports

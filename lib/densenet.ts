@@ -280,13 +280,14 @@ export class DenseNet {
 
   /**
    * A dynamic batcher over this model for serving: concurrent `predict(x)` calls are merged into
-   * one forward pass (up to `maxBatch` images or `maxDelayMs` after the first), run in eval mode
-   * through the model's queue, and split back.
-   * @param options - `maxBatch` (default 32), `maxDelayMs` (default 5), `maxQueue` (default 1024)
+   * one forward pass (up to `maxBatch` images: the requests that waited while the previous pass
+   * ran, or `maxDelayMs` after the first when set), run in eval mode through the model's queue,
+   * and split back.
+   * @param options - `maxBatch` (default 32), `maxDelayMs` (default 0), `maxQueue` (default 1024)
    * @returns a {@link Predictor}
    * @example
    * ```js
-   * const server = model.serve({ maxBatch: 32, maxDelayMs: 5 });
+   * const server = model.serve({ maxBatch: 32 });
    * const [a, b] = await Promise.all([server.predict(x1), server.predict(x2)]); // one forward pass
    * ```
    */

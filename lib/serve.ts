@@ -110,7 +110,11 @@ export class InferenceQueue {
 export interface ServeOptions {
   /** Most images in one merged forward pass. Default 32. */
   maxBatch?: number;
-  /** Longest wait, in ms, after a request arrives for others to join its batch. Default 5. */
+  /**
+   * Longest wait, in ms, after a request arrives for others to join its batch while the model is
+   * free. Default 0: a batch runs as soon as the model is free (requests arriving while it computes
+   * form the next batch).
+   */
   maxDelayMs?: number;
   /** Refuse with {@link QueueFullError} past this many waiting requests. Default 1024. */
   maxQueue?: number;
@@ -167,13 +171,15 @@ function percentile(sorted: number[], p: number): number {
 
 /**
  * A dynamic batcher over one model: `predict()` calls from many callers are merged into one
- * forward pass (up to `maxBatch` images, or `maxDelayMs` after the first waiting request), run
- * once, and split back. One merged pass runs at a time; requests that arrive meanwhile form the
- * next one. Made by {@link DenseNet.serve}.
+ * forward pass (up to `maxBatch` images), run once, and split back. One merged pass runs at a
+ * time; requests that arrive meanwhile form the next one, so batches grow with the load while a
+ * lone request runs at once. `maxDelayMs` > 0 also holds a batch that is not full for up to that
+ * long after its oldest request (more throughput at a steady trickle, more latency). Made by
+ * {@link DenseNet.serve}.
  *
  * @example
  * ```js
- * const server = model.eval().serve({ maxBatch: 32, maxDelayMs: 5 });
+ * const server = model.eval().serve({ maxBatch: 32 });
  * const logits = await server.predict(dt.tensor(pixels, [1, 3, 224, 224]));
  * server.stats(); // { batches, requests, meanBatchSize, queueDepth, p50Ms, p99Ms }
  * await server.close();
@@ -186,7 +192,7 @@ export class Predictor {
   readonly #maxQueue: number;
   #pending: Request[] = [];
   #inFlight = false;
-  #timer: NodeJS.Timeout | undefined;
+  #cancelFlush: (() => void) | undefined;
   #closed = false;
   #drained: Array<() => void> = [];
   #batches = 0;
@@ -198,7 +204,7 @@ export class Predictor {
     const o = knownOptions<ServeOptions>(options, ['maxBatch', 'maxDelayMs', 'maxQueue'], 'serve()');
     this.#runner = runner;
     this.#maxBatch = positiveInt(o.maxBatch ?? 32, 'options.maxBatch');
-    this.#maxDelayMs = numberIn(o.maxDelayMs ?? 5, 'options.maxDelayMs', (x) => x >= 0, '>= 0', true);
+    this.#maxDelayMs = numberIn(o.maxDelayMs ?? 0, 'options.maxDelayMs', (x) => x >= 0, '>= 0', true);
     this.#maxQueue = positiveInt(o.maxQueue ?? DEFAULT_MAX_QUEUE, 'options.maxQueue');
   }
 
@@ -303,11 +309,19 @@ export class Predictor {
   }
 
   #flushSoon(delayMs: number): void {
-    if (this.#timer) clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
+    this.#cancelFlush?.();
+    const fire = (): void => {
+      this.#cancelFlush = undefined;
       this.#flush();
-    }, delayMs);
+    };
+    // No delay: after the requests of this turn of the event loop (setTimeout's shortest is 1 ms).
+    if (delayMs > 0) {
+      const timer = setTimeout(fire, delayMs);
+      this.#cancelFlush = () => clearTimeout(timer);
+    } else {
+      const immediate = setImmediate(fire);
+      this.#cancelFlush = () => clearImmediate(immediate);
+    }
   }
 
   #flush(): void {
@@ -327,17 +341,21 @@ export class Predictor {
     for (const r of batch) r.cleanup();
     this.#inFlight = true;
     this.#runner.run(batch.map((r) => r.x), this.#maxBatch).then(
-      (outputs) => batch.forEach((r, i) => r.resolve(outputs[i])),
-      (err: unknown) => batch.forEach((r) => r.reject(err)),
-    ).finally(() => {
-      const now = performance.now();
-      for (const r of batch) this.#latencies.push(now - r.started);
-      if (this.#latencies.length > LATENCY_WINDOW) this.#latencies.splice(0, this.#latencies.length - LATENCY_WINDOW);
-      this.#batches += 1;
-      this.#requests += batch.length;
-      this.#inFlight = false;
-      this.#schedule();
-      this.#settled();
-    });
+      (outputs) => this.#finish(batch, (r, i) => r.resolve(outputs[i])),
+      (err: unknown) => this.#finish(batch, (r) => r.reject(err)),
+    );
+  }
+
+  // The counters first, so that a caller resumed by its answer reads them up to date.
+  #finish(batch: Request[], settle: (r: Request, i: number) => void): void {
+    const now = performance.now();
+    for (const r of batch) this.#latencies.push(now - r.started);
+    if (this.#latencies.length > LATENCY_WINDOW) this.#latencies.splice(0, this.#latencies.length - LATENCY_WINDOW);
+    this.#batches += 1;
+    this.#requests += batch.length;
+    this.#inFlight = false;
+    batch.forEach(settle);
+    this.#schedule();
+    this.#settled();
   }
 }

@@ -144,6 +144,23 @@ describe('dynamic batching (model.serve)', () => {
     await server.close();
   });
 
+  it('by default (maxDelayMs 0) a lone request runs at once, requests of one turn are merged, and those arriving while a batch runs form the next', async () => {
+    const m = tiny().eval();
+    const server = m.serve({ maxBatch: 8 });
+    await server.predict(image(1));
+    assert.deepEqual([server.stats().batches, server.stats().requests], [1, 1], 'a lone request is its own batch');
+    await Promise.all(Array.from({ length: 5 }, (_, i) => server.predict(image(10 + i))));
+    assert.deepEqual([server.stats().batches, server.stats().requests], [2, 6], 'five requests of one turn: one batch');
+    // One request starts a batch (on the next turn); four sent while it runs wait for the model.
+    const first = server.predict(image(20));
+    await new Promise((resolve) => setImmediate(resolve));
+    const later = Array.from({ length: 4 }, (_, i) => server.predict(image(30 + i)));
+    assert.equal(server.stats().queueDepth, 4, 'the four wait while the first batch runs');
+    await Promise.all([first, ...later]);
+    assert.deepEqual([server.stats().batches, server.stats().requests], [4, 11], 'then run as one batch of four');
+    await server.close();
+  });
+
   it('a bad request is refused on its own; the rest of the batch is answered', async () => {
     const m = tiny().eval();
     const server = m.serve({ maxBatch: 4, maxDelayMs: 10 });
