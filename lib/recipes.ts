@@ -52,10 +52,10 @@ export interface Recipe {
 export const RECIPES = {
   fashion: {
     dataset: 'fashion-mnist',
-    description: 'DenseNet-BC (L=40, k=12) for Fashion-MNIST in an hour on two cores: crop and flip, random erasing, label smoothing, a weight average, cosine with warm-up',
+    description: 'DenseNet-BC (L=40, k=12) for Fashion-MNIST in under an hour on two cores: label smoothing, a weight average, cosine with warm-up, no augmentation (18 epochs; crop, flip and random erasing held this small model back)',
     options: {
       model: 'cifar', depth: 40, growthRate: 12, epochs: 18, batchSize: 64, lr: 0.1, weightDecay: 5e-4,
-      schedule: 'cosine', warmupEpochs: 1, labelSmoothing: 0.1, augment: 'cifar', randomErasing: 0.25, emaDecay: 0.999,
+      schedule: 'cosine', warmupEpochs: 1, labelSmoothing: 0.1, augment: 'none', randomErasing: 0, emaDecay: 0.999,
     },
   },
 } satisfies Record<string, Recipe>;
