@@ -1,5 +1,7 @@
 #include "roofline.h"
 
+#include "../../native/core/kernels/dispatch.h"
+
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -83,67 +85,66 @@ namespace {
 
 constexpr int kChains = 24;  // independent accumulators per thread
 
-// `iterations` rounds of kChains FMAs on registers: acc = acc * a + b, which stays finite and
-// normal (it converges to b / (1 - a)). Returns a sum of the accumulators so nothing is dropped.
 #if defined(__x86_64__)
-__attribute__((target("avx512f"))) float fma_chains_avx512(int64_t iterations) {
-  __m512 acc[kChains];
-#pragma GCC unroll 32
-  for (int i = 0; i < kChains; ++i) acc[i] = _mm512_set1_ps(static_cast<float>(i));
-  const __m512 a = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(1e-6f);
-  for (int64_t n = 0; n < iterations; ++n) {
-#pragma GCC unroll 32
-    for (int i = 0; i < kChains; ++i) acc[i] = _mm512_fmadd_ps(acc[i], a, b);
-  }
-  __m512 sum = acc[0];
-#pragma GCC unroll 32
-  for (int i = 1; i < kChains; ++i) sum = _mm512_add_ps(sum, acc[i]);
-  return _mm512_reduce_add_ps(sum);
-}
+DT_ISA_BEGIN("avx512f")
+namespace avx512 {
+struct Isa {
+  using V = __m512;
+  static constexpr int64_t kLanes = 16;
+  static V set1(float f) { return _mm512_set1_ps(f); }
+  static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  static V add(V a, V b) { return _mm512_add_ps(a, b); }
+  static float total(V v) { return _mm512_reduce_add_ps(v); }
+};
+#include "fma_chains.inc"
+}  // namespace avx512
+DT_ISA_END
 
-__attribute__((target("avx2,fma"))) float fma_chains_avx2(int64_t iterations) {
-  __m256 acc[kChains];
-#pragma GCC unroll 32
-  for (int i = 0; i < kChains; ++i) acc[i] = _mm256_set1_ps(static_cast<float>(i));
-  const __m256 a = _mm256_set1_ps(0.999999f), b = _mm256_set1_ps(1e-6f);
-  for (int64_t n = 0; n < iterations; ++n) {
-#pragma GCC unroll 32
-    for (int i = 0; i < kChains; ++i) acc[i] = _mm256_fmadd_ps(acc[i], a, b);
+DT_ISA_BEGIN("avx2,fma")
+namespace avx2 {
+struct Isa {
+  using V = __m256;
+  static constexpr int64_t kLanes = 8;
+  static V set1(float f) { return _mm256_set1_ps(f); }
+  static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  static V add(V a, V b) { return _mm256_add_ps(a, b); }
+  static float total(V v) {
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, v);
+    float sum = 0;
+    for (float x : lanes) sum += x;
+    return sum;
   }
-  alignas(32) float lanes[8];
-  __m256 sum = acc[0];
-#pragma GCC unroll 32
-  for (int i = 1; i < kChains; ++i) sum = _mm256_add_ps(sum, acc[i]);
-  _mm256_store_ps(lanes, sum);
-  float total = 0;
-  for (float v : lanes) total += v;
-  return total;
-}
+};
+#include "fma_chains.inc"
+}  // namespace avx2
+DT_ISA_END
 #endif
 
-float fma_chains_scalar(int64_t iterations) {
-  float acc[kChains];
-  for (int i = 0; i < kChains; ++i) acc[i] = static_cast<float>(i);
-  for (int64_t n = 0; n < iterations; ++n)
-#pragma GCC unroll 32
-    for (int i = 0; i < kChains; ++i) acc[i] = std::fma(acc[i], 0.999999f, 1e-6f);
-  float total = 0;
-  for (float v : acc) total += v;
-  return total;
-}
+namespace scalar {
+struct Isa {
+  using V = float;
+  static constexpr int64_t kLanes = 1;
+  static V set1(float f) { return f; }
+  static V fma(V a, V b, V c) { return std::fma(a, b, c); }
+  static V add(V a, V b) { return a + b; }
+  static float total(V v) { return v; }
+};
+#include "fma_chains.inc"
+}  // namespace scalar
 
 }  // namespace
 
 FmaPeak fma_peak(double seconds, int reps) {
-  float (*chains)(int64_t) = fma_chains_scalar;
-  int64_t lanes = 1;
+  float (*chains)(int64_t) = scalar::fma_chains;
+  int64_t lanes = scalar::Isa::kLanes;
   const char* isa = "scalar";
 #if defined(__x86_64__)
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx512f")) {
-    chains = fma_chains_avx512, lanes = 16, isa = "avx512";
+    chains = avx512::fma_chains, lanes = avx512::Isa::kLanes, isa = "avx512";
   } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-    chains = fma_chains_avx2, lanes = 8, isa = "avx2";
+    chains = avx2::fma_chains, lanes = avx2::Isa::kLanes, isa = "avx2";
   }
 #endif
   const int threads = at::get_num_threads();

@@ -12,7 +12,7 @@ const ROOT = path.resolve(__dirname, '..', '..');
 /** The path of the built program `name` (bench/native/<name>_main.cpp), compiling it if needed. */
 function benchTool(name) {
   const main = path.join(__dirname, `${name}_main.cpp`);
-  const sources = [main, ...fs.readdirSync(__dirname).filter((f) => /\.(h|cpp)$/.test(f)).map((f) => path.join(__dirname, f))];
+  const sources = [main, ...fs.readdirSync(__dirname).filter((f) => /\.(h|cpp|inc)$/.test(f)).map((f) => path.join(__dirname, f))];
   const hash = crypto.createHash('sha256');
   for (const f of sources.sort()) hash.update(fs.readFileSync(f));
   const lt = nativeConfig.libtorch();
