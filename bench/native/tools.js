@@ -35,9 +35,8 @@ function roofline(args) {
 
 /** The roofline program's arguments for a model (its `config`) on size x size images after `command threads`. */
 function modelArgs(command, threads, config, size, batch, backward, reps) {
-  const k = config;
-  return [command, threads, size, size, batch, backward ? 1 : 0, reps, k.growthRate, k.blockConfig.join(','),
-    k.numInitFeatures, k.bnSize, k.compression, k.numClasses, k.inChannels, k.stem];
+  return [command, threads, size, size, batch, backward ? 1 : 0, reps, config.growthRate, config.blockConfig.join(','),
+    config.numInitFeatures, config.bnSize, config.compression, config.numClasses, config.inChannels, config.stem];
 }
 
 /** The FMA peak of `threads` threads (register-only FMAs, fastest of 5 runs): { gflops, isa }. */

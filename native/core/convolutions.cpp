@@ -254,9 +254,8 @@ void conv3x3_gemm(const at::Tensor& x, const at::Tensor& weight, const at::Tenso
       packed_weight(*packs, weight, 9 * c, [&] { return weight.permute({0, 2, 3, 1}).reshape({n, 9 * c}); });
   const norm_gemm::Conv3x3Args args{in.data, in.ld, c, x.size(2), x.size(3), packed->data(), n, out.data, out.ld};
   // Chunks of whole 12-row micro-tiles (a remainder row costs a third of a full tile).
-  const int64_t share = (in.rows + 8 * at::get_num_threads() - 1) / (8 * at::get_num_threads());
-  parallel_chunks(0, in.rows, (share + 11) / 12 * 12,
-                  [&](int64_t begin, int64_t end) { norm_gemm::conv3x3_rows(args, begin, end); });
+  parallel_chunks(0, in.rows, 12, [&](int64_t begin, int64_t end) { norm_gemm::conv3x3_rows(args, begin, end); },
+                  /*multiple=*/12);
 }
 
 // Whether a convolution with `weight` ([k, c, kh, kw]) and `padding` over H x W images runs

@@ -23,11 +23,13 @@ using kernels::Panel;
 // them instead of one fixed share each: a thread whose core runs slower for a while (another
 // tenant on it) takes fewer chunks instead of keeping the others waiting at the end. For loops
 // whose iterations write disjoint outputs only (no per-thread sums): which thread runs a chunk
-// changes nothing in the result.
+// changes nothing in the result. Chunks are whole multiples of `multiple` (a kernel's row tile)
+// except the last.
 template <class F>
-void parallel_chunks(int64_t begin, int64_t end, int64_t grain, const F& f) {
+void parallel_chunks(int64_t begin, int64_t end, int64_t grain, const F& f, int64_t multiple = 1) {
   const int64_t threads = at::get_num_threads();
-  const int64_t chunk = std::max<int64_t>(grain, (end - begin + 8 * threads - 1) / (8 * threads));
+  const int64_t share = std::max<int64_t>(grain, (end - begin + 8 * threads - 1) / (8 * threads));
+  const int64_t chunk = (share + multiple - 1) / multiple * multiple;
   if (threads <= 1 || end - begin <= chunk || at::in_parallel_region()) return f(begin, end);
   std::atomic<int64_t> next{begin};
   at::parallel_for(0, threads, 1, [&](int64_t, int64_t) {
